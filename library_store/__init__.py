@@ -1,0 +1,55 @@
+"""library_store: the persistent module library (numpy + zarr + icechunk + JSON; no torch).
+
+>>> library = Library.create("library")
+>>> with library.transaction("learn mnist:3v8", kind="learn") as tx:
+...     conv = tx.add_module("conv", {"weight": w}, created_by="mnist:3v8")
+...     tx.add_task(TaskRecord("mnist:3v8", "classification", "mnist:3v8", [[conv.id]]))
+>>> library.snapshot("after-first-task")
+"""
+
+from library_store.errors import (
+    Conflict,
+    InvalidRecord,
+    LibraryDamaged,
+    LibraryError,
+    LibraryLocked,
+    NotALibrary,
+    SchemaTooNew,
+    UnknownModule,
+    UnknownSnapshot,
+    UnknownTask,
+)
+from library_store.library import SCHEMA_VERSION, Library, Transaction, task_key
+from library_store.records import (
+    HistoryEntry,
+    ModuleRecord,
+    Problem,
+    SnapshotInfo,
+    TaskArrays,
+    TaskRecord,
+    tensors_checksum,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Conflict",
+    "HistoryEntry",
+    "InvalidRecord",
+    "Library",
+    "LibraryDamaged",
+    "LibraryError",
+    "LibraryLocked",
+    "ModuleRecord",
+    "NotALibrary",
+    "Problem",
+    "SchemaTooNew",
+    "SnapshotInfo",
+    "TaskArrays",
+    "TaskRecord",
+    "Transaction",
+    "UnknownModule",
+    "UnknownSnapshot",
+    "UnknownTask",
+    "task_key",
+    "tensors_checksum",
+]

@@ -1,0 +1,83 @@
+"""``Library.check()``: re-read every record and tensor, recompute checksums, follow references."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from library_store import arrays
+from library_store.records import ModuleRecord, Problem, TaskRecord, tensors_checksum
+
+if TYPE_CHECKING:
+    from library_store.library import Library
+
+
+def _error(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def find_problems(library: Library) -> list[Problem]:
+    """Every problem in the library's current state, each with where it is."""
+    from library_store.library import FORMAT, SCHEMA_VERSION, task_key
+
+    store = library._store
+    problems: list[Problem] = []
+    root = arrays.read_attributes(store, "")
+    if root.get("format") != FORMAT:
+        problems.append(Problem("library", f"unknown format {root.get('format')!r}"))
+    if root.get("schema_version") != SCHEMA_VERSION:
+        problems.append(
+            Problem(
+                "library",
+                f"schema version {root.get('schema_version')!r}, expected {SCHEMA_VERSION}",
+            )
+        )
+
+    module_ids: set[str] = set()
+    for name, attributes in sorted(arrays.child_groups(store, "modules").items()):
+        where = f"module {name}"
+        try:
+            record = ModuleRecord.from_json(attributes)
+        except (KeyError, TypeError) as error:
+            problems.append(Problem(where, f"unreadable record ({_error(error)})"))
+            continue
+        module_ids.add(name)
+        if record.id != name:
+            problems.append(Problem(where, f"record says id {record.id!r}"))
+        try:
+            stored = set(arrays.array_names(store, f"modules/{name}"))
+            if stored != set(record.tensors):
+                problems.append(
+                    Problem(where, f"tensors {sorted(stored)} != recorded {sorted(record.tensors)}")
+                )
+                continue
+            tensors = arrays.read_arrays(store, {t: f"modules/{name}/{t}" for t in record.tensors})
+        except Exception as error:
+            problems.append(Problem(where, f"tensors cannot be read ({_error(error)})"))
+            continue
+        if tensors_checksum(tensors) != record.checksum:
+            problems.append(Problem(where, "checksum mismatch: tensors differ from those committed"))
+
+    for key, attributes in sorted(arrays.child_groups(store, "tasks").items()):
+        try:
+            task = TaskRecord.from_json(attributes)
+        except (KeyError, TypeError) as error:
+            problems.append(Problem(f"task group {key}", f"unreadable record ({_error(error)})"))
+            continue
+        where = f"task {task.name!r}"
+        if task_key(task.name) != key:
+            problems.append(Problem(where, f"stored under the wrong key {key!r}"))
+        for module_id in task.module_ids:
+            if module_id not in module_ids:
+                problems.append(Problem(where, f"uses missing module {module_id}"))
+        try:
+            library.task_arrays(task.name)
+        except Exception as error:
+            problems.append(Problem(where, f"task arrays cannot be read ({_error(error)})"))
+
+    for info in library.snapshots():
+        try:
+            next(library._repo.ancestry(snapshot_id=info.state))
+        except Exception as error:
+            problems.append(Problem(f"snapshot {info.name!r}", f"state unreadable ({_error(error)})"))
+    return problems

@@ -1,0 +1,459 @@
+"""The persistent module library: an icechunk repository of zarr groups, plus a writer lock.
+
+On disk, a library folder holds::
+
+    repo/          icechunk repository: transactional commits, branches and tags
+    writer.lock    held by the one process that may change the library
+
+Branch ``main`` is the library state::
+
+    /                      attributes: format, schema_version
+    /modules/<id>/         attributes: ModuleRecord      arrays: the module's tensors
+    /tasks/<key>/          attributes: TaskRecord        groups: head/, probe/, uses/<layer>/<i>/
+
+Branch ``journal`` is the history: one small commit per change (learn, prune, snapshot,
+restore, ...) whose metadata names the ``main`` state it produced. A snapshot is an icechunk
+tag of a ``main`` state, so snapshot and restore move pointers and never copy tensors.
+
+Readers see the state that was committed when they opened (or last refreshed); a writer takes
+the lock, works on a private icechunk session and commits it in one atomic step, so a crash at
+any instant leaves the last committed state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import icechunk
+import numpy as np
+from filelock import FileLock, Timeout
+
+from library_store import arrays
+from library_store.errors import (
+    Conflict,
+    InvalidRecord,
+    LibraryDamaged,
+    LibraryError,
+    LibraryLocked,
+    NotALibrary,
+    SchemaTooNew,
+    UnknownModule,
+    UnknownSnapshot,
+    UnknownTask,
+)
+from library_store.records import (
+    HistoryEntry,
+    ModuleRecord,
+    Problem,
+    SnapshotInfo,
+    TaskArrays,
+    TaskRecord,
+    Tensors,
+    tensors_checksum,
+    validate_tensors,
+)
+
+FORMAT = "lifelong-library"
+SCHEMA_VERSION = 1
+MAIN, JOURNAL = "main", "journal"
+REPO_DIR, LOCK_FILE = "repo", "writer.lock"
+AUTO_SNAPSHOT_PREFIX = "before-restore-"
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_MODULE_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+# icechunk warns that its local storage is unsafe for concurrent commits; our writer lock
+# serialises every commit, so the warning would only alarm users.
+icechunk.set_logs_filter("error")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def task_key(name: str) -> str:
+    """A zarr-safe group name for a task name such as ``mnist:3v8``: readable and unique."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] or "task"
+    return f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+class Library:
+    """A module library on disk. Create with :meth:`create`, open with :meth:`open`.
+
+    All read methods see one committed state (``self.state``); :meth:`refresh` moves to the
+    newest one. Changes go through :meth:`transaction`, :meth:`snapshot` and :meth:`restore`.
+    """
+
+    def __init__(self, path: Path, repo: icechunk.Repository, lock_timeout: float) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        self._repo = repo
+        self.refresh()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> Library:
+        """Make a new, empty library at ``path`` (which must not exist or be an empty folder)."""
+        path = Path(path)
+        if (path / REPO_DIR).exists():
+            raise Conflict(f"a library already exists at {path}")
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise Conflict(f"{path} exists and is not an empty folder; choose another path")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / LOCK_FILE).touch()
+        repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(path / REPO_DIR)))
+        origin = repo.lookup_branch(MAIN)
+        session = repo.writable_session(MAIN)
+        arrays.write_nodes(
+            session.store,
+            [
+                arrays.Node("", {"format": FORMAT, "schema_version": SCHEMA_VERSION}),
+                arrays.Node("modules"),
+                arrays.Node("tasks"),
+            ],
+        )
+        state = session.commit("library created", metadata={"kind": "init"})
+        repo.create_branch(JOURNAL, origin)
+        library = cls(path, repo, _lock_timeout(lock_timeout))
+        library._record("init", "library created", state)
+        return library
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float | None = None,
+        any_schema: bool = False,
+    ) -> Library:
+        """Open an existing library. ``any_schema`` lets ``check()`` look at a mismatched one."""
+        path = Path(path)
+        if not path.exists():
+            raise NotALibrary(f"no library at {path} (create one with `lifelong init`)")
+        if not (path / REPO_DIR).is_dir():
+            raise NotALibrary(f"{path} is not a lifelong library (no {REPO_DIR}/ folder)")
+        try:
+            repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(path / REPO_DIR)))
+            library = cls(path, repo, _lock_timeout(lock_timeout))
+            root = library._root_attributes()
+        except LibraryError:
+            raise
+        except Exception as error:
+            raise LibraryDamaged(f"library at {path} cannot be read: {_first_line(error)}") from None
+        if root.get("format") != FORMAT:
+            raise NotALibrary(f"{path} is not a lifelong library (unknown format)")
+        version = root.get("schema_version")
+        if not any_schema and version != SCHEMA_VERSION:
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"library at {path} has schema {version}; this lifelong reads up to "
+                    f"{SCHEMA_VERSION}: upgrade lifelong"
+                )
+            raise LibraryDamaged(f"library at {path} has unsupported schema {version!r}")
+        return library
+
+    def refresh(self) -> None:
+        """Move this reader to the newest committed state."""
+        self._session = self._repo.readonly_session(branch=MAIN)
+        self._store = self._session.store
+
+    @property
+    def state(self) -> str:
+        """Id of the committed state this object reads."""
+        return self._session.snapshot_id
+
+    # ------------------------------------------------------------------ reading
+    def _root_attributes(self) -> dict[str, Any]:
+        return arrays.read_attributes(self._store, "")
+
+    @property
+    def schema_version(self) -> int:
+        return self._root_attributes().get("schema_version")
+
+    def modules(self) -> list[ModuleRecord]:
+        groups = arrays.child_groups(self._store, "modules")
+        return [ModuleRecord.from_json(attrs) for _, attrs in sorted(groups.items())]
+
+    def module(self, module_id: str) -> ModuleRecord:
+        try:
+            return ModuleRecord.from_json(arrays.read_attributes(self._store, f"modules/{module_id}"))
+        except (FileNotFoundError, KeyError):
+            raise UnknownModule(f"no module {module_id!r} in the library") from None
+
+    def module_tensors(self, module_id: str) -> dict[str, np.ndarray]:
+        record = self.module(module_id)
+        paths = {name: f"modules/{module_id}/{name}" for name in record.tensors}
+        return arrays.read_arrays(self._store, paths)
+
+    def tasks(self) -> list[TaskRecord]:
+        groups = arrays.child_groups(self._store, "tasks")
+        records = [TaskRecord.from_json(attrs) for attrs in groups.values()]
+        return sorted(records, key=lambda record: record.name)
+
+    def task(self, name: str) -> TaskRecord:
+        try:
+            return TaskRecord.from_json(arrays.read_attributes(self._store, f"tasks/{task_key(name)}"))
+        except (FileNotFoundError, KeyError):
+            known = ", ".join(record.name for record in self.tasks()) or "none"
+            raise UnknownTask(f"no task {name!r} in the library (tasks: {known})") from None
+
+    def task_arrays(self, name: str) -> TaskArrays:
+        record = self.task(name)
+        base = f"tasks/{task_key(name)}"
+
+        def group(path: str) -> dict[str, np.ndarray]:
+            names = arrays.array_names(self._store, path)
+            return arrays.read_arrays(self._store, {n: f"{path}/{n}" for n in names})
+
+        uses = [
+            [group(f"{base}/uses/{layer}/{i}") for i in range(len(ids))]
+            for layer, ids in enumerate(record.layers)
+        ]
+        return TaskArrays(uses=uses, head=group(f"{base}/head"), probe=group(f"{base}/probe"))
+
+    def users(self, module_id: str) -> list[str]:
+        """Names of the tasks whose assembly uses ``module_id``."""
+        return [record.name for record in self.tasks() if module_id in record.module_ids]
+
+    def size_on_disk(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    # ------------------------------------------------------------------ history
+    def log(self) -> list[HistoryEntry]:
+        """Every change to the library, newest first."""
+        entries = []
+        for commit in self._repo.ancestry(branch=JOURNAL):
+            meta = commit.metadata or {}
+            if "kind" not in meta:  # the repository's own first, empty commit
+                continue
+            entries.append(
+                HistoryEntry(
+                    id=commit.id,
+                    time=commit.written_at.astimezone(UTC).isoformat(timespec="seconds"),
+                    kind=meta["kind"],
+                    message=commit.message,
+                    state=meta["state"],
+                    details=meta.get("details", {}),
+                )
+            )
+        return entries
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        created = {}  # snapshot name → the history entry that made it
+        for entry in self.log():
+            for key in ("snapshot", "backup"):
+                if key in entry.details and (key == "backup" or entry.kind == "snapshot"):
+                    created.setdefault(entry.details[key], entry)
+        infos = []
+        for name in self._repo.list_tags():
+            entry = created.get(name)
+            infos.append(
+                SnapshotInfo(
+                    name=name,
+                    state=self._repo.lookup_tag(name),
+                    time=entry.time if entry else "",
+                    message=entry.message if entry else "",
+                    automatic=name.startswith(AUTO_SNAPSHOT_PREFIX),
+                )
+            )
+        return sorted(infos, key=lambda info: (info.time, info.name))
+
+    def snapshot(self, name: str) -> SnapshotInfo:
+        """Name the current state so that :meth:`restore` can return to it. Costs O(1)."""
+        if not _SNAPSHOT_NAME.match(name or ""):
+            raise InvalidRecord(f"bad snapshot name {name!r}: use letters, digits, '.', '_' or '-' (max 100)")
+        with self._writer_lock():
+            if name in self._repo.list_tags():
+                raise Conflict(f"snapshot {name!r} already exists")
+            self._repo.create_tag(name, snapshot_id=self.state)
+            self._record("snapshot", f"snapshot '{name}' created", self.state, snapshot=name)
+        return next(info for info in self.snapshots() if info.name == name)
+
+    def restore(self, name: str) -> str:
+        """Return the library to snapshot ``name``; the state before is kept as a new snapshot,
+        whose name is returned, so the restore can itself be undone. Costs O(1)."""
+        with self._writer_lock():
+            tags = self._repo.list_tags()
+            if name not in tags:
+                known = ", ".join(sorted(tags)) or "none"
+                raise UnknownSnapshot(f"no snapshot {name!r} (snapshots: {known})")
+            target, current = self._repo.lookup_tag(name), self.state
+            backup = _next_auto_name(tags)
+            self._repo.create_tag(backup, snapshot_id=current)
+            self._repo.reset_branch(MAIN, target, from_snapshot_id=current)
+            self.refresh()
+            self._record(
+                "restore",
+                f"restored snapshot '{name}'; the state before is snapshot '{backup}'",
+                target,
+                snapshot=name,
+                backup=backup,
+            )
+        return backup
+
+    # ------------------------------------------------------------------ writing
+    @contextmanager
+    def transaction(self, message: str, kind: str = "change") -> Iterator[Transaction]:
+        """Change the library atomically: all of the block's changes are committed, or none.
+
+        The writer lock is held for the whole block; an exception (or a kill) commits nothing.
+        """
+        with self._writer_lock():
+            session = self._repo.writable_session(MAIN)
+            yield Transaction(self, session.store)
+            if session.has_uncommitted_changes:
+                state = session.commit(message, metadata={"kind": kind})
+                self.refresh()
+                self._record(kind, message, state)
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        lock = FileLock(self.path / LOCK_FILE, timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LibraryLocked(
+                f"library at {self.path} is locked by another writer; gave up after "
+                f"{self.lock_timeout:g} s (LIFELONG_LOCK_TIMEOUT sets the wait)"
+            ) from None
+        try:
+            self.refresh()
+            self._log_unlogged_change()
+            yield
+        finally:
+            lock.release()
+
+    def _record(self, kind: str, message: str, state: str, **details: str) -> None:
+        """Append one entry to the journal branch (a tiny tree, so this costs O(1))."""
+        metadata = {"kind": kind, "state": state, "details": details}
+        session = self._repo.writable_session(JOURNAL)
+        arrays.write_nodes(session.store, [arrays.Node("", {"last": metadata})])
+        session.commit(message, metadata=metadata)
+
+    def _log_unlogged_change(self) -> None:
+        """A writer killed between its commit and its journal entry left the entry out: add it."""
+        newest = next(self._repo.ancestry(branch=JOURNAL), None)
+        if newest is not None and (newest.metadata or {}).get("state") == self.state:
+            return
+        commit = next(self._repo.ancestry(branch=MAIN))
+        self._record("recovered", f"{commit.message} (committed; logged after an interruption)", self.state)
+
+    # ------------------------------------------------------------------ integrity
+    def check(self) -> list[Problem]:
+        """Re-read everything, recompute checksums, verify references; name every problem."""
+        from library_store.integrity import find_problems
+
+        return find_problems(self)
+
+
+class Transaction:
+    """The changes of one atomic commit. Obtained from :meth:`Library.transaction`."""
+
+    def __init__(self, library: Library, store: Any) -> None:
+        self._library = library
+        self._store = store
+        self._modules = {record.id: record for record in library.modules()}
+        self._tasks = {record.name: record for record in library.tasks()}
+
+    def add_module(
+        self,
+        kind: str,
+        tensors: Tensors,
+        *,
+        created_by: str,
+        config: Mapping[str, Any] | None = None,
+        signature: Mapping[str, Any] | None = None,
+        frozen: bool = True,
+    ) -> ModuleRecord:
+        """Store a new module; its id is derived from its content, so it is reproducible."""
+        if not _MODULE_KIND.match(kind or ""):
+            raise InvalidRecord(f"bad module kind {kind!r}: lowercase letters, digits, '_'")
+        clean = validate_tensors(tensors, f"module of kind {kind!r}")
+        checksum = tensors_checksum(clean)
+        config, signature = _plain(config or {}, "config"), _plain(signature or {}, "signature")
+        identity = json.dumps([kind, config, created_by, checksum], sort_keys=True)
+        record = ModuleRecord(
+            id=f"{kind}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}",
+            kind=kind,
+            config=config,
+            signature=signature,
+            frozen=bool(frozen),
+            created_by=created_by,
+            checksum=checksum,
+            tensors={n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in clean.items()},
+        )
+        if record.id in self._modules:
+            raise Conflict(f"module {record.id} already exists (same content and creator)")
+        arrays.write_nodes(self._store, [arrays.Node(f"modules/{record.id}", record.to_json(), clean)])
+        self._modules[record.id] = record
+        return record
+
+    def delete_module(self, module_id: str) -> None:
+        """Remove a module that no task uses."""
+        if module_id not in self._modules:
+            raise UnknownModule(f"no module {module_id!r} in the library")
+        users = [name for name, task in self._tasks.items() if module_id in task.module_ids]
+        if users:
+            raise Conflict(f"module {module_id} is used by tasks {', '.join(sorted(users))}")
+        arrays.delete_node(self._store, f"modules/{module_id}")
+        del self._modules[module_id]
+
+    def add_task(self, record: TaskRecord, task_arrays: TaskArrays | None = None) -> None:
+        """Store a learned task: its record and its own arrays (α/β per module, head, probe)."""
+        record = record.validate()
+        task_arrays = (task_arrays or TaskArrays()).validate(record)
+        if record.name in self._tasks:
+            raise Conflict(f"task {record.name!r} already exists; choose another --name")
+        missing = sorted({m for m in record.module_ids if m not in self._modules})
+        if missing:
+            raise UnknownModule(f"task {record.name!r} uses unknown modules {', '.join(missing)}")
+        base = f"tasks/{task_key(record.name)}"
+        nodes = [
+            arrays.Node(base, record.to_json()),
+            arrays.Node(f"{base}/head", {}, task_arrays.head),
+            arrays.Node(f"{base}/probe", {}, task_arrays.probe),
+            arrays.Node(f"{base}/uses"),
+        ]
+        for layer, ids in enumerate(record.layers):
+            nodes.append(arrays.Node(f"{base}/uses/{layer}"))
+            uses = task_arrays.uses[layer] if task_arrays.uses else [{} for _ in ids]
+            nodes += [arrays.Node(f"{base}/uses/{layer}/{i}", {}, use) for i, use in enumerate(uses)]
+        arrays.write_nodes(self._store, nodes)
+        self._tasks[record.name] = record
+
+    def module(self, module_id: str) -> ModuleRecord:
+        """A module as this transaction sees it (including ones it added)."""
+        if module_id not in self._modules:
+            raise UnknownModule(f"no module {module_id!r} in the library")
+        return self._modules[module_id]
+
+
+def _plain(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise InvalidRecord(f"module {what} is not plain JSON: {error}") from None
+
+
+def _lock_timeout(value: float | None) -> float:
+    if value is not None:
+        return value
+    return float(os.environ.get("LIFELONG_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S))
+
+
+def _next_auto_name(tags: set[str]) -> str:
+    used = [
+        int(t[len(AUTO_SNAPSHOT_PREFIX) :])
+        for t in tags
+        if t.startswith(AUTO_SNAPSHOT_PREFIX) and t[len(AUTO_SNAPSHOT_PREFIX) :].isdigit()
+    ]
+    return f"{AUTO_SNAPSHOT_PREFIX}{max(used, default=0) + 1}"
