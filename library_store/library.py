@@ -145,6 +145,7 @@ class Library:
             repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(path / REPO_DIR)))
             library = cls(path, repo, _lock_timeout(lock_timeout))
             root = library._root_attributes()
+            repo.lookup_branch(JOURNAL)  # the history is part of the library, not optional
         except LibraryError:
             raise
         except Exception as error:
@@ -162,14 +163,20 @@ class Library:
         return library
 
     def refresh(self) -> None:
-        """Move this reader to the newest committed state."""
-        self._session = self._repo.readonly_session(branch=MAIN)
-        self._store = self._session.store
+        """Move this reader to the newest committed state (O(1): the session opens lazily)."""
+        self._state = self._repo.lookup_branch(MAIN)
+        self._session: icechunk.Session | None = None
 
     @property
     def state(self) -> str:
         """Id of the committed state this object reads."""
-        return self._session.snapshot_id
+        return self._state
+
+    @property
+    def _store(self) -> Any:
+        if self._session is None:
+            self._session = self._repo.readonly_session(snapshot_id=self._state)
+        return self._session.store
 
     # ------------------------------------------------------------------ reading
     def _root_attributes(self) -> dict[str, Any]:

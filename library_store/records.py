@@ -26,6 +26,9 @@ def tensors_checksum(tensors: Tensors) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):
         array = np.asarray(tensors[name], order="C")
+        # Hash values, not byte order: the store keeps every array little endian, so a
+        # big-endian input must hash the same as what is read back.
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
         digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()

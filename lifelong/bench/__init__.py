@@ -1,0 +1,56 @@
+"""Benchmarks: protocols whose results are JSON files, never timed unit tests.
+
+Every result follows the convention in shared DESIGN.md: ``protocol``, ``command``, ``seeds``,
+``versions``, ``device``, ``wall_s``, ``results`` (condition → metric → number) and ``ratios``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BenchResult = tuple[dict[str, dict[str, float]], dict[str, float]]  # (results, ratios)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("lifelong", "torch", "zarr", "icechunk", "ale-py", "gymnasium"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def run(
+    protocol: str,
+    body: Callable[[], BenchResult],
+    *,
+    seeds: list[int],
+    device: str,
+    out_dir: Path,
+) -> tuple[dict[str, Any], Path]:
+    """Run one benchmark protocol and write its JSON result under ``out_dir``."""
+    start = time.perf_counter()
+    results, ratios = body()
+    report = {
+        "protocol": protocol,
+        "command": shlex.join(["lifelong", *sys.argv[1:]]),
+        "seeds": seeds,
+        "versions": versions(),
+        "device": device,
+        "wall_s": round(time.perf_counter() - start, 3),
+        "results": results,
+        "ratios": ratios,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{protocol}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return report, path

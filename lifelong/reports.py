@@ -1,0 +1,120 @@
+"""What users see of a library, as plain JSON-able rows.
+
+The CLI prints these as rich tables or, with ``--json``, as they are; both show the same content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from library_store import Library
+
+
+def _norm(tensors: dict[str, np.ndarray]) -> float:
+    """L2 norm over all floating-point tensors (integer counters such as BN's are skipped)."""
+    floats = (t for t in tensors.values() if t.dtype.kind == "f")
+    total = sum(float(np.sum(np.square(t, dtype=np.float64))) for t in floats)
+    return round(total**0.5, 6)
+
+
+def _value(array: np.ndarray) -> float | list[float]:
+    """A per-(task, module) parameter as users read it: the number if scalar, else its norm."""
+    if array.size == 1:
+        return round(float(array.reshape(())), 6)
+    return _norm({"x": array})
+
+
+def info(library: Library) -> dict[str, Any]:
+    modules, tasks, snapshots, log = library.modules(), library.tasks(), library.snapshots(), library.log()
+    last = log[0] if log else None
+    return {
+        "path": str(library.path.resolve()),
+        "schema_version": library.schema_version,
+        "state": library.state,
+        "modules": len(modules),
+        "frozen_modules": sum(m.frozen for m in modules),
+        "parameters": sum(_size(m.tensors) for m in modules),
+        "tasks": len(tasks),
+        "snapshots": len(snapshots),
+        "size_on_disk_bytes": library.size_on_disk(),
+        "last_change": {"time": last.time, "kind": last.kind, "message": last.message} if last else None,
+    }
+
+
+def _size(tensors: dict[str, dict[str, Any]]) -> int:
+    return int(sum(np.prod(meta["shape"], dtype=np.int64) for meta in tensors.values()))
+
+
+def tasks(library: Library) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": task.name,
+            "family": task.family,
+            "spec": task.spec,
+            "status": task.status,
+            "depth": task.depth,
+            "modules": len(task.module_ids),
+            "metrics": task.metrics,
+            "seed": task.seed,
+        }
+        for task in library.tasks()
+    ]
+
+
+def modules(library: Library, task: str | None = None) -> list[dict[str, Any]]:
+    """All modules, or (with ``task``) the ones that task uses, layer by layer, with its α/β."""
+    if task is None:
+        users: dict[str, list[str]] = {}
+        for record in library.tasks():
+            for module_id in record.module_ids:
+                users.setdefault(module_id, []).append(record.name)
+        return [
+            {
+                "id": m.id,
+                "kind": m.kind,
+                "created_by": m.created_by,
+                "frozen": m.frozen,
+                "parameters": _size(m.tensors),
+                "used_by": users.get(m.id, []),
+            }
+            for m in library.modules()
+        ]
+    record, arrays = library.task(task), library.task_arrays(task)
+    rows = []
+    for layer, ids in enumerate(record.layers):
+        for position, module_id in enumerate(ids):
+            module = library.module(module_id)
+            params = arrays.uses[layer][position] if arrays.uses else {}
+            rows.append(
+                {
+                    "layer": layer,
+                    "id": module_id,
+                    "kind": module.kind,
+                    "created_by": module.created_by,
+                    "frozen": module.frozen,
+                    "task_params": {name: _value(value) for name, value in sorted(params.items())},
+                    "weight_norm": _norm(library.module_tensors(module_id)),
+                }
+            )
+    return rows
+
+
+def snapshots(library: Library) -> list[dict[str, Any]]:
+    return [
+        {"name": s.name, "time": s.time, "automatic": s.automatic, "state": s.state, "message": s.message}
+        for s in library.snapshots()
+    ]
+
+
+def log(library: Library) -> list[dict[str, Any]]:
+    return [
+        {"time": e.time, "kind": e.kind, "message": e.message, "state": e.state, "id": e.id}
+        for e in library.log()
+    ]
+
+
+def check(library: Library) -> dict[str, Any]:
+    problems = library.check()
+    return {"clean": not problems, "problems": [{"where": p.where, "what": p.what} for p in problems]}
