@@ -30,7 +30,8 @@ bench_app = typer.Typer(help="Benchmarks; each writes a JSON result.", no_args_i
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(bench_app, name="bench")
 
-out = Console()
+# Piped output (scripts, tests, logs) gets wide tables rather than rich's default 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
 EXIT_ERROR = 2
 
 
@@ -74,7 +75,7 @@ def _show(settings: Settings, data: Any, title: str = "", columns: list[str] | N
     if isinstance(data, dict):
         table = Table(title=title, show_header=False)
         table.add_column(style="bold")
-        table.add_column()
+        table.add_column(overflow="fold")
         for key, value in data.items():
             table.add_row(key, _cell(value))
         out.print(table)
@@ -85,7 +86,7 @@ def _show(settings: Settings, data: Any, title: str = "", columns: list[str] | N
     columns = columns or list(data[0])
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in data:
         table.add_row(*(_cell(row.get(column)) for column in columns))
     out.print(table)
@@ -227,7 +228,8 @@ def main() -> None:
     if len(sys.argv) == 1:
         sys.argv.append("--help")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
+        sys.exit(code if isinstance(code, int) else 0)
     except lifelong.LibraryError as error:
         _fail(str(error))
     except typer.Exit as done:

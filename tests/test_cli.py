@@ -1,0 +1,200 @@
+"""The CLI through a real subprocess: output content, JSON, and every error path.
+
+Each error must be one line on stderr, exit code 2, and leave the library byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+from library_store import Library, TaskArrays, TaskRecord
+
+LIFELONG = str(Path(sys.executable).parent / "lifelong")
+
+
+def run(library: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LIFELONG_LIBRARY": str(library)}
+    return subprocess.run([LIFELONG, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def fingerprint(path: Path) -> dict[str, str]:
+    """Every file under ``path`` with a hash of its bytes."""
+    return {
+        str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(path.rglob("*"))
+        if f.is_file()
+    }
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.fixture()
+def populated(tmp_path: Path) -> Path:
+    """A library with two tasks sharing a module, each with its own α/β, and one snapshot."""
+    path = tmp_path / "library"
+    library = Library.create(path)
+    rng = np.random.default_rng(0)
+    with library.transaction("learn two tasks", kind="learn") as tx:
+        shared = tx.add_module(
+            "conv", {"weight": rng.standard_normal((4, 1, 3, 3), dtype=np.float32)}, created_by="a"
+        )
+        own = tx.add_module(
+            "conv", {"weight": rng.standard_normal((4, 4, 3, 3), dtype=np.float32)}, created_by="b"
+        )
+        for name, alpha, layers in (("a", 1.25, [[shared.id]]), ("b", 0.5, [[shared.id], [own.id]])):
+            uses = [
+                [{"alpha": np.float32(alpha), "beta": np.float32(2.0)} for _ in layer] for layer in layers
+            ]
+            tx.add_task(
+                TaskRecord(
+                    name, "classification", f"spec:{name}", layers, metrics={"test_acc": 0.99}, seed=7
+                ),
+                TaskArrays(uses=uses, head={"weight": np.ones((2, 4), np.float32)}),
+            )
+    library.snapshot("start")
+    return path
+
+
+def test_init_info_and_json_agree(tmp_path: Path) -> None:
+    path = tmp_path / "lib"
+    assert run(path, "init").returncode == 0
+    human = run(path, "info")
+    data = json.loads(run(path, "--json", "info").stdout)
+    assert human.returncode == 0
+    assert data["modules"] == 0 and data["tasks"] == 0 and data["schema_version"] == 1
+    assert data["last_change"]["kind"] == "init"
+    for key in ("schema_version", "modules", "tasks", "size_on_disk_bytes", "last_change"):
+        assert key in human.stdout
+
+
+def test_modules_of_a_task_show_its_own_alpha(populated: Path) -> None:
+    rows_a = json.loads(run(populated, "--json", "modules", "--task", "a").stdout)
+    rows_b = json.loads(run(populated, "--json", "modules", "--task", "b").stdout)
+    assert [r["layer"] for r in rows_a] == [0]
+    assert [r["layer"] for r in rows_b] == [0, 1]
+    assert rows_a[0]["id"] == rows_b[0]["id"]  # the shared module ...
+    assert rows_a[0]["task_params"]["alpha"] == 1.25  # ... with each task's own α
+    assert rows_b[0]["task_params"]["alpha"] == 0.5
+    assert rows_a[0]["created_by"] == "a" and rows_a[0]["weight_norm"] > 0
+    human = run(populated, "modules", "--task", "b").stdout
+    assert rows_b[1]["id"] in human and "alpha=0.5" in human
+
+
+def test_tasks_modules_log_snapshots_as_json(populated: Path) -> None:
+    tasks = json.loads(run(populated, "--json", "tasks").stdout)
+    assert [t["name"] for t in tasks] == ["a", "b"] and tasks[1]["depth"] == 2
+    modules = json.loads(run(populated, "--json", "modules").stdout)
+    assert sorted(len(m["used_by"]) for m in modules) == [1, 2]
+    kinds = [entry["kind"] for entry in json.loads(run(populated, "--json", "log").stdout)]
+    assert kinds == ["snapshot", "learn", "init"]
+    snaps = json.loads(run(populated, "--json", "snapshot", "list").stdout)
+    assert [s["name"] for s in snaps] == ["start"]
+
+
+def test_restore_and_undo_through_the_cli(populated: Path) -> None:
+    library = Library.open(populated)
+    with library.transaction("extra", kind="learn") as tx:
+        tx.add_module("conv", {"weight": np.zeros(3, np.float32)}, created_by="c")
+    assert len(json.loads(run(populated, "--json", "modules").stdout)) == 3
+    restored = json.loads(run(populated, "--json", "restore", "start").stdout)
+    assert len(json.loads(run(populated, "--json", "modules").stdout)) == 2
+    assert run(populated, "restore", restored["previous_state_saved_as"]).returncode == 0
+    assert len(json.loads(run(populated, "--json", "modules").stdout)) == 3
+    assert [e["kind"] for e in json.loads(run(populated, "--json", "log").stdout)][:2] == [
+        "restore",
+        "restore",
+    ]
+    assert run(populated, "check").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("modules", "--task", "nope"), ("no task 'nope'",)),
+        (("restore", "nope"), ("no snapshot 'nope'", "start")),
+        (("snapshot", "create", "start"), ("already exists",)),
+        (("snapshot", "create", "bad/name"), ("bad snapshot name",)),
+        (("init",), ("already exists",)),
+        (("no-such-command",), ("No such command",)),
+    ],
+)
+def test_errors_are_one_line_and_change_nothing(
+    populated: Path, args: tuple[str, ...], needles: tuple[str, ...]
+) -> None:
+    before = fingerprint(populated)
+    assert_one_line_error(run(populated, *args), *needles)
+    assert fingerprint(populated) == before
+
+
+def test_no_library_at_path(tmp_path: Path) -> None:
+    assert_one_line_error(run(tmp_path / "missing", "info"), "no library at")
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "plain").mkdir()
+    assert_one_line_error(run(tmp_path / "plain", "tasks"), "not a lifelong library")
+
+
+def test_locked_library(populated: Path) -> None:
+    before = fingerprint(populated)
+    with FileLock(populated / "writer.lock"):
+        result = run(populated, "--lock-timeout", "0.5", "snapshot", "create", "later")
+    assert_one_line_error(result, "locked by another writer")
+    assert fingerprint(populated) == before
+    assert run(populated, "snapshot", "create", "later").returncode == 0  # and free afterwards
+
+
+def test_damaged_store(populated: Path) -> None:
+    (populated / "repo" / "refs" / "branch.main" / "ref.json").write_text("{garbage")
+    before = fingerprint(populated)
+    for command in (("info",), ("tasks",), ("check",), ("snapshot", "create", "x")):
+        assert_one_line_error(run(populated, *command), "cannot be read")
+    assert fingerprint(populated) == before
+
+
+def test_check_names_problems_and_exits_1(populated: Path) -> None:
+    library = Library.open(populated)
+    module = library.modules()[0]
+    chunk_dir = populated / "repo" / "chunks"
+    chunks = sorted(chunk_dir.rglob("*")) if chunk_dir.exists() else []
+    assert run(populated, "check").returncode == 0
+    if not [c for c in chunks if c.is_file()]:
+        pytest.skip("all chunks are inlined in manifests")
+    for chunk in (c for c in chunks if c.is_file()):
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    result = run(populated, "--json", "check")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert not report["clean"]
+    assert any("checksum mismatch" in p["what"] for p in report["problems"])
+    assert any(module.id in p["where"] or "module" in p["where"] for p in report["problems"])
+
+
+def test_bench_store_writes_json(tmp_path: Path) -> None:
+    result = run(
+        tmp_path / "unused", "--json", "bench", "store", "--sizes", "2,4", "--results-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert json.loads((tmp_path / "store.json").read_text()) == report
+    assert set(report["results"]) == {"library_2", "library_4"}
+    assert {"snapshot_4_vs_2", "restore_4_vs_2"} == set(report["ratios"])
+    for key in ("protocol", "command", "seeds", "versions", "device", "wall_s"):
+        assert key in report
