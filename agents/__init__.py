@@ -1,0 +1,1 @@
+"""One package per task family (classification, atari), each behind the same small protocol."""

@@ -1,0 +1,1 @@
+"""SMART image classification: frozen modules combined by per-task α/β, grown by evolution."""
