@@ -1,0 +1,701 @@
+"""SMART's growth phase as a search algorithm: genomes, operators, fitness criteria, the GA loop.
+
+When self-organization (frozen library, only α/β and a head trained) is not good enough, SMART
+grows: it evolves *extension genomes* that say which new trainable modules to add to the frozen
+library for the new task, trains each candidate briefly, and keeps the best. This file is only
+the search half of that (EvoTorch-style separation of problem and algorithm): it knows nothing of
+torch or of how a candidate is built and trained. The caller supplies ``evaluate(genome)``, which
+trains a candidate for T steps and returns an object with a learning ``.curve``; that object is
+kept, so the winner's trained state can be reused instead of retrained.
+
+The algorithm (SMART, mutation-only GA, elitist)::
+
+    population ← [initial genome] + mutants of it
+    repeat for `generations`:
+        evaluate the individuals not evaluated yet        (elites are never re-evaluated)
+        rank everyone by fitness of their learning curve  (default: final accuracy, slope tie-break)
+        stop if one is good enough
+        keep the best `elite`; replace the rest by mutants of the elites (round-robin)
+
+Mutation of a scalar gene ``v`` with range ``{lo..hi}``: with probability ``rate``,
+``v' = int(0.8·v + 0.2·u)``, ``u ~ U{lo..hi}``; bit genes (layer types) flip with probability
+``rate``. Pure Python + numpy; every random choice goes through one ``numpy.random.Generator``,
+so the same seed gives the same genomes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
+
+import numpy as np
+
+Curve = Sequence[tuple[int, float]]  # (training step, validation accuracy), in step order
+Rounding = Literal["floor", "stochastic"]
+
+# --- named constants (all overridable where they are used) -----------------------------------------
+
+SCALAR_KEEP = 0.8
+"""Weight of the old value in SMART's scalar mutation ``v' = int(KEEP·v + (1 − KEEP)·u)``."""
+
+ROUNDING_TOLERANCE = 1e-9
+"""Added before flooring so float error cannot turn an exact integer (e.g. 0.8·2 + 0.2·2) into k − 1."""
+
+P_NEW_LAYER = 0.5
+"""When one module must be added to a non-empty library: chance it is a new layer on top rather
+than an extra module in parallel to an existing layer (initial genome and repair)."""
+
+P_REDUCE = 0.5
+"""Chance that a freshly drawn new layer is a dimension-reduction layer."""
+
+P_RESIDUAL = 0.5
+"""Chance that a freshly drawn conv-or-res_fire choice is res_fire."""
+
+SLOPE_PER_STEPS = 1000
+"""The ``slope`` criterion is in accuracy per this many training steps."""
+
+FIT_EXPONENTS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(2, 41))
+"""Grid of exponents c (0.10 … 2.00) for the ``fit`` criterion's model acc(t) = a − b·t^(−c)."""
+
+FIT_STEP_OFFSET = 1
+"""The ``fit`` model uses t = step + offset, so a curve that starts at step 0 is fine."""
+
+DISTINCT_TRIES = 200
+"""How many mutants to draw, at most, looking for one whose phenotype was not evaluated yet."""
+
+CRITERIA = ("acc+slope", "max", "mean", "slope", "fit")
+"""Fitness criteria of :func:`fitness`; SMART's default is ``acc+slope``."""
+
+
+# --- genomes ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneRanges:
+    """The gene space: inclusive bounds of every scalar gene.
+
+    ``max_new_reductions`` (extension beyond SMART) caps how many of the new layers may be
+    dimension reductions, because each one halves H and W and a 28×28 input survives only a few;
+    ``None`` means no cap. The caller, who knows the library's output size, sets it.
+    """
+
+    max_extra_modules: int = 2
+    max_new_layers: int = 3
+    min_filters: int = 8
+    max_filters: int = 32
+    max_new_reductions: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_extra_modules < 0 or self.max_new_layers < 0:
+            raise ValueError(f"gene ranges must be non-negative: {self}")
+        if not 1 <= self.min_filters <= self.max_filters:
+            raise ValueError(f"need 1 <= min_filters <= max_filters: {self}")
+        if self.max_new_reductions is not None and self.max_new_reductions < 0:
+            raise ValueError(f"max_new_reductions must be None or >= 0: {self}")
+
+
+DEFAULT_RANGES = GeneRanges()
+
+
+@dataclass(frozen=True)
+class LayerGene:
+    """One new layer appended on top of the library (below the task head).
+
+    ``reduce``: a dimension-reduction layer (halves H and W) rather than a same-size layer.
+    ``residual``: res_fire (residual Fire module) rather than a plain 3×3 conv; ignored when reduce.
+    ``filters``: output channels of a conv layer; res_fire and dim_reduce keep their input's
+    channel count, so for them it is a latent gene (carried and mutated, not expressed).
+    """
+
+    reduce: bool
+    residual: bool
+    filters: int
+
+    @property
+    def kind(self) -> str:
+        """The module kind this gene builds: ``conv``, ``res_fire`` or ``dim_reduce``."""
+        if self.reduce:
+            return "dim_reduce"
+        return "res_fire" if self.residual else "conv"
+
+    def phenotype(self) -> tuple[str, int | None]:
+        """What gets built, latent genes dropped: (kind, filters for conv else None)."""
+        return (self.kind, self.filters if self.kind == "conv" else None)
+
+    def describe(self) -> str:
+        return f"conv({self.filters})" if self.kind == "conv" else self.kind
+
+
+@dataclass(frozen=True)
+class Genome:
+    """What to add on top of a frozen library of ``len(extra_modules)`` layers for a new task.
+
+    ``extra_modules[i]``: how many new trainable modules to add in parallel to the frozen ones of
+    library layer i. ``extra_residual[i]``: whether those are res_fire (else conv); latent when
+    ``extra_modules[i] == 0``. ``new_layers``: new layers stacked on top, bottom first.
+    """
+
+    extra_modules: tuple[int, ...] = ()
+    extra_residual: tuple[bool, ...] = ()
+    new_layers: tuple[LayerGene, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.extra_modules) != len(self.extra_residual):
+            raise ValueError(
+                f"extra_modules ({len(self.extra_modules)}) and extra_residual "
+                f"({len(self.extra_residual)}) must have one entry per library layer"
+            )
+
+    @property
+    def n_library_layers(self) -> int:
+        return len(self.extra_modules)
+
+    @property
+    def new_module_count(self) -> int:
+        """How many new trainable modules this genome adds."""
+        return sum(self.extra_modules) + len(self.new_layers)
+
+    def phenotype(self) -> tuple[Any, ...]:
+        """What gets built, latent genes dropped; two genomes with equal phenotypes train alike."""
+        existing = tuple(
+            (count, residual if count else None)
+            for count, residual in zip(self.extra_modules, self.extra_residual, strict=True)
+        )
+        return (existing, tuple(gene.phenotype() for gene in self.new_layers))
+
+    def describe(self) -> str:
+        """Short human text, e.g. ``+1 conv@L0, +dim_reduce, +conv(16)``."""
+        parts = [
+            f"+{count} {'res_fire' if residual else 'conv'}@L{layer}"
+            for layer, (count, residual) in enumerate(
+                zip(self.extra_modules, self.extra_residual, strict=True)
+            )
+            if count
+        ]
+        parts += [f"+{gene.describe()}" for gene in self.new_layers]
+        return ", ".join(parts) if parts else "nothing"
+
+    def validate(self, ranges: GeneRanges) -> None:
+        """Raise ValueError if any gene lies outside ``ranges`` or the genome adds nothing."""
+        problems = []
+        if any(not 0 <= count <= ranges.max_extra_modules for count in self.extra_modules):
+            problems.append(f"extra_modules {self.extra_modules} outside 0..{ranges.max_extra_modules}")
+        if len(self.new_layers) > ranges.max_new_layers:
+            problems.append(f"{len(self.new_layers)} new layers > {ranges.max_new_layers}")
+        if any(not ranges.min_filters <= gene.filters <= ranges.max_filters for gene in self.new_layers):
+            problems.append(f"filters outside {ranges.min_filters}..{ranges.max_filters}")
+        reductions = sum(gene.reduce for gene in self.new_layers)
+        if ranges.max_new_reductions is not None and reductions > ranges.max_new_reductions:
+            problems.append(f"{reductions} dimension reductions > {ranges.max_new_reductions}")
+        if self.new_module_count == 0:
+            problems.append("adds no module")
+        if problems:
+            raise ValueError(f"invalid genome {self.describe()!r}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (lists, ints, bools)."""
+        return {
+            "extra_modules": list(self.extra_modules),
+            "extra_residual": list(self.extra_residual),
+            "new_layers": [
+                {"reduce": gene.reduce, "residual": gene.residual, "filters": gene.filters}
+                for gene in self.new_layers
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Genome:
+        try:
+            return cls(
+                extra_modules=tuple(int(count) for count in data["extra_modules"]),
+                extra_residual=tuple(bool(bit) for bit in data["extra_residual"]),
+                new_layers=tuple(
+                    LayerGene(
+                        reduce=bool(gene["reduce"]),
+                        residual=bool(gene["residual"]),
+                        filters=int(gene["filters"]),
+                    )
+                    for gene in data["new_layers"]
+                ),
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not a genome record: {data!r} ({error})") from error
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Genome:
+        return cls.from_dict(json.loads(text))
+
+
+# --- operators --------------------------------------------------------------------------------------
+
+
+def random_layer_gene(
+    ranges: GeneRanges,
+    rng: np.random.Generator,
+    *,
+    p_reduce: float = P_REDUCE,
+    p_residual: float = P_RESIDUAL,
+) -> LayerGene:
+    """A fresh new layer: each bit a coin with the given bias, filters uniform in range."""
+    return LayerGene(
+        reduce=bool(rng.random() < p_reduce),
+        residual=bool(rng.random() < p_residual),
+        filters=int(rng.integers(ranges.min_filters, ranges.max_filters + 1)),
+    )
+
+
+def _add_one_module(
+    genome: Genome, ranges: GeneRanges, rng: np.random.Generator, *, p_new_layer: float = P_NEW_LAYER
+) -> Genome:
+    """Add exactly one module, the way a search starts.
+
+    Empty library: a new conv layer (the first task starts from one conv module and grows).
+    Otherwise, with chance ``p_new_layer``, a new same-size layer on top (conv or res_fire; a
+    dimension reduction alone adds little capacity), else one extra module, conv or res_fire, in
+    parallel to a uniformly chosen library layer. Choices the ranges forbid are skipped.
+    """
+    n = genome.n_library_layers
+    layer_room = len(genome.new_layers) < ranges.max_new_layers
+    extra_room = [i for i in range(n) if genome.extra_modules[i] < ranges.max_extra_modules]
+    if not layer_room and not extra_room:
+        raise ValueError(f"no room to add a module to {genome.describe()!r} within {ranges}")
+    if n == 0:
+        if not layer_room:
+            raise ValueError(f"an empty library needs max_new_layers >= 1, got {ranges}")
+        new = LayerGene(
+            reduce=False, residual=False, filters=_uniform(ranges.min_filters, ranges.max_filters, rng)
+        )
+        return replace(genome, new_layers=(*genome.new_layers, new))
+    as_layer = layer_room and (not extra_room or rng.random() < p_new_layer)
+    if as_layer:
+        new = LayerGene(
+            reduce=False,
+            residual=bool(rng.random() < P_RESIDUAL),
+            filters=_uniform(ranges.min_filters, ranges.max_filters, rng),
+        )
+        return replace(genome, new_layers=(*genome.new_layers, new))
+    layer = extra_room[int(rng.integers(len(extra_room)))]
+    counts = list(genome.extra_modules)
+    residual = list(genome.extra_residual)
+    counts[layer] += 1
+    if genome.extra_modules[layer] == 0:  # the type bit was latent: draw it afresh
+        residual[layer] = bool(rng.random() < P_RESIDUAL)
+    return replace(genome, extra_modules=tuple(counts), extra_residual=tuple(residual))
+
+
+def initial_genome(n_library_layers: int, ranges: GeneRanges, rng: np.random.Generator) -> Genome:
+    """The search's starting point: exactly one new module (see :func:`_add_one_module` for where)."""
+    if n_library_layers < 0:
+        raise ValueError(f"n_library_layers must be >= 0, got {n_library_layers}")
+    empty = Genome((0,) * n_library_layers, (False,) * n_library_layers, ())
+    return _add_one_module(empty, ranges, rng)
+
+
+def _uniform(low: int, high: int, rng: np.random.Generator) -> int:
+    """An integer uniform in {low..high} (either order)."""
+    low, high = min(low, high), max(low, high)
+    return int(rng.integers(low, high + 1))
+
+
+def mutate_scalar(
+    value: int,
+    low: int,
+    high: int,
+    rng: np.random.Generator,
+    *,
+    keep: float = SCALAR_KEEP,
+    rounding: Rounding = "floor",
+) -> int:
+    """SMART's scalar mutation: ``v' = int(keep·v + (1 − keep)·u)``, ``u ~ U{low..high}``.
+
+    A blend toward a uniform draw, so big jumps are rare. ``rounding="floor"`` is the paper's
+    ``int``; it never raises a small-range gene (0 stays 0 when ``(1 − keep)·high < 1``).
+    ``rounding="stochastic"`` rounds up with probability equal to the fraction, which makes
+    ``E[v'] = keep·v + (1 − keep)·E[u]`` exactly and lets small counts grow.
+    """
+    u = int(rng.integers(low, high + 1))
+    blended = keep * value + (1.0 - keep) * u
+    if rounding == "floor":
+        result = math.floor(blended + ROUNDING_TOLERANCE)
+    elif rounding == "stochastic":
+        whole = math.floor(blended + ROUNDING_TOLERANCE)
+        fraction = max(0.0, blended - whole)
+        result = whole + int(rng.random() < fraction)
+    else:
+        raise ValueError(f"unknown rounding {rounding!r}; choose 'floor' or 'stochastic'")
+    return min(high, max(low, result))
+
+
+def repair(genome: Genome, ranges: GeneRanges, rng: np.random.Generator) -> Genome:
+    """Make ``genome`` legal without changing what is legal already.
+
+    1. Too many dimension reductions (``ranges.max_new_reductions``): the topmost excess reduce
+       bits are cleared (those layers become same-size layers of their residual type).
+    2. A genome that adds nothing is self-organization, which has already failed for this task:
+       add one module by the initial-genome rule (:func:`_add_one_module`).
+    """
+    layers = list(genome.new_layers)
+    if ranges.max_new_reductions is not None:
+        excess = sum(gene.reduce for gene in layers) - ranges.max_new_reductions
+        for position in reversed(range(len(layers))):
+            if excess <= 0:
+                break
+            if layers[position].reduce:
+                layers[position] = replace(layers[position], reduce=False)
+                excess -= 1
+    genome = replace(genome, new_layers=tuple(layers))
+    if genome.new_module_count == 0:
+        genome = _add_one_module(genome, ranges, rng)
+    return genome
+
+
+def mutate(
+    genome: Genome,
+    ranges: GeneRanges,
+    rate: float,
+    rng: np.random.Generator,
+    *,
+    keep: float = SCALAR_KEEP,
+    rounding: Rounding = "floor",
+) -> Genome:
+    """SMART's mutation, then :func:`repair`; the result always lies within ``ranges``.
+
+    Each scalar gene (every ``extra_modules`` entry, every ``filters``, the number of new layers)
+    mutates with probability ``rate`` by :func:`mutate_scalar`; each bit (``extra_residual``,
+    ``reduce``, ``residual``) flips with probability ``rate``. Order: library layers bottom-up,
+    then new layers bottom-up, then the layer count — a grown count appends fresh random layers
+    (:func:`random_layer_gene`), a shrunk count drops layers from the top.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"mutation rate must be in [0, 1], got {rate}")
+
+    def hit() -> bool:
+        return bool(rng.random() < rate)
+
+    def scalar(value: int, low: int, high: int) -> int:
+        return mutate_scalar(value, low, high, rng, keep=keep, rounding=rounding) if hit() else value
+
+    counts, residual = [], []
+    for count, bit in zip(genome.extra_modules, genome.extra_residual, strict=True):
+        counts.append(scalar(count, 0, ranges.max_extra_modules))
+        residual.append(bit != hit())
+    layers = [
+        LayerGene(
+            reduce=gene.reduce != hit(),
+            residual=gene.residual != hit(),
+            filters=scalar(gene.filters, ranges.min_filters, ranges.max_filters),
+        )
+        for gene in genome.new_layers
+    ]
+    n_layers = scalar(len(layers), 0, ranges.max_new_layers)
+    layers = layers[:n_layers]
+    while len(layers) < n_layers:
+        layers.append(random_layer_gene(ranges, rng))
+    child = Genome(tuple(counts), tuple(residual), tuple(layers))
+    return repair(child, ranges, rng)
+
+
+def crossover(a: Genome, b: Genome, rng: np.random.Generator, *, ranges: GeneRanges | None = None) -> Genome:
+    """One-point crossover of two parents over the same library.
+
+    The per-layer genes form one sequence, library layers bottom-up then new layers bottom-up.
+    Bits (``extra_residual``; ``reduce``, ``residual``) come from ``a`` before a random cut and
+    from ``b`` after it (from the other parent where the chosen one has no layer there); each
+    scalar (``extra_modules`` entries, ``filters`` where both parents have the layer, the number of
+    new layers) is drawn uniformly between the parents' values, inclusive. So the child lies within
+    any ranges both parents satisfy — except possibly the reduction cap, which is enforced when
+    ``ranges`` is given. If the child adds nothing, one uniformly chosen scalar gene on which a
+    parent adds something is raised to that parent's value.
+    """
+    if a.n_library_layers != b.n_library_layers:
+        raise ValueError(f"parents differ in library depth: {a.n_library_layers} vs {b.n_library_layers}")
+    n = a.n_library_layers
+    longest = max(len(a.new_layers), len(b.new_layers))
+    length = n + longest
+    cut = int(rng.integers(1, length)) if length >= 2 else int(rng.integers(0, length + 1))
+
+    def bit_parent(position: int) -> tuple[Genome, Genome]:
+        return (a, b) if position < cut else (b, a)
+
+    counts, residual = [], []
+    for i in range(n):
+        first, _ = bit_parent(i)
+        counts.append(_uniform(a.extra_modules[i], b.extra_modules[i], rng))
+        residual.append(first.extra_residual[i])
+    layers = []
+    for j in range(longest):
+        first, other = bit_parent(n + j)
+        source = first if j < len(first.new_layers) else other
+        gene = source.new_layers[j]
+        if j < len(a.new_layers) and j < len(b.new_layers):
+            gene = replace(gene, filters=_uniform(a.new_layers[j].filters, b.new_layers[j].filters, rng))
+        layers.append(gene)
+    n_layers = _uniform(len(a.new_layers), len(b.new_layers), rng)
+
+    if sum(counts) + n_layers == 0:
+        options = [i for i in range(n) if max(a.extra_modules[i], b.extra_modules[i]) > 0]
+        if longest > 0:
+            options.append(-1)  # -1: the new-layer count
+        if not options:
+            raise ValueError("crossover needs at least one parent that adds a module")
+        choice = options[int(rng.integers(len(options)))]
+        if choice == -1:
+            n_layers = longest
+        else:
+            counts[choice] = max(a.extra_modules[choice], b.extra_modules[choice])
+    child = Genome(tuple(counts), tuple(residual), tuple(layers[:n_layers]))
+    return repair(child, ranges, rng) if ranges is not None else child
+
+
+_crossover = crossover  # evolve's `crossover` flag shadows the operator inside evolve
+
+
+# --- fitness ----------------------------------------------------------------------------------------
+
+
+def _arrays(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    if len(curve) == 0:
+        raise ValueError("empty learning curve: the candidate was never validated")
+    points = sorted((int(step), float(acc)) for step, acc in curve)
+    steps = np.array([step for step, _ in points], dtype=float)
+    accs = np.array([acc for _, acc in points], dtype=float)
+    return steps, accs
+
+
+def final_accuracy(curve: Curve) -> float:
+    """Validation accuracy at the last step."""
+    return float(_arrays(curve)[1][-1])
+
+
+def max_accuracy(curve: Curve) -> float:
+    return float(np.max(_arrays(curve)[1]))
+
+
+def mean_accuracy(curve: Curve) -> float:
+    return float(np.mean(_arrays(curve)[1]))
+
+
+def late_slope(curve: Curve, *, per_steps: int = SLOPE_PER_STEPS) -> float:
+    """Least-squares slope of accuracy vs step over the curve's second half, per ``per_steps`` steps.
+
+    The second half is the last ``max(2, ⌈n/2⌉)`` points — what the candidate is doing now, not
+    how fast it left chance level. A single point, or all points at one step, has slope 0.
+    """
+    steps, accs = _arrays(curve)
+    start = min(len(steps) // 2, len(steps) - 2)
+    if start < 0:
+        return 0.0
+    steps, accs = steps[start:], accs[start:]
+    spread = float(np.sum((steps - steps.mean()) ** 2))
+    if spread == 0.0:
+        return 0.0
+    return float(np.sum((steps - steps.mean()) * (accs - accs.mean())) / spread * per_steps)
+
+
+def extrapolate(curve: Curve, horizon: int, *, exponents: Sequence[float] = FIT_EXPONENTS) -> float:
+    """Predicted accuracy at step ``horizon`` from a power-law fit, clipped to [0, 1].
+
+    Model ``acc(t) = a − b·t^(−c)`` with ``t = step + FIT_STEP_OFFSET``: for each c on the grid,
+    a and b are the closed-form least-squares solution (linear in x = t^(−c)); the c with the
+    smallest squared error wins. Fewer than two distinct steps: the final accuracy.
+    """
+    steps, accs = _arrays(curve)
+    t = steps + FIT_STEP_OFFSET
+    if np.unique(t).size < 2:
+        return float(np.clip(accs[-1], 0.0, 1.0))
+    best_error, best_prediction = math.inf, float(accs[-1])
+    for c in exponents:
+        x = t ** (-c)
+        dx = x - x.mean()
+        spread = float(np.sum(dx * dx))
+        if spread == 0.0:
+            continue
+        k = float(np.sum(dx * (accs - accs.mean())) / spread)  # k = −b
+        a = float(accs.mean() - k * x.mean())
+        error = float(np.sum((a + k * x - accs) ** 2))
+        if error < best_error:
+            best_error = error
+            best_prediction = a + k * (horizon + FIT_STEP_OFFSET) ** (-c)
+    return float(np.clip(best_prediction, 0.0, 1.0))
+
+
+def _check_criterion(criterion: str, horizon: int | None) -> None:
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown fitness criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+    if criterion == "fit" and horizon is None:
+        raise ValueError("the 'fit' criterion needs a horizon (the step to extrapolate the curve to)")
+
+
+def fitness(curve: Curve, criterion: str = "acc+slope", horizon: int | None = None) -> tuple[float, ...]:
+    """A sort key for a learning curve: bigger is better, compared lexicographically.
+
+    ``acc+slope`` (default): (final accuracy, late slope) — accuracy decides, slope breaks ties.
+    ``max`` / ``mean``: (max or mean accuracy, final accuracy). ``slope``: (late slope, final
+    accuracy). ``fit``: (accuracy extrapolated to step ``horizon``, final accuracy). NaN (a
+    diverged run) counts as worst.
+    """
+    _check_criterion(criterion, horizon)
+    final = final_accuracy(curve)
+    if criterion == "acc+slope":
+        key = (final, late_slope(curve))
+    elif criterion == "max":
+        key = (max_accuracy(curve), final)
+    elif criterion == "mean":
+        key = (mean_accuracy(curve), final)
+    elif criterion == "slope":
+        key = (late_slope(curve), final)
+    else:
+        assert horizon is not None
+        key = (extrapolate(curve, horizon), final)
+    return tuple(-math.inf if math.isnan(value) else value for value in key)
+
+
+# --- the GA loop ------------------------------------------------------------------------------------
+
+
+class Evaluated(Protocol):
+    """What ``evaluate(genome)`` returns: anything with a learning curve (and, typically, the
+    trained candidate itself, so the winner need not be retrained)."""
+
+    @property
+    def curve(self) -> Curve: ...
+
+
+E = TypeVar("E", bound=Evaluated)
+
+
+@dataclass(frozen=True)
+class Candidate(Generic[E]):
+    """An evaluated genome: the caller's evaluation object, its fitness key, its birth generation."""
+
+    genome: Genome
+    evaluated: E
+    fitness: tuple[float, ...]
+    generation: int
+
+
+class HistoryEntry(NamedTuple):
+    """One individual of one generation, JSON-able: (genome dict, fitness key, learning curve)."""
+
+    genome: dict[str, Any]
+    fitness: tuple[float, ...]
+    curve: list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class EvolutionResult(Generic[E]):
+    """``best``: the fittest candidate seen. ``history[g]``: generation g's population, ranked best
+    first (elites included). ``evaluations``: calls to ``evaluate``."""
+
+    best: Candidate[E]
+    history: list[list[HistoryEntry]]
+    evaluations: int
+    stopped_early: bool
+
+
+def _history_entry(member: Candidate[Any]) -> HistoryEntry:
+    curve = [(int(step), float(acc)) for step, acc in member.evaluated.curve]
+    return HistoryEntry(member.genome.to_dict(), member.fitness, curve)
+
+
+def _fresh(make: Callable[[], Genome], seen: set[tuple[Any, ...]], tries: int) -> Genome:
+    """Draw up to ``tries`` genomes from ``make`` until one's phenotype is new; else the last one."""
+    genome = make()
+    for _ in range(tries - 1):
+        if genome.phenotype() not in seen:
+            break
+        genome = make()
+    seen.add(genome.phenotype())
+    return genome
+
+
+def evolve(
+    evaluate: Callable[[Genome], E],
+    n_library_layers: int,
+    *,
+    rng: np.random.Generator,
+    population: int = 6,
+    generations: int = 6,
+    mutation_rate: float = 0.2,
+    elite: int = 2,
+    criterion: str = "acc+slope",
+    horizon: int | None = None,
+    ranges: GeneRanges = DEFAULT_RANGES,
+    crossover: bool = False,
+    on_candidate: Callable[[int, int, Genome, E], None] | None = None,
+    good_enough: Callable[[E], bool] | None = None,
+    initial: Genome | None = None,
+    rounding: Rounding = "floor",
+    distinct_tries: int = DISTINCT_TRIES,
+) -> EvolutionResult[E]:
+    """SMART's elitist GA over extension genomes (see the module docstring for the algorithm box).
+
+    Generation 0 is ``initial`` (default :func:`initial_genome`) plus ``population − 1`` mutants
+    of it. Each later generation keeps the ``elite`` best and fills the rest with mutants of the
+    elites, round-robin (with ``crossover=True`` and ≥ 2 elites: ``mutate(crossover(e_k, e_k+1))``).
+    New genomes are redrawn (up to ``distinct_tries``) to avoid a phenotype already evaluated, since
+    a training run is the expensive part. Only new individuals are evaluated, so without an early
+    stop ``evaluate`` runs ``population + (population − elite)·(generations − 1)`` times.
+
+    ``on_candidate(generation, index, genome, evaluated)`` is called after every evaluation
+    (``index`` is the slot in that generation's population). ``good_enough(evaluated)`` is asked
+    after every evaluation; if true, the search stops at once. Ties in fitness go to the
+    individual evaluated earlier. Only the current population's evaluation objects are held, so
+    trained states of discarded candidates can be freed.
+    """
+    if population < 1 or generations < 1:
+        raise ValueError(f"population and generations must be >= 1, got {population}, {generations}")
+    if not 1 <= elite <= population:
+        raise ValueError(f"elite must be in 1..population ({population}), got {elite}")
+    _check_criterion(criterion, horizon)
+    if initial is not None:
+        if initial.n_library_layers != n_library_layers:
+            raise ValueError(
+                f"initial genome is for {initial.n_library_layers} library layers, not {n_library_layers}"
+            )
+        initial.validate(ranges)
+
+    def mutant(parent: Genome) -> Genome:
+        return mutate(parent, ranges, mutation_rate, rng, rounding=rounding)
+
+    def child(k: int, parents: list[Genome]) -> Callable[[], Genome]:
+        first = parents[k % len(parents)]
+        if crossover and len(parents) >= 2:
+            second = parents[(k + 1) % len(parents)]
+            return lambda: mutant(_crossover(first, second, rng, ranges=ranges))
+        return lambda: mutant(first)
+
+    start = initial if initial is not None else initial_genome(n_library_layers, ranges, rng)
+    seen: set[tuple[Any, ...]] = {start.phenotype()}
+    newborn = [start] + [_fresh(lambda: mutant(start), seen, distinct_tries) for _ in range(population - 1)]
+
+    members: list[Candidate[E]] = []
+    history: list[list[HistoryEntry]] = []
+    evaluations = 0
+    stopped = False
+    for generation in range(generations):
+        if generation > 0:
+            parents = [member.genome for member in members]
+            newborn = [_fresh(child(k, parents), seen, distinct_tries) for k in range(population - elite)]
+        for genome in newborn:
+            evaluated = evaluate(genome)
+            evaluations += 1
+            key = fitness(evaluated.curve, criterion, horizon)
+            members.append(Candidate(genome, evaluated, key, generation))
+            if on_candidate is not None:
+                on_candidate(generation, len(members) - 1, genome, evaluated)
+            if good_enough is not None and good_enough(evaluated):
+                stopped = True
+                break
+        members.sort(key=lambda member: member.fitness, reverse=True)  # stable: earlier wins ties
+        history.append([_history_entry(member) for member in members])
+        if stopped:
+            break
+        members = members[:elite]
+    return EvolutionResult(best=members[0], history=history, evaluations=evaluations, stopped_early=stopped)

@@ -1,0 +1,450 @@
+"""SMART's growth search (agents.classification.evolution): operators, fitness criteria, the GA loop.
+
+No torch here: candidates are "trained" by a cheap synthetic evaluate whose accuracy is a function
+of the genome.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.classification.evolution import (
+    CRITERIA,
+    GeneRanges,
+    Genome,
+    LayerGene,
+    crossover,
+    evolve,
+    extrapolate,
+    fitness,
+    initial_genome,
+    late_slope,
+    mutate,
+    mutate_scalar,
+    repair,
+)
+
+# --- strategies -------------------------------------------------------------------------------------
+
+
+@st.composite
+def gene_ranges(draw: st.DrawFn) -> GeneRanges:
+    min_filters = draw(st.integers(1, 40))
+    return GeneRanges(
+        max_extra_modules=draw(st.integers(0, 4)),
+        max_new_layers=draw(st.integers(1, 5)),
+        min_filters=min_filters,
+        max_filters=draw(st.integers(min_filters, 64)),
+        max_new_reductions=draw(st.none() | st.integers(0, 3)),
+    )
+
+
+@st.composite
+def genomes(draw: st.DrawFn, ranges: GeneRanges, n_layers: int) -> Genome:
+    """Any legal genome for ``ranges`` over ``n_layers`` library layers."""
+    counts = tuple(draw(st.integers(0, ranges.max_extra_modules)) for _ in range(n_layers))
+    bits = tuple(draw(st.booleans()) for _ in range(n_layers))
+    n_new = draw(st.integers(0 if sum(counts) else 1, ranges.max_new_layers))
+    layers = []
+    reductions_left = ranges.max_new_reductions if ranges.max_new_reductions is not None else n_new
+    for _ in range(n_new):
+        reduce = draw(st.booleans()) and reductions_left > 0
+        reductions_left -= reduce
+        layers.append(
+            LayerGene(reduce, draw(st.booleans()), draw(st.integers(ranges.min_filters, ranges.max_filters)))
+        )
+    genome = Genome(counts, bits, tuple(layers))
+    genome.validate(ranges)
+    return genome
+
+
+@st.composite
+def ranges_and_genome(draw: st.DrawFn) -> tuple[GeneRanges, Genome]:
+    ranges = draw(gene_ranges())
+    n_layers = draw(st.integers(0, 5))
+    return ranges, draw(genomes(ranges, n_layers))
+
+
+def floor_blends(value: int, low: int, high: int) -> set[int]:
+    """Every value SMART's rule int(0.8 v + 0.2 u) can give, computed exactly."""
+    return {math.floor(Fraction(4, 5) * value + Fraction(1, 5) * u) for u in range(low, high + 1)}
+
+
+def bits_of(genome: Genome) -> list[bool]:
+    return [*genome.extra_residual, *(b for gene in genome.new_layers for b in (gene.reduce, gene.residual))]
+
+
+# --- mutation ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ranges_and_genome(),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["floor", "stochastic"]),
+)
+def test_mutation_stays_within_ranges_and_adds_a_module(case, rate, seed, rounding):
+    ranges, genome = case
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        genome = mutate(genome, ranges, rate, rng, rounding=rounding)
+        genome.validate(ranges)  # within every range, reductions capped, >= 1 new module
+        assert genome.new_module_count >= 1
+
+
+def test_scalar_rule_is_smart_blend_and_every_value_is_reachable():
+    rng = np.random.default_rng(0)
+    for low, high in [(0, 2), (0, 3), (8, 32), (1, 10)]:
+        for value in range(low, high + 1):
+            allowed = floor_blends(value, low, high)
+            seen = {mutate_scalar(value, low, high, rng) for _ in range(400)}
+            assert seen == allowed, (low, high, value)
+
+
+def test_mutate_applies_the_scalar_rule_to_every_scalar_gene_at_rate_one():
+    ranges = GeneRanges(max_extra_modules=2, max_new_layers=3, min_filters=8, max_filters=32)
+    # Counts at their maxima cannot fall to zero in one step (int(0.8·2 + 0.2·0) = 1), so repair
+    # never interferes and every gene must be an exact image of the rule.
+    parent = Genome((2, 2, 2), (False, True, False), tuple(LayerGene(False, False, f) for f in (8, 20, 32)))
+    rng = np.random.default_rng(1)
+    seen_counts: set[int] = set()
+    seen_layers: set[int] = set()
+    seen_filters: dict[int, set[int]] = {0: set(), 1: set(), 2: set()}
+    for _ in range(600):
+        child = mutate(parent, ranges, 1.0, rng)
+        for count in child.extra_modules:
+            assert count in floor_blends(2, 0, 2)
+            seen_counts.add(count)
+        assert len(child.new_layers) in floor_blends(3, 0, 3)
+        seen_layers.add(len(child.new_layers))
+        for position, gene in enumerate(child.new_layers):  # survivors keep their (mutated) genes
+            old = parent.new_layers[position].filters
+            assert gene.filters in floor_blends(old, 8, 32)
+            seen_filters[position].add(gene.filters)
+        assert bits_of(child)[:3] == [not b for b in parent.extra_residual]  # rate 1: every bit flips
+    assert seen_counts == floor_blends(2, 0, 2)
+    assert seen_layers == floor_blends(3, 0, 3)
+    for position in (0, 1):
+        assert seen_filters[position] == floor_blends(parent.new_layers[position].filters, 8, 32)
+
+
+def test_floor_rule_never_grows_small_counts_but_stochastic_rounding_does():
+    rng = np.random.default_rng(2)
+    assert {mutate_scalar(0, 0, 2, rng) for _ in range(200)} == {0}
+    grown = {mutate_scalar(0, 0, 2, rng, rounding="stochastic") for _ in range(400)}
+    assert grown == {0, 1}
+    draws = [mutate_scalar(5, 0, 10, rng, rounding="stochastic") for _ in range(20000)]
+    assert abs(np.mean(draws) - (0.8 * 5 + 0.2 * 5)) < 0.05  # unbiased blend
+
+
+def test_bits_flip_at_roughly_the_rate():
+    ranges = GeneRanges(max_extra_modules=2, max_new_layers=3)
+    parent = Genome(
+        (2, 2, 2, 2), (False, True, False, True), tuple(LayerGene(False, True, 16) for _ in range(3))
+    )
+    rng = np.random.default_rng(3)
+    flips = total = 0
+    for _ in range(1500):
+        child = mutate(parent, ranges, 0.2, rng)
+        before, after = bits_of(parent), bits_of(child)
+        shared = min(len(before), len(after))  # layers dropped from the top have no bits to compare
+        flips += sum(a != b for a, b in zip(before[:shared], after[:shared], strict=True))
+        total += shared
+    assert 0.17 < flips / total < 0.23
+    assert mutate(parent, ranges, 0.0, rng) == parent
+
+
+def test_same_seed_same_genomes():
+    ranges = GeneRanges()
+
+    def run(seed: int) -> list[Genome]:
+        rng = np.random.default_rng(seed)
+        genome = initial_genome(3, ranges, rng)
+        out = [genome]
+        for _ in range(20):
+            genome = mutate(genome, ranges, 0.4, rng, rounding="stochastic")
+            out.append(genome)
+        out.append(crossover(out[-1], out[-5], rng, ranges=ranges))
+        return out
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_repair_adds_exactly_one_module_to_an_empty_genome():
+    rng = np.random.default_rng(4)
+    nothing = Genome((0, 0), (True, False), ())
+    for _ in range(50):
+        fixed = repair(nothing, GeneRanges(), rng)
+        assert fixed.new_module_count == 1
+    only_extras = repair(nothing, GeneRanges(max_new_layers=0), rng)
+    assert only_extras.new_layers == () and sum(only_extras.extra_modules) == 1
+    empty_library = repair(Genome(), GeneRanges(), rng)
+    assert [gene.kind for gene in empty_library.new_layers] == ["conv"]
+    with pytest.raises(ValueError, match="room"):
+        repair(nothing, GeneRanges(max_extra_modules=0, max_new_layers=0), rng)
+
+
+def test_repair_caps_dimension_reductions_from_the_top():
+    genome = Genome((), (), (LayerGene(True, False, 8), LayerGene(True, True, 8), LayerGene(True, False, 8)))
+    fixed = repair(genome, GeneRanges(max_new_reductions=1), np.random.default_rng(0))
+    assert [gene.kind for gene in fixed.new_layers] == ["dim_reduce", "res_fire", "conv"]
+
+
+def test_initial_genome_on_an_empty_library_is_one_conv_layer():
+    ranges = GeneRanges(min_filters=8, max_filters=32)
+    for seed in range(30):
+        genome = initial_genome(0, ranges, np.random.default_rng(seed))
+        assert genome.extra_modules == () and len(genome.new_layers) == 1
+        (gene,) = genome.new_layers
+        assert gene.kind == "conv" and 8 <= gene.filters <= 32
+        assert genome.describe() == f"+conv({gene.filters})"
+
+
+def test_initial_genome_on_a_library_adds_one_module_somewhere():
+    kinds = set()
+    for seed in range(60):
+        genome = initial_genome(3, GeneRanges(), np.random.default_rng(seed))
+        genome.validate(GeneRanges())
+        assert genome.new_module_count == 1
+        kinds.add("layer" if genome.new_layers else f"L{genome.extra_modules.index(1)}")
+        assert all(not gene.reduce for gene in genome.new_layers)
+    assert kinds == {"layer", "L0", "L1", "L2"}
+
+
+def test_genome_json_round_trip_and_description():
+    genome = Genome((1, 0), (False, True), (LayerGene(True, False, 9), LayerGene(False, False, 16)))
+    assert Genome.from_json(genome.to_json()) == genome
+    assert genome.describe() == "+1 conv@L0, +dim_reduce, +conv(16)"
+    assert genome.new_module_count == 3
+    with pytest.raises(ValueError, match="not a genome"):
+        Genome.from_dict({"extra_modules": []})
+
+
+# --- crossover --------------------------------------------------------------------------------------
+
+
+@st.composite
+def parent_pairs(draw: st.DrawFn) -> tuple[GeneRanges, Genome, Genome]:
+    ranges = draw(gene_ranges())
+    n_layers = draw(st.integers(0, 5))
+    return ranges, draw(genomes(ranges, n_layers)), draw(genomes(ranges, n_layers))
+
+
+@settings(max_examples=150, deadline=None)
+@given(parent_pairs(), st.integers(0, 2**32 - 1))
+def test_crossover_scalars_lie_between_parents(case, seed):
+    ranges, a, b = case
+    child = crossover(a, b, np.random.default_rng(seed), ranges=ranges)
+    child.validate(ranges)  # within ranges and adds >= 1 module
+    for i, count in enumerate(child.extra_modules):
+        assert (
+            min(a.extra_modules[i], b.extra_modules[i])
+            <= count
+            <= max(a.extra_modules[i], b.extra_modules[i])
+        )
+        assert child.extra_residual[i] in (a.extra_residual[i], b.extra_residual[i])
+    assert (
+        min(len(a.new_layers), len(b.new_layers))
+        <= len(child.new_layers)
+        <= max(len(a.new_layers), len(b.new_layers))
+    )
+    for j, gene in enumerate(child.new_layers):
+        owners = [p.new_layers[j] for p in (a, b) if j < len(p.new_layers)]
+        low, high = min(g.filters for g in owners), max(g.filters for g in owners)
+        assert low <= gene.filters <= high
+        if ranges.max_new_reductions is None:  # else repair may clear a reduce bit
+            assert any((gene.reduce, gene.residual) == (g.reduce, g.residual) for g in owners)
+
+
+def test_crossover_is_one_point_over_layer_bits():
+    a = Genome((1, 1, 1, 1), (False, False, False, False), ())
+    b = Genome((1, 1, 1, 1), (True, True, True, True), ())
+    patterns = {crossover(a, b, np.random.default_rng(seed)).extra_residual for seed in range(200)}
+    assert patterns == {(False,) * k + (True,) * (4 - k) for k in (1, 2, 3)}
+
+
+# --- fitness ----------------------------------------------------------------------------------------
+
+STEPS = range(0, 2001, 100)
+FLAT = [(s, 0.90) for s in STEPS]  # plateaued early, at 0.90
+RISING = [(s, 0.95 - 0.6 * (s + 1) ** -0.25) for s in STEPS]  # still climbing, ends at 0.86
+
+
+def test_criteria_rank_rising_vs_flat_as_they_should():
+    def prefers(criterion: str, horizon: int | None = None) -> str:
+        rising, flat = fitness(RISING, criterion, horizon), fitness(FLAT, criterion, horizon)
+        return "rising" if rising > flat else "flat"
+
+    assert prefers("slope") == "rising"
+    assert prefers("max") == "flat"
+    assert prefers("mean") == "flat"
+    assert prefers("acc+slope") == "flat"  # accuracy decides first
+    assert prefers("fit", horizon=100_000) == "rising"  # will pass 0.90 (true value there: 0.916)
+    assert prefers("fit", horizon=2000) == "flat"  # at the end of the curve, no extrapolation
+
+
+def test_slope_is_a_tie_breaker_for_acc_plus_slope():
+    climbing = [(s, 0.70 + 0.2 * s / 2000) for s in STEPS[:-1]] + [(2000, 0.90)]
+    plateau = [(s, 0.90) for s in STEPS]
+    assert fitness(climbing)[0] == pytest.approx(fitness(plateau)[0])
+    assert fitness(climbing) > fitness(plateau)
+
+
+def test_max_prefers_the_higher_peak():
+    spiky = [(0, 0.5), (1000, 0.97), (2000, 0.80)]
+    steady = [(0, 0.5), (1000, 0.90), (2000, 0.91)]
+    assert fitness(spiky, "max") > fitness(steady, "max")
+    assert fitness(spiky, "mean") < fitness(steady, "mean")
+
+
+def test_slope_is_per_thousand_steps_over_the_second_half():
+    curve = [(s, 0.5 if s < 1000 else 0.5 + 0.1 * (s - 1000) / 1000) for s in STEPS]
+    assert late_slope(curve) == pytest.approx(0.1)
+    assert late_slope([(10, 0.7)]) == 0.0
+
+
+def test_fit_extrapolates_a_saturating_curve_sensibly():
+    def true(step: float) -> float:
+        return 0.95 - 0.45 * (step + 1) ** -0.6
+
+    curve = [(s, true(s)) for s in range(0, 3001, 150)]
+    predicted = extrapolate(curve, 50_000)
+    assert predicted == pytest.approx(true(50_000), abs=0.01)
+    assert curve[-1][1] < predicted < 0.95
+    noisy = [(s, min(1.0, acc + 0.01 * ((i % 3) - 1))) for i, (s, acc) in enumerate(curve)]
+    assert 0.0 <= extrapolate(noisy, 10**9) <= 1.0
+    runaway = [(s, 0.5 + s / 2000) for s in range(0, 1001, 100)]
+    assert extrapolate(runaway, 10**6) == 1.0  # clipped
+
+
+def test_unknown_criterion_and_missing_horizon_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown fitness criterion 'best'"):
+        fitness(FLAT, "best")
+    with pytest.raises(ValueError, match="horizon"):
+        fitness(FLAT, "fit")
+    with pytest.raises(ValueError, match="empty"):
+        fitness([], "max")
+    assert fitness([(0, float("nan"))], "max")[0] == -math.inf
+    assert set(CRITERIA) == {"acc+slope", "max", "mean", "slope", "fit"}
+
+
+# --- the GA loop ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What a real evaluate would return: the curve plus the trained candidate (here: the genome)."""
+
+    genome: Genome
+    curve: list[tuple[int, float]]
+
+
+def synthetic_accuracy(genome: Genome) -> float:
+    """Best: a wide conv layer on top plus a res_fire module at library layer 1."""
+    score = sum(gene.filters for gene in genome.new_layers if gene.kind == "conv") / 64
+    score += 0.3 * sum(c for i, c in enumerate(genome.extra_modules) if i == 1 and genome.extra_residual[1])
+    return 0.5 + 0.45 * min(score, 1.0)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls: list[Genome] = []
+
+    def __call__(self, genome: Genome) -> Run:
+        self.calls.append(genome)
+        acc = synthetic_accuracy(genome)
+        return Run(genome, [(100, 0.5), (200, (0.5 + acc) / 2), (300, acc)])
+
+
+def best_per_generation(result) -> list[tuple[float, ...]]:
+    return [generation[0][1] for generation in result.history]
+
+
+def test_evolve_improves_and_never_loses_the_best():
+    improved = 0
+    for seed in range(10):
+        result = evolve(Counter(), 3, rng=np.random.default_rng(seed))
+        best = best_per_generation(result)
+        assert all(later >= earlier for earlier, later in itertools.pairwise(best))  # elitism
+        improved += best[-1] > best[0]
+        assert result.best.fitness == best[-1]
+        assert result.best.evaluated.genome == result.best.genome  # the winner's own trained object
+    assert improved >= 8
+
+
+@pytest.mark.parametrize("population, generations, elite", [(6, 6, 2), (4, 3, 1), (5, 1, 2), (3, 4, 3)])
+def test_evolve_evaluates_only_new_individuals(population, generations, elite):
+    counter = Counter()
+    progress: list[tuple[int, int]] = []
+    result = evolve(
+        counter,
+        2,
+        rng=np.random.default_rng(0),
+        population=population,
+        generations=generations,
+        elite=elite,
+        on_candidate=lambda g, i, genome, evaluated: progress.append((g, i)),
+    )
+    expected = population + (population - elite) * (generations - 1)
+    assert result.evaluations == len(counter.calls) == expected
+    assert not result.stopped_early
+    assert len(result.history) == generations
+    assert all(len(generation) == population for generation in result.history)
+    assert progress[:population] == [(0, i) for i in range(population)]
+    assert progress[population:] == [(g, i) for g in range(1, generations) for i in range(elite, population)]
+    assert len({genome.phenotype() for genome in counter.calls[:population]}) == population  # distinct
+
+
+def test_evolve_stops_early_when_good_enough():
+    counter = Counter()
+    result = evolve(counter, 3, rng=np.random.default_rng(5), good_enough=lambda run: run.curve[-1][1] >= 0.7)
+    assert result.stopped_early
+    assert result.evaluations == len(counter.calls) < 6 + 4 * 5
+    assert result.best.evaluated.curve[-1][1] >= 0.7
+    assert synthetic_accuracy(counter.calls[-1]) >= 0.7
+
+
+def test_evolve_is_deterministic_and_supports_crossover_and_every_criterion():
+    ranges = GeneRanges(max_new_reductions=1)
+    for criterion in CRITERIA:
+        runs = [
+            evolve(
+                Counter(),
+                2,
+                rng=np.random.default_rng(9),
+                criterion=criterion,
+                horizon=10_000,
+                ranges=ranges,
+                crossover=True,
+                rounding="stochastic",
+            )
+            for _ in range(2)
+        ]
+        assert runs[0].history == runs[1].history
+        for generation in runs[0].history:
+            for genome, _, _ in generation:
+                Genome.from_dict(genome).validate(ranges)
+
+
+def test_evolve_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown fitness criterion"):
+        evolve(Counter(), 1, rng=np.random.default_rng(0), criterion="median")
+    with pytest.raises(ValueError, match="elite"):
+        evolve(Counter(), 1, rng=np.random.default_rng(0), population=2, elite=3)
+    with pytest.raises(ValueError, match="library layers"):
+        evolve(
+            Counter(),
+            1,
+            rng=np.random.default_rng(0),
+            initial=initial_genome(0, GeneRanges(), np.random.default_rng(0)),
+        )
