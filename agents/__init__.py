@@ -1,1 +1,62 @@
-"""One package per task family (classification, atari), each behind the same small protocol."""
+"""Task families (classification, atari) behind one small protocol, so that the learn loop in
+:mod:`lifelong.learn` reads the same for both: ``self_organize → grow → prune → commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from library_store import Library, TaskArrays
+
+Report = Callable[..., None]  # progress events: report("phase", name=..., total=...), ...
+
+
+@dataclass
+class NewModule:
+    """A module grown for a task, to be frozen and stored when the task commits."""
+
+    kind: str
+    tensors: dict[str, np.ndarray]
+    config: dict[str, Any]
+    signature: dict[str, Any]
+
+
+@dataclass
+class Solution:
+    """What an agent hands to the commit: the assembly (library ids or new modules per layer),
+    the task's own arrays, and what to record about how it was found."""
+
+    layers: list[list[str | NewModule]]
+    arrays: TaskArrays
+    phase: str  # "self_organize" or "grow": which step solved the task
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Agent(Protocol):
+    """One task family. ``Problem`` and ``Attempt`` are the family's own types."""
+
+    family: str
+
+    def prepare(self, library: Library, spec: Any, name: str) -> Any:
+        """Load the task's data and a frozen view of the library."""
+
+    def self_organize(self, problem: Any) -> Any:
+        """Solve the task with frozen library modules only (learn how to combine them)."""
+
+    def good_enough(self, problem: Any, attempt: Any) -> bool:
+        """Whether an attempt meets the task's target (on validation data)."""
+
+    def grow(self, problem: Any, attempt: Any) -> Any:
+        """Evolve new trainable modules on top of the library."""
+
+    def prune(self, problem: Any, attempt: Any) -> Any:
+        """Drop what the task does not need, without losing validation accuracy."""
+
+    def solution(self, problem: Any, attempt: Any) -> Solution:
+        """Freeze the attempt into something the library can store."""

@@ -6,6 +6,7 @@ the CLI talks to: it re-exports the library and its errors, and builds the repor
 """
 
 from library_store import Library, LibraryError
+from lifelong.errors import LifelongError
 
 __version__ = "0.1.0"
-__all__ = ["Library", "LibraryError", "__version__"]
+__all__ = ["Library", "LibraryError", "LifelongError", "__version__"]

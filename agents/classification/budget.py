@@ -1,0 +1,58 @@
+"""How much compute a classification task may use. Presets; every number can be overridden."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training and evolution budget of one task (steps are minibatch SGD steps)."""
+
+    so_steps: int  # self-organization: max steps training α, β and the head
+    batch_size: int
+    lr: float  # Adam learning rate
+    eval_every: int  # steps between validation points of the learning curve
+    patience: int  # evaluations without improvement before stopping, once at the target
+    population: int  # growth: genomes per generation (SMART: 6)
+    generations: int  # growth: generations (SMART: 6)
+    candidate_steps: int  # growth: steps each candidate trains before its fitness is read (SMART: 1000)
+    final_steps: int  # growth: max steps the winner trains on (SMART: 15,000)
+    settle_steps: int  # after freezing the winner's modules: steps re-fitting α, β and the head
+    mutation_rate: float = 0.2  # SMART
+    elite: int = 2  # SMART: the best two are kept, their mutants replace the rest
+    fitness: str = "acc+slope"
+    crossover: bool = False
+    # SMART's scalar rule v' = int(0.8 v + 0.2 u) truncates, so a count of 0 or 1 can never grow;
+    # "stochastic" rounds up with probability equal to the fraction (same mean as the paper's rule).
+    rounding: str = "stochastic"
+    probe_size: int = 32  # stored validation inputs to verify a task never changes
+
+    def override(self, **values: Any) -> Budget:
+        """A copy with the given (non-None) fields replaced."""
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown budget fields {sorted(unknown)}")
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+# fmt: off
+PRESETS: dict[str, Budget] = {
+    # CPU minutes: a first task grows in about a minute, later ones self-organize in seconds.
+    "quick": Budget(
+        so_steps=600, batch_size=64, lr=5e-3, eval_every=50, patience=3,
+        population=4, generations=2, candidate_steps=150, final_steps=1500, settle_steps=200,
+    ),
+    "standard": Budget(
+        so_steps=1500, batch_size=128, lr=3e-3, eval_every=100, patience=4,
+        population=6, generations=6, candidate_steps=300, final_steps=4000, settle_steps=300,
+    ),
+    # SMART's published protocol: 6×6 candidates × 1000 steps of batch 256, 15,000 final steps.
+    "paper": Budget(
+        so_steps=3000, batch_size=256, lr=1e-3, eval_every=100, patience=10,
+        population=6, generations=6, candidate_steps=1000, final_steps=15000, settle_steps=500,
+    ),
+}
+# fmt: on

@@ -1,0 +1,130 @@
+"""SMART's module kinds as torch modules, and their round trip to library tensors.
+
+Every module maps a ``(C, H, W)`` feature map to another and ends in BatchNorm + ReLU (or a
+residual add), so modules of one layer can be mixed by per-task scales. BatchNorm keeps running
+statistics; once a module is frozen it runs in eval mode forever, which makes it a fixed
+function: an older task's outputs cannot drift when a newer task trains beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+Shape = tuple[int, int, int]  # (channels, height, width)
+KINDS = ("conv", "res_fire", "dim_reduce")
+
+
+class Conv(nn.Module):
+    """3×3 convolution, BatchNorm, ReLU; may change the channel count, keeps H×W."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class ResFire(nn.Module):
+    """SqueezeNet's Fire module (1×1 squeeze, parallel 1×1 and 3×3 expand) added to its input."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(channels, squeeze, 1)
+        self.expand1 = nn.Conv2d(squeeze, channels // 2, 1, bias=False)
+        self.expand3 = nn.Conv2d(squeeze, channels - channels // 2, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu(self.squeeze(x))
+        return torch.relu(x + self.bn(torch.cat([self.expand1(s), self.expand3(s)], dim=1)))
+
+
+class DimReduce(nn.Module):
+    """Halves H and W: 2×2 max-pool plus a learned 2×2 stride-2 convolution, then BN + ReLU."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 2, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x) + nn.functional.max_pool2d(x, 2)))
+
+
+def module_config(kind: str, input_shape: Shape, filters: int | None = None) -> dict[str, Any]:
+    """The constructor arguments of a module of ``kind`` that reads ``input_shape``."""
+    channels = input_shape[0]
+    if kind == "conv":
+        return {"in_channels": channels, "out_channels": filters or channels}
+    if kind == "res_fire":
+        return {"channels": channels, "squeeze": max(2, channels // 4)}
+    if kind == "dim_reduce":
+        if min(input_shape[1:]) < 2:
+            raise ValueError(f"cannot reduce a {input_shape} feature map further")
+        return {"channels": channels}
+    raise ValueError(f"unknown module kind {kind!r}; kinds: {', '.join(KINDS)}")
+
+
+def output_shape(kind: str, config: dict[str, Any], input_shape: Shape) -> Shape:
+    _, height, width = input_shape
+    if kind == "conv":
+        return (config["out_channels"], height, width)
+    if kind == "res_fire":
+        return input_shape
+    return (config["channels"], height // 2, width // 2)
+
+
+def build(kind: str, config: dict[str, Any]) -> nn.Module:
+    """A freshly initialised module."""
+    if kind == "conv":
+        return Conv(config["in_channels"], config["out_channels"])
+    if kind == "res_fire":
+        return ResFire(config["channels"], config["squeeze"])
+    if kind == "dim_reduce":
+        return DimReduce(config["channels"])
+    raise ValueError(f"unknown module kind {kind!r}; kinds: {', '.join(KINDS)}")
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Make ``module`` a fixed function: no gradients, BatchNorm on its running statistics."""
+    module.requires_grad_(False)
+    module.eval()
+    module.frozen = True
+    return module
+
+
+def is_frozen(module: nn.Module) -> bool:
+    return getattr(module, "frozen", False)
+
+
+def to_tensors(module: nn.Module) -> dict[str, np.ndarray]:
+    """The module's parameters and buffers (BN running statistics included) as numpy arrays."""
+    return {name: value.detach().cpu().numpy().copy() for name, value in module.state_dict().items()}
+
+
+def from_tensors(kind: str, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> nn.Module:
+    """Rebuild a stored module, exactly, and freeze it."""
+    module = build(kind, config)
+    module.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in tensors.items()})
+    return freeze(module)
+
+
+class Head(nn.Module):
+    """A task's own output layers: pool to at most 7×7, then FC + ReLU, then the class scores."""
+
+    def __init__(self, input_shape: Shape, n_classes: int, hidden: int = 64) -> None:
+        super().__init__()
+        channels, height, width = input_shape
+        self.pool_to = (min(height, 7), min(width, 7))
+        self.hidden = nn.Linear(channels * self.pool_to[0] * self.pool_to[1], hidden)
+        self.out = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.adaptive_avg_pool2d(x, self.pool_to).flatten(1)
+        return self.out(torch.relu(self.hidden(x)))

@@ -1,0 +1,81 @@
+"""A task's network: a stack of mixed layers over library modules, then the task's own head.
+
+Layer ℓ computes ``y = (1/|M|) Σ_i α_i · m_i(β_i · x)`` over the modules ``M`` the task uses in
+that layer (SMART). α (output scale) and β (input scale) are scalars per (task, module),
+initialised N(1, 0.1); they belong to the task, never to the shared module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from agents.classification.modules import Head, is_frozen
+
+
+class MixedLayer(nn.Module):
+    """One layer of a task network: the scaled mean of its modules' outputs."""
+
+    def __init__(
+        self,
+        members: list[nn.Module],
+        alpha: torch.Tensor | None = None,
+        beta: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("a layer needs at least one module")
+        self.members = nn.ModuleList(members)
+
+        def scales(given: torch.Tensor | None) -> nn.Parameter:
+            fresh = 1 + 0.1 * torch.randn(len(members), generator=generator)
+            return nn.Parameter(given.clone() if given is not None else fresh)
+
+        self.alpha = scales(alpha)
+        self.beta = scales(beta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.alpha[0] * self.members[0](self.beta[0] * x)
+        for i in range(1, len(self.members)):
+            total = total + self.alpha[i] * self.members[i](self.beta[i] * x)
+        return total / len(self.members)
+
+    def train(self, mode: bool = True) -> MixedLayer:
+        super().train(mode)
+        for member in self.members:  # frozen modules stay fixed functions (BN running stats)
+            if is_frozen(member):
+                member.eval()
+        return self
+
+    def without(self, index: int) -> MixedLayer:
+        """This layer minus module ``index``, with α rescaled so the others' sum is unchanged."""
+        keep = [i for i in range(len(self.members)) if i != index]
+        n, m = len(self.members), len(keep)
+        with torch.no_grad():
+            alpha = self.alpha[keep] * (m / n)
+            beta = self.beta[keep]
+        return MixedLayer([self.members[i] for i in keep], alpha, beta)
+
+
+class TaskNetwork(nn.Module):
+    """Mixed layers over the library, then the task head. Input: float images in [0, 1]."""
+
+    def __init__(self, layers: list[MixedLayer], head: Head) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.head = head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def scale_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.layers for p in (layer.alpha, layer.beta)]
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [m for layer in self.layers for m in layer.members if not is_frozen(m)]

@@ -1,0 +1,118 @@
+"""Minibatch training with a validation learning curve, best-checkpoint keeping and early stop.
+
+The data sit in memory as uint8 tensors; each step samples a batch with a seeded generator, so
+the same seed replays the same run. Test data never enter here: every decision (keep the best
+checkpoint, stop, accept) looks at the validation split only.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from lifelong.errors import TrainingError
+
+EVAL_BATCH = 1000
+
+
+def as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images → float in [0, 1] on ``device`` (the network's input convention)."""
+    return images.to(device, non_blocking=True).float().div_(255)
+
+
+@torch.no_grad()
+def predict_logits(network: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Logits for all ``images`` in eval mode, in fixed-size batches (deterministic)."""
+    was_training = network.training
+    network.eval()
+    outputs = [
+        network(as_input(images[i : i + EVAL_BATCH], device)).cpu() for i in range(0, len(images), EVAL_BATCH)
+    ]
+    network.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def accuracy(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    return float((predict_logits(network, images, device).argmax(1) == labels).float().mean())
+
+
+@dataclass
+class Curve:
+    """Validation accuracy against training step."""
+
+    steps: list[int] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)
+
+    def add(self, step: int, value: float) -> None:
+        self.steps.append(step)
+        self.accuracies.append(value)
+
+    def points(self) -> list[tuple[int, float]]:
+        return list(zip(self.steps, self.accuracies, strict=True))
+
+    @property
+    def best(self) -> float:
+        return max(self.accuracies, default=0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+    target: float  # stop once validation reaches this and stops improving
+    patience: int  # evaluations without improvement before stopping (once at target)
+
+
+def train(
+    network: nn.Module,
+    parameters: list[nn.Parameter],
+    data,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    on_eval: Callable[[int, float], None] | None = None,
+) -> Curve:
+    """Train ``parameters`` (only those) with Adam; leave ``network`` at its best validation
+    checkpoint and return the validation curve."""
+    optimizer = torch.optim.Adam(parameters, lr=config.lr)
+    curve = Curve()
+    best_acc, best_state, since_best = -1.0, None, 0
+    network.train()
+    n = len(data.train_y)
+    for step in range(1, config.steps + 1):
+        batch = torch.randint(n, (min(config.batch_size, n),), generator=generator)
+        loss = nn.functional.cross_entropy(
+            network(as_input(data.train_x[batch], device)), data.train_y[batch].to(device)
+        )
+        if not math.isfinite(loss.item()):
+            raise TrainingError(
+                f"training diverged: loss is {loss.item()} at step {step} "
+                f"(learning rate {config.lr:g} too high?)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % config.eval_every == 0 or step == config.steps:
+            value = accuracy(network, data.val_x, data.val_y, device)
+            curve.add(step, value)
+            if on_eval:
+                on_eval(step, value)
+            if value > best_acc:
+                best_acc, best_state, since_best = value, copy.deepcopy(network.state_dict()), 0
+            else:
+                since_best += 1
+            if best_acc >= config.target and since_best >= config.patience:
+                break
+            if best_acc >= 1.0:
+                break
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    return curve

@@ -1,0 +1,179 @@
+"""What the CLI asks of image-classification tasks: learn, evaluate, predict, export, demo."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents import Report
+from agents.classification.agent import ClassificationAgent, load_task_network
+from agents.classification.budget import PRESETS, Budget
+from agents.classification.training import accuracy, predict_logits
+from library_store import Library, TaskRecord
+from lifelong.device import resolve_device
+from lifelong.errors import LifelongError, TaskDataError, TaskSpecError
+from lifelong.learn import learn
+from lifelong.tasks import load_task_data, parse_spec
+
+DEMO_SEEN = ("mnist:1v3", "mnist:1v2", "mnist:3v4", "mnist:4v5", "mnist:0v9")
+DEMO_UNSEEN = ("mnist:6v7", "mnist:2v8", "mnist:5v9")
+
+
+def budget_for(preset: str, **overrides: Any) -> Budget:
+    if preset not in PRESETS:
+        raise LifelongError(f"unknown budget {preset!r} (choose {', '.join(PRESETS)})")
+    budget = PRESETS[preset].override(**overrides)
+    for field in (
+        "so_steps",
+        "batch_size",
+        "eval_every",
+        "population",
+        "generations",
+        "candidate_steps",
+        "final_steps",
+        "settle_steps",
+        "elite",
+        "patience",
+    ):
+        if getattr(budget, field) < 1 and field not in ("settle_steps",):
+            raise LifelongError(f"--{field.replace('_', '-')} must be at least 1")
+    if budget.elite >= budget.population:
+        raise LifelongError("--elite must be smaller than --population")
+    if not 0 <= budget.mutation_rate <= 1:
+        raise LifelongError("--mutation-rate must lie in [0, 1]")
+    if not budget.lr > 0:
+        raise LifelongError("--lr must be positive")
+    return budget
+
+
+def learn_tasks(
+    library: Library,
+    specs: list[str],
+    *,
+    names: list[str] | None = None,
+    budget: Budget,
+    target: float = 0.97,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: Path | None = None,
+    report: Report | None = None,
+) -> list[TaskRecord]:
+    """Learn tasks one after the other, each committed as soon as it is learned."""
+    parsed = [parse_spec(text) for text in specs]  # all specs checked before any work starts
+    names = names or [spec.text for spec in parsed]
+    if len(names) != len(parsed):
+        raise TaskSpecError(f"{len(names)} --name values for {len(parsed)} specs")
+    if len(set(names)) != len(names):
+        raise TaskSpecError("the same task name is given twice")
+    existing = {task.name for task in library.tasks()}
+    clash = [n for n in names if n in existing]
+    if clash:
+        raise TaskSpecError(f"task {clash[0]!r} already exists; choose another --name")
+    for spec in parsed:
+        if spec.family != "classification":
+            raise TaskSpecError(f"{spec.text!r}: the {spec.family} agent is not available yet")
+    if not 0 < target <= 1:
+        raise LifelongError("--target must lie in (0, 1]")
+    agent = ClassificationAgent(
+        budget,
+        target=target,
+        seed=seed,
+        device=resolve_device(device),
+        data_dir=data_dir,
+        report=report or (lambda *a, **k: None),
+    )
+    command = shlex.join(["lifelong", *sys.argv[1:]])
+    records = []
+    for spec, name in zip(parsed, names, strict=True):
+        library.refresh()
+        report and report("task", name=name)
+        records.append(learn(library, agent, spec, name=name, seed=seed, command=command))
+    return records
+
+
+def evaluate_task(
+    library: Library, name: str, *, data_dir: Path | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Re-evaluate a stored task on its test data and its stored probe set."""
+    record = library.task(name)
+    _require_classification(record)
+    network = load_task_network(library, name).to(resolve_device(device))
+    arrays = library.task_arrays(name)
+    probe_x = torch.from_numpy(arrays.probe["inputs"])
+    logits = predict_logits(network, probe_x, resolve_device(device)).numpy()
+    data = load_task_data(
+        parse_spec(record.spec),
+        data_dir=data_dir,
+        input_shape=tuple(record.details["input_shape"]),
+        seed=record.seed or 0,
+    )
+    test_acc = accuracy(network, data.test_x, data.test_y, resolve_device(device))
+    return {
+        "task": name,
+        "test_acc": test_acc,
+        "stored_test_acc": record.metrics.get("test_acc"),
+        "test_acc_matches": test_acc == record.metrics.get("test_acc"),
+        "probe_examples": len(probe_x),
+        "probe_acc": float((logits.argmax(1) == arrays.probe["labels"]).mean()),
+        "probe_logits_identical": bool(np.array_equal(logits, arrays.probe["logits"])),
+        "probe_max_abs_diff": float(np.abs(logits - arrays.probe["logits"]).max()) if len(logits) else 0.0,
+    }
+
+
+def predict_files(library: Library, name: str, files: list[Path]) -> list[dict[str, Any]]:
+    """Label image files with a stored task's network."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.functional import resize
+
+    record = library.task(name)
+    _require_classification(record)
+    channels, height, width = record.details["input_shape"]
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    images = []
+    for path in files:
+        if not path.is_file():
+            raise TaskDataError(f"{path} is not a file")
+        try:
+            image = decode_image(str(path), mode=mode)
+        except (RuntimeError, ValueError) as error:
+            raise TaskDataError(
+                f"{path} is not an image torchvision can read ({str(error).splitlines()[0]})"
+            ) from None
+        images.append(resize(image, [height, width], antialias=True))
+    network = load_task_network(library, name)
+    logits = predict_logits(network, torch.stack(images), torch.device("cpu"))
+    probabilities = logits.softmax(1)
+    names = record.details["class_names"]
+    return [
+        {"file": str(path), "label": int(k), "class": names[int(k)], "probability": round(float(p[k]), 4)}
+        for path, k, p in zip(files, logits.argmax(1), probabilities, strict=True)
+    ]
+
+
+def export_task(library: Library, name: str, out: Path) -> dict[str, Any]:
+    """Write the task's assembled network as TorchScript: loads with ``torch.jit.load`` alone."""
+    record = library.task(name)
+    _require_classification(record)
+    network = load_task_network(library, name)
+    example = torch.from_numpy(library.task_arrays(name).probe["inputs"][:1]).float() / 255
+    scripted = torch.jit.trace(network, example)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scripted.save(str(out))
+    return {
+        "task": name,
+        "file": str(out),
+        "input": "float images in [0, 1], shape (N, "
+        + ", ".join(map(str, record.details["input_shape"]))
+        + ")",
+        "classes": record.details["class_names"],
+    }
+
+
+def _require_classification(record: TaskRecord) -> None:
+    if record.family != "classification":
+        raise LifelongError(f"task {record.name!r} is an {record.family} task")

@@ -1,0 +1,17 @@
+"""Errors of the agent layer. Like the library's, each message is one line a user can act on."""
+
+
+class LifelongError(Exception):
+    """Base class: a request the agent cannot carry out (bad spec, bad data, diverged training)."""
+
+
+class TaskSpecError(LifelongError):
+    """A task spec string that does not parse, or names classes that do not exist."""
+
+
+class TaskDataError(LifelongError):
+    """The task's data is missing or malformed (empty image folder, wrong npz shapes, ...)."""
+
+
+class TrainingError(LifelongError):
+    """Training could not continue, e.g. the loss became NaN (learning rate too high?)."""
