@@ -313,6 +313,9 @@ def learn(
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     eval_every: Annotated[int | None, typer.Option()] = None,
     population: Annotated[int | None, typer.Option(help="Growth: genomes per generation.")] = None,
+    elite: Annotated[
+        int | None, typer.Option(help="Growth: best genomes kept each generation (< population).")
+    ] = None,
     generations: Annotated[int | None, typer.Option(help="Growth: generations.")] = None,
     candidate_steps: Annotated[int | None, typer.Option(help="Growth: steps per candidate.")] = None,
     final_steps: Annotated[int | None, typer.Option(help="Growth: steps for the winner.")] = None,
@@ -332,6 +335,7 @@ def learn(
         lr=lr,
         eval_every=eval_every,
         population=population,
+        elite=elite,
         generations=generations,
         candidate_steps=candidate_steps,
         final_steps=final_steps,
@@ -410,7 +414,7 @@ def predict(ctx: typer.Context, task: str, files: Annotated[list[Path], typer.Ar
 
 @app.command()
 def export(ctx: typer.Context, task: str, out: Path) -> None:
-    """Write a task's network as TorchScript (loads with torch.jit.load, without lifelong)."""
+    """Write a task's network with torch.export (torch.export.load(OUT).module(), no lifelong needed)."""
     from lifelong.classification import export_task
 
     settings = _settings(ctx)

@@ -13,6 +13,7 @@ import torch
 from agents import Report
 from agents.classification.agent import ClassificationAgent, load_task_network
 from agents.classification.budget import PRESETS, Budget
+from agents.classification.evolution import CRITERIA
 from agents.classification.training import accuracy, predict_logits
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
@@ -28,6 +29,9 @@ def budget_for(preset: str, **overrides: Any) -> Budget:
     if preset not in PRESETS:
         raise LifelongError(f"unknown budget {preset!r} (choose {', '.join(PRESETS)})")
     budget = PRESETS[preset].override(**overrides)
+    if overrides.get("elite") is None and budget.elite >= budget.population > 1:
+        # a preset's elite must not forbid a small --population: keep all but one
+        budget = budget.override(elite=budget.population - 1)
     for field in (
         "so_steps",
         "batch_size",
@@ -40,10 +44,15 @@ def budget_for(preset: str, **overrides: Any) -> Budget:
         "elite",
         "patience",
     ):
-        if getattr(budget, field) < 1 and field not in ("settle_steps",):
-            raise LifelongError(f"--{field.replace('_', '-')} must be at least 1")
+        least = 0 if field == "settle_steps" else 1
+        if getattr(budget, field) < least:
+            raise LifelongError(f"--{field.replace('_', '-')} must be at least {least}")
     if budget.elite >= budget.population:
-        raise LifelongError("--elite must be smaller than --population")
+        raise LifelongError(
+            f"--elite ({budget.elite}) must be smaller than --population ({budget.population})"
+        )
+    if budget.fitness not in CRITERIA:
+        raise LifelongError(f"unknown --fitness {budget.fitness!r} (choose {', '.join(CRITERIA)})")
     if not 0 <= budget.mutation_rate <= 1:
         raise LifelongError("--mutation-rate must lie in [0, 1]")
     if not budget.lr > 0:
@@ -156,20 +165,21 @@ def predict_files(library: Library, name: str, files: list[Path]) -> list[dict[s
 
 
 def export_task(library: Library, name: str, out: Path) -> dict[str, Any]:
-    """Write the task's assembled network as TorchScript: loads with ``torch.jit.load`` alone."""
+    """Write the task's assembled network with ``torch.export``: ``torch.export.load(out).module()``
+    runs it without lifelong installed. The batch dimension is dynamic."""
     record = library.task(name)
     _require_classification(record)
     network = load_task_network(library, name)
-    example = torch.from_numpy(library.task_arrays(name).probe["inputs"][:1]).float() / 255
-    scripted = torch.jit.trace(network, example)
+    example = torch.from_numpy(library.task_arrays(name).probe["inputs"][:2]).float() / 255
+    program = torch.export.export(network, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     out.parent.mkdir(parents=True, exist_ok=True)
-    scripted.save(str(out))
+    torch.export.save(program, str(out))
+    shape = ", ".join(map(str, record.details["input_shape"]))
     return {
         "task": name,
         "file": str(out),
-        "input": "float images in [0, 1], shape (N, "
-        + ", ".join(map(str, record.details["input_shape"]))
-        + ")",
+        "load_with": "torch.export.load(file).module()",
+        "input": f"float images in [0, 1], shape (N, {shape})",
         "classes": record.details["class_names"],
     }
 

@@ -34,6 +34,7 @@ from library_store import Library, TaskArrays
 from lifelong.tasks import DEFAULT_INPUT_SHAPE, TaskData, TaskSpec, load_task_data
 
 HEAD_HIDDEN = 64
+MIN_FIRE_CHANNELS = 4
 
 
 def _quiet(*_: Any, **__: Any) -> None:
@@ -258,7 +259,7 @@ class ClassificationAgent:
         baseline = accuracy(network, data.val_x, data.val_y, self.device)
         order = sorted(
             (
-                (abs(float(layer.alpha[i] * layer.beta[i])), layer.members[i])
+                (abs((layer.alpha[i] * layer.beta[i]).item()), layer.members[i])
                 for layer in network.layers
                 if len(layer.members) > 1
                 for i in range(len(layer.members))
@@ -282,7 +283,7 @@ class ClassificationAgent:
             else:
                 network.layers[position[0]] = layer
         attempt.val_acc = accuracy(network, data.val_x, data.val_y, self.device)
-        attempt.details["pruned_modules"] = dropped
+        attempt.details.update(pruned_modules=dropped, val_acc_before_prune=baseline)
         return attempt
 
     def solution(self, problem: Problem, attempt: Attempt) -> Solution:
@@ -376,13 +377,18 @@ class ClassificationAgent:
                 if template.kind == "dim_reduce":
                     kind = "dim_reduce"
                 else:
-                    kind = "res_fire" if residual and in_shape == out_shape else "conv"
+                    fits = in_shape == out_shape and in_shape[0] >= MIN_FIRE_CHANNELS
+                    kind = "res_fire" if residual and fits else "conv"
                 layers[index].append(_new_module(kind, in_shape, out_shape[0]))
         shape = shapes[-1][1] if shapes else problem.input_shape
         for gene in genome.new_layers:
             kind = "dim_reduce" if gene.reduce else "res_fire" if gene.residual else "conv"
             if kind == "dim_reduce" and min(shape[1:]) < 4:
                 kind = "conv"  # too small to halve usefully: keep the size instead
+            if kind == "res_fire" and shape[0] < MIN_FIRE_CHANNELS:
+                kind = "conv"  # a Fire module needs channels to squeeze and split
+            if kind == "res_fire" and shape[0] < 2:
+                kind = "conv"  # a Fire module needs ≥ 2 channels to split its expand paths
             module = _new_module(kind, shape, gene.filters)
             layers.append([module])
             shape = output_shape(kind, module.config, shape)
