@@ -61,7 +61,7 @@ def options(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     lock_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds to wait for another writer [env LIFELONG_LOCK_TIMEOUT, 30]."),
+        typer.Option(help="Seconds to wait for another writer (env LIFELONG_LOCK_TIMEOUT, default 30)."),
     ] = None,
 ) -> None:
     ctx.obj = Settings(library, as_json, lock_timeout)
@@ -203,11 +203,8 @@ def bench_store(
     from lifelong import bench
     from lifelong.bench.store import bench_store as body
 
-    try:
-        counts = sorted({int(s) for s in sizes.split(",")})
-    except ValueError:
-        raise typer.BadParameter(f"--sizes must be whole numbers, got {sizes!r}") from None
-    if not counts or counts[0] < 1:
+    counts = sorted(set(_int_list(sizes, "--sizes")))
+    if counts[0] < 1:
         raise typer.BadParameter("--sizes must be positive")
     report, path = bench.run(
         "store", lambda: body(counts, seed), seeds=[seed], device="cpu", out_dir=results_dir
@@ -292,7 +289,7 @@ def _budget(preset: str, **overrides: Any) -> Any:
 BudgetOpt = Annotated[str, typer.Option("--budget", help="Preset: quick (CPU minutes), standard, paper.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for data split, initialisation, batches, evolution.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
-DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache [env LIFELONG_DATA, ./data].")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache (env LIFELONG_DATA, default ./data).")]
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
 
 
@@ -440,6 +437,50 @@ def data_fetch(
             {"name": name, "path": str(path), "source": (source_info(name, data_dir) or {}).get("source")}
         )
     _show(settings, rows, "data")
+
+
+@bench_app.command("smart-mnist")
+def bench_smart_mnist(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="The quick budget (CPU minutes per seed).")] = False,
+    budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")] = "0,1,2",
+    target: TargetOpt = 0.97,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+) -> None:
+    """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
+    from lifelong import bench
+    from lifelong.bench.smart_mnist import bench_smart_mnist as body
+    from lifelong.device import resolve_device
+
+    settings = _settings(ctx)
+    seed_list = _int_list(seeds, "--seeds")
+    plan = _budget("quick" if quick else budget)
+    report, path = bench.run(
+        "smart-mnist",
+        lambda: body(seed_list, plan, target, device, data_dir),
+        seeds=seed_list,
+        device=str(resolve_device(device)),
+        out_dir=results_dir,
+    )
+    if settings.as_json:
+        _show(settings, report)
+        return
+    rows = [{"condition": name, **values} for name, values in report["results"].items()]
+    _show(settings, rows, "bench smart-mnist")
+    out.print(f"written to {path}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise typer.BadParameter(f"{option} is empty")
+    return values
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> None:
