@@ -320,7 +320,6 @@ def learn(
     mutation_rate: Annotated[float | None, typer.Option()] = None,
     fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
     crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
-    elite: Annotated[int | None, typer.Option(help="Growth: genomes kept each generation.")] = None,
     rounding: Annotated[str | None, typer.Option(help="Scalar genes: stochastic or floor.")] = None,
     patience: Annotated[int | None, typer.Option(help="Evaluations without gain before stopping.")] = None,
 ) -> None:
@@ -343,6 +342,8 @@ def learn(
         mutation_rate=mutation_rate,
         fitness=fitness,
         crossover=crossover,
+        rounding=rounding,
+        patience=patience,
     )
     library = settings.open()
     with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
