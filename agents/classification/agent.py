@@ -155,7 +155,10 @@ class ClassificationAgent:
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: TaskSpec, name: str) -> Problem:
+        # Every task starts from the same seeded state, so a task learns the same way whether it
+        # comes first in a `learn` call or in a later one.
         torch.manual_seed(self.seed)  # module initialisation draws from torch's global generator
+        self.generator.manual_seed(self.seed)
         layers, input_shape = load_library_layers(library)
         data = load_task_data(spec, data_dir=self.data_dir, input_shape=input_shape, seed=self.seed)
         for layer in layers:
