@@ -1,0 +1,1 @@
+"""Atari: ALE environment and object substrates, ESP neuroevolution, GRUSM transfer, batched policy."""
