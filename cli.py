@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -493,7 +493,29 @@ def _fail(message: str, code: int = EXIT_ERROR) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app; turn every expected failure into one line and exit code 2."""
+    """Entry point: run the app, then end the process at once with its exit code.
+
+    Interpreter finalization is skipped on purpose: icechunk's tokio threads may still be finishing
+    store I/O futures, and Python tearing down under them aborts the process (SIGABRT or SIGBUS,
+    in about one run of ten), which turned finished commands into exit code 134.
+    """
+    try:
+        _main()
+        code: Any = 0
+    except SystemExit as done:
+        code = done.code
+    if not isinstance(code, int):  # sys.exit(None) is success, sys.exit("text") prints and fails
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed pipe (lifelong tasks | head): nothing to add
+            stream.flush()
+    os._exit(code)
+
+
+def _main() -> None:
+    """Run the app; turn every expected failure into one line and exit code 2."""
     if len(sys.argv) == 1:
         sys.argv.append("--help")
     try:

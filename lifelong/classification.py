@@ -172,7 +172,8 @@ def export_task(library: Library, name: str, out: Path) -> dict[str, Any]:
     record = library.task(name)
     _require_classification(record)
     network = load_task_network(library, name)
-    example = torch.from_numpy(library.task_arrays(name).probe["inputs"][:2]).float() / 255
+    # a batch of 2 whatever the probe holds: torch.export specializes a batch of 1 to a constant
+    example = torch.zeros(2, *record.details["input_shape"])
     program = torch.export.export(network, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(out))

@@ -142,6 +142,10 @@ def load_task_data(
     order = torch.randperm(len(train_y), generator=generator)
     n_val = max(1, min(VALIDATION_MAX, int(VALIDATION_FRACTION * len(order))))
     val, train = order[:n_val], order[n_val:]
+    if len(train) == 0:
+        raise TaskDataError(
+            f"{spec.text!r}: {len(order)} training example(s) is too few (one goes to validation)"
+        )
     if spec.train_size is not None:
         if spec.train_size > len(train):
             raise TaskDataError(
