@@ -172,6 +172,7 @@ def test_sigkill_at_random_instants_leaves_a_committed_state(
     command = python_script("crash_child", CHILD)
     outcomes: dict[str, int] = {}
     totals = {"learn": 0, "snapshot": 0, "restore": 0}
+    rounds_with_work = 0
 
     for round_number in range(ROUNDS):
         child = subprocess.Popen(
@@ -182,8 +183,14 @@ def test_sigkill_at_random_instants_leaves_a_committed_state(
             env=child_env,
         )
         spawned.append(child)
-        ready = child.stdout.readline()
-        assert ready.startswith('["ready"'), (ready, child.stderr.read() if child.poll() is not None else "")
+        seen = child.stdout.readline()
+        assert seen.startswith('["ready"'), (seen, child.stderr.read() if child.poll() is not None else "")
+        if rnd.random() < 0.7:  # most rounds: let the child commit at least once before the kill
+            while not seen.splitlines()[-1].startswith('["ack"'):
+                line = child.stdout.readline()
+                assert line, f"the child ended on its own: {child.stderr.read()}"
+                seen += line
+            rounds_with_work += 1
         time.sleep(rnd.uniform(0.0, 0.35))
         assert child.poll() is None, f"child died on its own: {child.stderr.read()}"
         child.send_signal(signal.SIGKILL)
@@ -192,7 +199,7 @@ def test_sigkill_at_random_instants_leaves_a_committed_state(
         rest, errors = child.stdout.read(), child.stderr.read()
         assert child.wait(timeout=30) == -signal.SIGKILL, errors
 
-        in_flight, counts = replay(model, parse(ready + rest))
+        in_flight, counts = replay(model, parse(seen + rest))
         for op, n in counts.items():
             totals[op] += n
         reopened = Library.open(library_path, lock_timeout=10)
@@ -212,7 +219,7 @@ def test_sigkill_at_random_instants_leaves_a_committed_state(
     final = Library.open(library_path)
     assert final.check() == []
     assert {task.name for task in final.tasks()} == model.tasks
-    assert totals["learn"] > ROUNDS, (totals, outcomes)  # the children did real work between kills
+    assert sum(totals.values()) >= rounds_with_work > 0, (totals, outcomes)
     print("operations acknowledged:", totals, "kill outcomes:", outcomes)
 
 
