@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from library_store import arrays
-from library_store.records import ModuleRecord, Problem, TaskRecord, tensors_checksum
+from library_store.records import ModuleRecord, Problem, TaskRecord, task_arrays_checksum, tensors_checksum
 
 if TYPE_CHECKING:
     from library_store.library import Library
@@ -18,7 +18,7 @@ def _error(error: BaseException) -> str:
 
 def find_problems(library: Library) -> list[Problem]:
     """Every problem in the library's current state, each with where it is."""
-    from library_store.library import FORMAT, SCHEMA_VERSION, task_key
+    from library_store.library import ARRAYS_CHECKSUM, FORMAT, SCHEMA_VERSION, task_key
 
     store = library._store
     problems: list[Problem] = []
@@ -71,9 +71,12 @@ def find_problems(library: Library) -> list[Problem]:
             if module_id not in module_ids:
                 problems.append(Problem(where, f"uses missing module {module_id}"))
         try:
-            library.task_arrays(task.name)
+            task_arrays = library.task_arrays(task.name)
         except Exception as error:
             problems.append(Problem(where, f"task arrays cannot be read ({_error(error)})"))
+            continue
+        if task_arrays_checksum(task_arrays) != attributes.get(ARRAYS_CHECKSUM):
+            problems.append(Problem(where, "checksum mismatch: task arrays (α/β, head, probe) changed"))
 
     for info in library.snapshots():
         try:

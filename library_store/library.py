@@ -59,6 +59,7 @@ from library_store.records import (
     TaskArrays,
     TaskRecord,
     Tensors,
+    task_arrays_checksum,
     tensors_checksum,
     validate_tensors,
 )
@@ -68,6 +69,7 @@ SCHEMA_VERSION = 1
 MAIN, JOURNAL = "main", "journal"
 REPO_DIR, LOCK_FILE = "repo", "writer.lock"
 AUTO_SNAPSHOT_PREFIX = "before-restore-"
+ARRAYS_CHECKSUM = "arrays_checksum"  # task group attribute: checksum of the task's own arrays
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _MODULE_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -443,7 +445,7 @@ class Transaction:
             raise UnknownModule(f"task {record.name!r} uses unknown modules {', '.join(missing)}")
         base = f"tasks/{task_key(record.name)}"
         nodes = [
-            arrays.Node(base, record.to_json()),
+            arrays.Node(base, {**record.to_json(), ARRAYS_CHECKSUM: task_arrays_checksum(task_arrays)}),
             arrays.Node(f"{base}/head", {}, task_arrays.head),
             arrays.Node(f"{base}/probe", {}, task_arrays.probe),
             arrays.Node(f"{base}/uses"),

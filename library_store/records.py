@@ -155,6 +155,16 @@ class TaskArrays:
         )
 
 
+def task_arrays_checksum(task_arrays: TaskArrays) -> str:
+    """One checksum over all of a task's own arrays (per-module parameters, head, probe)."""
+    flat = {f"head/{n}": a for n, a in task_arrays.head.items()}
+    flat.update({f"probe/{n}": a for n, a in task_arrays.probe.items()})
+    for layer, uses in enumerate(task_arrays.uses):
+        for i, use in enumerate(uses):
+            flat.update({f"uses/{layer}/{i}/{n}": a for n, a in use.items()})
+    return tensors_checksum(flat)
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One line of history: a change to the library (learn, prune, snapshot, restore, ...)."""

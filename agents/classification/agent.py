@@ -390,8 +390,6 @@ class ClassificationAgent:
                 kind = "conv"  # too small to halve usefully: keep the size instead
             if kind == "res_fire" and shape[0] < MIN_FIRE_CHANNELS:
                 kind = "conv"  # a Fire module needs channels to squeeze and split
-            if kind == "res_fire" and shape[0] < 2:
-                kind = "conv"  # a Fire module needs ≥ 2 channels to split its expand paths
             module = _new_module(kind, shape, gene.filters)
             layers.append([module])
             shape = output_shape(kind, module.config, shape)

@@ -84,7 +84,10 @@ def train(
     checkpoint and return the validation curve."""
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     curve = Curve()
-    best_acc, best_state, since_best = -1.0, None, 0
+    # The starting point is a candidate too: training must never return something worse.
+    best_acc = accuracy(network, data.val_x, data.val_y, device)
+    best_state, since_best = copy.deepcopy(network.state_dict()), 0
+    curve.add(0, best_acc)
     network.train()
     n = len(data.train_y)
     for step in range(1, config.steps + 1):
@@ -113,6 +116,5 @@ def train(
                 break
             if best_acc >= 1.0:
                 break
-    if best_state is not None:
-        network.load_state_dict(best_state)
+    network.load_state_dict(best_state)
     return curve
