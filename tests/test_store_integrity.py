@@ -192,3 +192,16 @@ def test_check_reads_the_raw_group_layout_it_expects(library: Library, library_p
     root = zarr.open_group(repo_store, mode="r")
     assert [name for name, _ in root["modules"].groups()] == [module_id]
     assert root["modules"][module_id]["weight"].nbytes == WEIGHT_BYTES
+
+
+def test_changed_task_arrays_are_reported(
+    library: Library, library_path: Path, rng, raw_main_session, raw_root_group
+) -> None:
+    add_module(library, "user", rng)
+    task_group = next(name for name, _ in raw_root_group(raw_main_session(library_path))["tasks"].groups())
+    session = raw_main_session(library_path)
+    raw_root_group(session)[f"tasks/{task_group}/uses/0/0/alpha"][...] = np.float32(2)  # was 1
+    session.commit("foreign writer changes a task's alpha")
+    problems = Library.open(library_path).check()
+    assert wheres(problems) == ["task 'user'"]
+    assert "checksum mismatch" in problems[0].what
