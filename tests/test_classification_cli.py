@@ -9,25 +9,22 @@ ImageFolder of PNGs) so they do not depend on how well MNIST can be learned in 4
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_one_line_error, fingerprint, run_cli
 from PIL import Image
 
 from library_store import Library
 from lifelong.data import fetch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LIFELONG = str(Path(sys.executable).parent / "lifelong")
 TINY = (
     "--so-steps", "40", "--candidate-steps", "30", "--population", "2", "--generations", "1",
     "--final-steps", "40", "--settle-steps", "10", "--eval-every", "10", "--batch-size", "32",
@@ -37,9 +34,7 @@ NPZ_TASK, FOLDER_TASK = "synthetic-npz", "synthetic-folder"
 
 # ---------------------------------------------------------------------------- helpers
 def run(library: Path, data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LIFELONG_LIBRARY": str(library), "LIFELONG_DATA": str(data_dir)}
-    env.pop("LIFELONG_LOCK_TIMEOUT", None)
-    return subprocess.run([LIFELONG, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return run_cli(*args, library=library, data_dir=data_dir, timeout=timeout)
 
 
 def run_many(
@@ -48,27 +43,6 @@ def run_many(
     """Run commands two at a time: most of a short run is importing torch, and CI has two cores."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         return list(pool.map(lambda args: run(library, data_dir, *args), commands))
-
-
-def fingerprint(path: Path) -> dict[str, str]:
-    """Every file under ``path`` with a hash of its bytes."""
-    return {
-        str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted(path.rglob("*"))
-        if f.is_file()
-    }
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """Exit code 2, stderr exactly one line ``error: …`` naming every needle; returns that line."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def noisy_halves(rng: np.random.Generator, n: int, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,44 +5,20 @@ Each error must be one line on stderr, exit code 2, and leave the library byte-f
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, fingerprint, run_cli
 from filelock import FileLock
 
 from library_store import Library, TaskArrays, TaskRecord
 
-LIFELONG = str(Path(sys.executable).parent / "lifelong")
-
 
 def run(library: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LIFELONG_LIBRARY": str(library)}
-    return subprocess.run([LIFELONG, *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def fingerprint(path: Path) -> dict[str, str]:
-    """Every file under ``path`` with a hash of its bytes."""
-    return {
-        str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted(path.rglob("*"))
-        if f.is_file()
-    }
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0]
+    return run_cli(*args, library=library, timeout=timeout)
 
 
 @pytest.fixture()
