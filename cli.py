@@ -254,6 +254,12 @@ class RichReport:
             self.progress.update(self.bar, completed=info["step"], status=f"val {info['val_acc']:.4f}")
         elif event == "phase_done":
             self.console.print(f"  {info['name']}: val {info['val_acc']:.4f} in {info['seconds']:.1f} s")
+        elif event == "generation" and self.bar is not None:
+            self.progress.update(
+                self.bar,
+                completed=info["step"],
+                status=f"best {info['best']:.1f} mean {info['mean']:.1f} {info['outcome']}",
+            )
         elif event == "candidate":
             self.console.print(
                 f"  generation {info['generation']} candidate {info['index']}: {info['genome']} "
@@ -266,18 +272,21 @@ def _quiet(*_: Any, **__: Any) -> None:
 
 
 def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
-    return [
+    rows = [
         {
             "task": r.name,
             "phase": r.metrics.get("phase"),
             "test_acc": r.metrics.get("test_acc"),
             "val_acc": r.metrics.get("val_acc"),
+            "score": r.metrics.get("eval_score_mean"),
             "modules_used": r.metrics.get("modules_used"),
             "new_modules": r.metrics.get("new_modules"),
             "seconds": r.timings.get("total"),
         }
         for r in records
     ]
+    used = {key for row in rows for key, value in row.items() if value is not None}
+    return [{key: value for key, value in row.items() if key in used} for row in rows]
 
 
 def _budget(preset: str, **overrides: Any) -> Any:
@@ -301,7 +310,9 @@ def learn(
         list[str] | None, typer.Option(help="Task name (once per spec); default: the spec.")
     ] = None,
     budget: BudgetOpt = "quick",
-    target: TargetOpt = 0.97,
+    target: Annotated[
+        float | None, typer.Option(help="Accuracy (images) or score (Atari) that counts as solved.")
+    ] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
@@ -322,11 +333,42 @@ def learn(
     crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
     rounding: Annotated[str | None, typer.Option(help="Scalar genes: stochastic or floor.")] = None,
     patience: Annotated[int | None, typer.Option(help="Evaluations without gain before stopping.")] = None,
+    evaluations: Annotated[
+        int | None, typer.Option(help="Atari: networks played per generation.", rich_help_panel="Atari")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Atari: episodes per evaluation.", rich_help_panel="Atari")
+    ] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(help="Atari: emulator frames per episode.", rich_help_panel="Atari")
+    ] = None,
+    sources: Annotated[
+        str, typer.Option(help="Atari: auto, none, or task names/module ids.", rich_help_panel="Atari")
+    ] = "auto",
+    condition: Annotated[
+        str, typer.Option(help="Atari: transfer, scratch or random sources.", rich_help_panel="Atari")
+    ] = "transfer",
 ) -> None:
-    """Learn tasks one after another: self-organize, grow if needed, prune, commit."""
-    from lifelong.classification import learn_tasks
+    """Learn tasks one after another: self-organize, grow if needed, prune, commit.
+
+    --target is a validation accuracy for image tasks (default 0.97) and a game score for Atari
+    (default none: use the whole budget); --generations counts ESP generations for Atari."""
+    from lifelong.runner import learn_specs
 
     settings = _settings(ctx)
+    parsed_families = {_family(spec) for spec in specs}
+    atari = {}
+    if "atari" in parsed_families:
+        from lifelong.atari import atari_budget
+
+        atari = {
+            "budget": atari_budget(
+                budget, generations=generations, evaluations=evaluations, trials=trials, max_frames=max_frames
+            ),
+            "target": target,
+            "sources": sources,
+            "condition": condition,
+        }
     plan = _budget(
         budget,
         so_steps=so_steps,
@@ -346,19 +388,26 @@ def learn(
         patience=patience,
     )
     library = settings.open()
+    classification = {"budget": plan, "target": 0.97 if target is None else target}
     with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
-        records = learn_tasks(
+        records = learn_specs(
             library,
             specs,
             names=name,
-            budget=plan,
-            target=target,
+            classification=classification,
+            atari=atari,
             seed=seed,
             device=device,
             data_dir=data_dir,
             report=report,
         )
     _show(settings, _task_rows(records), "learned")
+
+
+def _family(spec: str) -> str:
+    from lifelong.tasks import parse_spec
+
+    return parse_spec(spec).family
 
 
 @app.command()
@@ -396,12 +445,38 @@ def evaluate(
     task: str,
     data_dir: DataDirOpt = None,
     device: Annotated[str, typer.Option(help="cpu (bit-exact with the commit) or cuda.")] = "cpu",
+    episodes: Annotated[int, typer.Option(help="Atari: episodes to play.")] = 10,
+    seed: Annotated[
+        int | None, typer.Option(help="Atari: episode seed (default: the committed one).")
+    ] = None,
 ) -> None:
-    """Re-evaluate a stored task on its test data and its stored probe set."""
-    from lifelong.classification import evaluate_task
+    """Re-evaluate a stored task: test accuracy and probe check (images), mean ± sd score (Atari)."""
+    settings = _settings(ctx)
+    library = settings.open()
+    if library.task(task).family == "atari":
+        from lifelong.atari import evaluate_atari
+
+        report = evaluate_atari(library, task, episodes=episodes, seed=seed, device=device)
+    else:
+        from lifelong.classification import evaluate_task
+
+        report = evaluate_task(library, task, data_dir=data_dir, device=device)
+    _show(settings, report, f"eval {task}")
+
+
+@app.command()
+def play(
+    ctx: typer.Context,
+    task: str,
+    video: Annotated[Path, typer.Option(help="Where to write the episode (.gif).")],
+    seed: Annotated[int, typer.Option(help="Episode seed (sticky actions).")] = 0,
+    max_frames: Annotated[int | None, typer.Option(help="Frame cap (default: the task's).")] = None,
+) -> None:
+    """Play one episode of a stored Atari task and record it."""
+    from lifelong.atari import play_atari
 
     settings = _settings(ctx)
-    _show(settings, evaluate_task(settings.open(), task, data_dir=data_dir, device=device), f"eval {task}")
+    _show(settings, play_atari(settings.open(), task, video, seed=seed, max_frames=max_frames), "played")
 
 
 @app.command()

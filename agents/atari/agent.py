@@ -1,0 +1,349 @@
+"""The GRUSM-ESP Atari agent: reuse frozen networks of earlier games, grow neurons, lesion.
+
+``AtariAgent`` implements :class:`agents.Agent`:
+
+- **self-organize**: recruit the library's networks of earlier games as frozen *sources* (inputs
+  clamped to 0) and evolve only transfer genomes (target inputs → source hidden, source outputs →
+  target outputs) and output biases, one ESP subpopulation per source;
+- **grow**: if that stays below ``--target`` (or its share of the generations runs out), go on
+  with adaptation enabled: bursts, then lesion or add a recruit (a new hidden neuron); a game
+  with no sources starts here, from ``hidden`` neurons;
+- **prune**: lesion the best network, dropping neurons and sources it does not need;
+- the best network is committed as a frozen ``esp_network`` module; the task records which
+  sources it uses with which transfer weights.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents import NewModule, Report, Solution
+from agents.atari.budget import AtariBudget
+from agents.atari.esp import ESP, BatchedPolicy, ESPConfig, Network, Networks
+from agents.atari.evaluate import evaluate
+from agents.atari.games import Substrate, game_table, resolve_game, substrate_for
+from agents.atari.grusm import N_OUTPUTS, Source, random_source
+from library_store import Library, TaskArrays
+from lifelong.errors import LifelongError
+
+MODULE_KIND = "esp_network"
+CONDITIONS = ("transfer", "scratch", "random")
+
+
+def _quiet(*_: Any, **__: Any) -> None:
+    pass
+
+
+@dataclass
+class Problem:
+    """A game to learn, its input substrate, and the frozen sources it may recruit."""
+
+    name: str
+    game: str
+    substrate: Substrate
+    sources: list[Source]  # Source.name = library module id, or "" for a random control
+    target: float | None
+
+
+@dataclass
+class Attempt:
+    """An ESP run so far: its state, learning curves, emulation spent."""
+
+    esp: ESP
+    phase: str
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def source_from_module(library: Library, module_id: str) -> Source:
+    return Source.from_arrays(library.module_tensors(module_id), name=module_id)
+
+
+def library_sources(library: Library, exclude_game: str) -> dict[str, str]:
+    """Standalone ESP networks of other games: module id → game."""
+    return {
+        m.id: m.config["game"]
+        for m in library.modules()
+        if m.kind == MODULE_KIND and m.config.get("standalone") and m.config.get("game") != exclude_game
+    }
+
+
+def load_network(library: Library, name: str) -> tuple[Network, str]:
+    """A stored Atari task's network (with its sources) and its game."""
+    record, arrays = library.task(name), library.task_arrays(name)
+    own_id, *source_ids = record.layers[0]
+    sources = [source_from_module(library, module_id) for module_id in source_ids]
+    tensors = dict(library.module_tensors(own_id))
+    for i, use in enumerate(arrays.uses[0][1:]):
+        tensors[f"transfer_in_{i}"] = use["transfer_in"]
+        tensors[f"transfer_out_{i}"] = use["transfer_out"]
+    return Network.from_arrays(tensors, sources), record.details["game"]
+
+
+def replay_probe(network: Network, observations: np.ndarray, device: torch.device) -> np.ndarray:
+    """Outputs of ``network`` on one episode's stored observations, from a fresh recurrent state."""
+    policy = BatchedPolicy(Networks.stack([network]), trials=1, device=device)
+    policy.reset(1)
+    slot = torch.zeros(1, dtype=torch.int64, device=device)
+    outputs = [policy(torch.from_numpy(row[None]).to(device), slot).cpu().numpy()[0] for row in observations]
+    return np.stack(outputs) if outputs else np.zeros((0, N_OUTPUTS), np.float32)
+
+
+class _Recorder:
+    """Wraps a policy and keeps episode 0's first observations and outputs (the probe set)."""
+
+    def __init__(self, policy: BatchedPolicy, limit: int) -> None:
+        self.policy, self.limit = policy, limit
+        self.observations: list[np.ndarray] = []
+        self.outputs: list[np.ndarray] = []
+
+    def reset(self, n_episodes: int) -> None:
+        self.policy.reset(n_episodes)
+
+    def __call__(self, observations: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        outputs = self.policy(observations, slots)
+        if len(self.observations) < self.limit and int(slots[0]) == 0:
+            self.observations.append(observations[0].cpu().numpy().copy())
+            self.outputs.append(outputs[0].cpu().numpy().copy())
+        return outputs
+
+
+class AtariAgent:
+    """GRUSM-ESP over the real ALE."""
+
+    family = "atari"
+
+    def __init__(
+        self,
+        budget: AtariBudget,
+        *,
+        target: float | None = None,
+        seed: int = 0,
+        device: torch.device | None = None,
+        sources: str = "auto",
+        condition: str = "transfer",
+        report: Report = _quiet,
+    ) -> None:
+        if condition not in CONDITIONS:
+            raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
+        self.budget, self.target, self.seed = budget, target, seed
+        self.device = device or torch.device("cpu")
+        self.sources, self.condition, self.report = sources, condition, report
+        self.frames = 0
+
+    # -------------------------------------------------------------- protocol
+    def prepare(self, library: Library, spec: Any, name: str) -> Problem:
+        game = resolve_game(spec.game)
+        available = library_sources(library, exclude_game=game)
+        if self.sources == "none" or self.condition == "scratch":
+            chosen: list[str] = []
+        elif self.sources == "auto":
+            chosen = sorted(available)
+        else:
+            chosen = []
+            by_task = {t.name: t.layers[0][0] for t in library.tasks() if t.family == "atari"}
+            for item in self.sources.split(","):
+                module_id = by_task.get(item, item)
+                if module_id not in available:
+                    known = ", ".join(sorted(by_task)) or "none"
+                    raise LifelongError(
+                        f"--sources: {item!r} is not a network of another game (tasks: {known})"
+                    )
+                chosen.append(module_id)
+        sources = [source_from_module(library, module_id) for module_id in chosen]
+        if self.condition == "random":
+            rng = np.random.default_rng(self.seed)
+            sources = [random_source(s, rng, name="") for s in sources]
+        self.frames = 0
+        return Problem(name, game, substrate_for(game), sources, self.target)
+
+    def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:
+        return attempt is not None and problem.target is not None and attempt.esp.best_score >= problem.target
+
+    def self_organize(self, problem: Problem) -> Attempt | None:
+        """Transfer-only evolution over the frozen sources (no own neurons, no adaptation)."""
+        if not problem.sources:
+            return None
+        esp = ESP(
+            problem.substrate.n_inputs,
+            hidden=0,
+            sources=problem.sources,
+            config=self._config(),
+            generator=self.seed,
+        )
+        attempt = Attempt(esp, "self_organize")
+        share = max(1, round(self.budget.generations * self.budget.self_organize_share))
+        self._generations(problem, attempt, share, adapt=False)
+        return attempt
+
+    def grow(self, problem: Problem, attempt: Attempt | None) -> Attempt:
+        """Go on with adaptation (bursts add recruits: new neurons); from scratch if no sources."""
+        if attempt is None:
+            esp = ESP(
+                problem.substrate.n_inputs,
+                hidden=self.budget.hidden,
+                config=self._config(),
+                generator=self.seed,
+            )
+            attempt = Attempt(esp, "grow")
+        attempt.phase = "grow"
+        remaining = self.budget.generations - attempt.esp.generation
+        self._generations(problem, attempt, max(1, remaining), adapt=True)
+        return attempt
+
+    def prune(self, problem: Problem, attempt: Attempt) -> Attempt:
+        """Lesion: remove the best network's neurons and sources that do not help."""
+        lesion = attempt.esp.lesion(score_batch=lambda nets: self._scores(problem, nets, "lesion"))
+        attempt.details.update(
+            lesion_baseline=lesion.baseline,
+            removed_neurons=len(lesion.removed_neurons),
+            removed_sources=len(lesion.removed_sources),
+        )
+        return attempt
+
+    def solution(self, problem: Problem, attempt: Attempt) -> Solution:
+        best = attempt.esp.best
+        arrays = best.to_arrays()
+        own = {k: v for k, v in arrays.items() if not k.startswith("transfer_")}
+        n_in = problem.substrate.n_inputs
+        result = evaluate(
+            problem.game,
+            BatchedPolicy(Networks.stack([best]), trials=self.budget.eval_episodes, device=self.device),
+            self.budget.eval_episodes,
+            max_frames=self.budget.max_frames,
+            seed=self._eval_seed(),
+            device=self.device,
+            substrate=problem.substrate,
+        )
+        # The probe: one episode's first observations and outputs, recorded with the same
+        # one-network, one-episode forward that `lifelong eval` replays them through.
+        recorder = _Recorder(
+            BatchedPolicy(Networks.stack([best]), trials=1, device=self.device), self.budget.probe_steps
+        )
+        probe_run = evaluate(
+            problem.game,
+            recorder,
+            1,
+            max_frames=min(self.budget.max_frames, 4 * self.budget.probe_steps),
+            seed=self._eval_seed(),
+            device=self.device,
+            substrate=problem.substrate,
+        )
+        self.frames += int(result.total_frames) + int(probe_run.total_frames)
+        scores = result.scores
+        entries: list[str | NewModule] = [
+            NewModule(
+                MODULE_KIND,
+                own,
+                self._module_config(problem, best, float(scores.mean())),
+                {"input": [n_in], "output": [N_OUTPUTS]},
+            )
+        ]
+        uses: list[dict[str, np.ndarray]] = [{}]
+        for i, source in enumerate(best.sources):
+            if source.name:
+                entries.append(source.name)
+            else:  # a random control network is part of this task only: store it with it
+                entries.append(
+                    NewModule(
+                        MODULE_KIND,
+                        source.to_arrays(),
+                        {"game": problem.game, "random_control": True, "standalone": False},
+                        {"input": [source.n_in], "output": [N_OUTPUTS]},
+                    )
+                )
+            uses.append(
+                {"transfer_in": arrays[f"transfer_in_{i}"], "transfer_out": arrays[f"transfer_out_{i}"]}
+            )
+        probe = {
+            "observations": np.asarray(recorder.observations, np.float32).reshape(-1, n_in),
+            "outputs": np.asarray(recorder.outputs, np.float32).reshape(-1, N_OUTPUTS),
+        }
+        metrics = {
+            "best_training_score": attempt.esp.best_score,
+            "eval_score_mean": float(scores.mean()),
+            "eval_score_sd": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+            "eval_episodes": len(scores),
+            "hidden_neurons": best.n_hidden,
+            "sources_used": len(best.sources),
+            "new_modules": sum(isinstance(e, NewModule) for e in entries),
+            "modules_used": len(entries),
+            "generations": attempt.esp.generation,
+            "frames": self.frames,
+        }
+        details = {
+            **attempt.details,
+            "game": problem.game,
+            "classes": list(game_table(problem.game).class_names),
+            "n_inputs": n_in,
+            "condition": self.condition,
+            "target": problem.target,
+            "budget": self.budget.__dict__,
+            "eval_seed": self._eval_seed(),
+            "device": str(self.device),
+        }
+        return Solution(
+            [entries], TaskArrays(uses=[uses], probe=probe), attempt.phase, metrics, attempt.curves, details
+        )
+
+    # -------------------------------------------------------------- helpers
+    def _config(self) -> ESPConfig:
+        return ESPConfig(members=self.budget.members, stagnation=self.budget.stagnation)
+
+    def _eval_seed(self) -> int:
+        return 1_000_003 * (self.seed + 1)
+
+    def _generations(self, problem: Problem, attempt: Attempt, count: int, *, adapt: bool) -> None:
+        esp, b = attempt.esp, self.budget
+        self.report("phase", name=attempt.phase.replace("_", "-"), total=count)
+        for step in range(1, count + 1):
+            started = time.perf_counter()
+            members, networks = esp.ask(b.evaluations)
+            scores = self._scores(problem, networks, f"generation {esp.generation}")
+            scorer = (lambda nets: self._scores(problem, nets, "lesion")) if adapt else None
+            event = esp.tell(members, scores, score_batch=scorer)
+            curves = attempt.curves
+            curves.setdefault("best_so_far", []).append(esp.best_score)
+            curves.setdefault("mean_score", []).append(float(np.mean(scores)))
+            curves.setdefault("frames", []).append(float(self.frames))
+            curves.setdefault("seconds", []).append(time.perf_counter() - started)
+            curves.setdefault("hidden_neurons", []).append(float(esp.n_hidden))
+            self.report(
+                "generation", step=step, best=esp.best_score, mean=float(np.mean(scores)), outcome=event
+            )
+            if problem.target is not None and esp.best_score >= problem.target:
+                break
+
+    def _scores(self, problem: Problem, networks: Networks, label: str) -> np.ndarray:
+        """Mean raw score of each network over ``trials`` episodes, all emulators in lock-step."""
+        trials = self.budget.trials
+        policy = BatchedPolicy(networks, trials=trials, device=self.device)
+        seed = self.seed * 1_000_003 + len(problem.name) + int(self.frames % 1_000_003)
+        result = evaluate(
+            problem.game,
+            policy,
+            len(networks) * trials,
+            max_frames=self.budget.max_frames,
+            seed=seed,
+            device=self.device,
+            substrate=problem.substrate,
+        )
+        self.frames += int(result.total_frames)
+        return result.scores.reshape(len(networks), trials).mean(axis=1)
+
+    @staticmethod
+    def _module_config(problem: Problem, best: Network, score: float) -> dict[str, Any]:
+        return {
+            "game": problem.game,
+            "n_inputs": problem.substrate.n_inputs,
+            "n_outputs": N_OUTPUTS,
+            "hidden": best.n_hidden,
+            "score": score,
+            # only a network without sources of its own can be a source later (inputs clamped to 0)
+            "standalone": not best.sources,
+        }

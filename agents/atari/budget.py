@@ -1,0 +1,41 @@
+"""How much emulation an Atari task may use. Presets; every number can be overridden."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AtariBudget:
+    """Neuroevolution budget of one game (one evaluation = one network played ``trials`` times)."""
+
+    generations: int  # in all: self-organization, then growth
+    evaluations: int  # networks assembled and played per generation (paper: 100)
+    trials: int  # episodes per evaluation; its fitness is their mean raw score (paper: 5)
+    max_frames: int  # emulator frames per episode (4 per agent step)
+    self_organize_share: float = 0.5  # of the generations, for transfer-only evolution
+    hidden: int = 8  # own hidden neurons of a network grown from scratch
+    members: int = 20  # members per subpopulation
+    stagnation: int = 20  # generations without a new best before a burst
+    eval_episodes: int = 5  # episodes to score the committed network
+    probe_steps: int = 64  # stored observations (and outputs) to verify the network later
+
+    def override(self, **values: Any) -> AtariBudget:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown budget fields {sorted(unknown)}")
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+# fmt: off
+ATARI_PRESETS: dict[str, AtariBudget] = {
+    # a minute or two of emulation on 2 cores
+    "quick": AtariBudget(generations=10, evaluations=16, trials=1, max_frames=2000, stagnation=3,
+                         eval_episodes=3),
+    "standard": AtariBudget(generations=50, evaluations=50, trials=3, max_frames=10000, stagnation=10),
+    # GRUSM-ESP's protocol: 200 generations × 100 evaluations × 5 trials
+    "paper": AtariBudget(generations=200, evaluations=100, trials=5, max_frames=18000, stagnation=20),
+}
+# fmt: on

@@ -1,0 +1,144 @@
+"""What the CLI asks of Atari tasks: learn (GRUSM-ESP), evaluate, play and record."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import Report
+from agents.atari.agent import CONDITIONS, AtariAgent, load_network, replay_probe
+from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.atari.esp import BatchedPolicy, Networks
+from agents.atari.evaluate import evaluate
+from agents.atari.games import GameError, resolve_game
+from agents.atari.play import record_episode
+from library_store import Library, TaskRecord
+from lifelong.device import resolve_device
+from lifelong.errors import LifelongError, TaskSpecError
+from lifelong.learn import learn
+from lifelong.tasks import TaskSpec
+
+
+def atari_budget(preset: str, **overrides: Any) -> AtariBudget:
+    if preset not in ATARI_PRESETS:
+        raise LifelongError(f"unknown budget {preset!r} (choose {', '.join(ATARI_PRESETS)})")
+    budget = ATARI_PRESETS[preset].override(**overrides)
+    for name in (
+        "generations",
+        "evaluations",
+        "trials",
+        "max_frames",
+        "members",
+        "stagnation",
+        "eval_episodes",
+    ):
+        if getattr(budget, name) < 1:
+            raise LifelongError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= budget.self_organize_share <= 1:
+        raise LifelongError("--self-organize-share must lie in [0, 1]")
+    return budget
+
+
+def learn_atari(
+    library: Library,
+    spec: TaskSpec,
+    *,
+    name: str | None = None,
+    budget: AtariBudget,
+    target: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    sources: str = "auto",
+    condition: str = "transfer",
+    report: Report | None = None,
+) -> TaskRecord:
+    """Learn one game with GRUSM-ESP and commit its network."""
+    if condition not in CONDITIONS:
+        raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
+    try:
+        resolve_game(spec.game or "")
+    except GameError as error:
+        raise TaskSpecError(str(error)) from None
+    agent = AtariAgent(
+        budget,
+        target=target,
+        seed=seed,
+        device=resolve_device(device),
+        sources=sources,
+        condition=condition,
+        report=report or (lambda *a, **k: None),
+    )
+    command = shlex.join(["lifelong", *sys.argv[1:]])
+    report and report("task", name=name or spec.text)
+    return learn(library, agent, spec, name=name or spec.text, seed=seed, command=command)
+
+
+def evaluate_atari(
+    library: Library,
+    name: str,
+    *,
+    episodes: int = 10,
+    seed: int | None = None,
+    max_frames: int | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Play a stored game's network: mean ± sd raw score, and the bit-exact probe check."""
+    record = library.task(name)
+    if record.family != "atari":
+        raise LifelongError(f"task {name!r} is a {record.family} task")
+    if episodes < 1:
+        raise LifelongError("--episodes must be at least 1")
+    network, game = load_network(library, name)
+    torch_device = resolve_device(device)
+    probe = library.task_arrays(name).probe
+    outputs = replay_probe(network, probe["observations"], torch_device)
+    policy = BatchedPolicy(Networks.stack([network]), trials=episodes, device=torch_device)
+    budget = record.details["budget"]
+    result = evaluate(
+        game,
+        policy,
+        episodes,
+        max_frames=max_frames or budget["max_frames"],
+        seed=record.details["eval_seed"] if seed is None else seed,
+        device=torch_device,
+    )
+    scores = result.scores
+    return {
+        "task": name,
+        "game": game,
+        "episodes": episodes,
+        "score_mean": float(scores.mean()),
+        "score_sd": float(scores.std(ddof=1)) if episodes > 1 else 0.0,
+        "scores": [float(s) for s in scores],
+        "stored_eval_score_mean": record.metrics.get("eval_score_mean"),
+        "probe_outputs_identical": bool(np.array_equal(outputs, probe["outputs"])),
+        "steps_per_s": result.steps_per_s,
+    }
+
+
+def play_atari(
+    library: Library, name: str, video: Path, *, seed: int = 0, max_frames: int | None = None
+) -> dict:
+    """Play one episode with a stored network and record it as an animated GIF."""
+    from PIL import Image
+
+    record = library.task(name)
+    if record.family != "atari":
+        raise LifelongError(f"task {name!r} is a {record.family} task")
+    if video.suffix.lower() != ".gif":
+        raise LifelongError(f"--video must end in .gif (got {video.name!r})")
+    network, game = load_network(library, name)
+    frames, score = record_episode(
+        game,
+        BatchedPolicy(Networks.stack([network]), trials=1),
+        seed=seed,
+        max_frames=max_frames or record.details["budget"]["max_frames"],
+    )
+    images = [Image.fromarray(frame) for frame in frames]
+    video.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(video, save_all=True, append_images=images[1:], duration=1000 // 15, loop=0)
+    return {"task": name, "game": game, "score": score, "frames": len(images) * 4, "video": str(video)}
