@@ -94,6 +94,7 @@ def modules(library: Library, task: str | None = None) -> list[dict[str, Any]]:
                     "kind": module.kind,
                     "created_by": module.created_by,
                     "frozen": module.frozen,
+                    "config": module.config,
                     "task_params": {name: _value(value) for name, value in sorted(params.items())},
                     "weight_norm": _norm(library.module_tensors(module_id)),
                 }
