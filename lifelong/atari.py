@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from agents import Report
-from agents.atari.agent import CONDITIONS, AtariAgent, load_network, replay_probe
+from agents.atari.agent import CONDITIONS, AtariAgent, choose_sources, load_network, replay_probe
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.esp import BatchedPolicy, Networks
 from agents.atari.evaluate import evaluate
@@ -60,9 +60,10 @@ def learn_atari(
     if condition not in CONDITIONS:
         raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
     try:
-        resolve_game(spec.game or "")
+        game = resolve_game(spec.game or "")
     except GameError as error:
         raise TaskSpecError(str(error)) from None
+    choose_sources(library, sources, game)  # a bad --sources fails before any work starts
     agent = AtariAgent(
         budget,
         target=target,

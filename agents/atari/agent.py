@@ -73,6 +73,27 @@ def library_sources(library: Library, exclude_game: str) -> dict[str, str]:
     }
 
 
+def choose_sources(library: Library, sources: str, game: str) -> list[str]:
+    """Module ids of the source networks ``--sources`` names: ``auto`` (every standalone network of
+    another game), ``none``, or a comma-separated list of Atari task names or module ids."""
+    available = library_sources(library, exclude_game=game)
+    if sources == "none":
+        return []
+    if sources == "auto":
+        return sorted(available)
+    chosen = []
+    by_task = {t.name: t.layers[0][0] for t in library.tasks() if t.family == "atari"}
+    for item in sources.split(","):
+        module_id = by_task.get(item, item)
+        if module_id not in available:
+            known = ", ".join(sorted(by_task)) or "none"
+            raise LifelongError(
+                f"--sources: {item!r} is not a network of another game (Atari tasks: {known})"
+            )
+        chosen.append(module_id)
+    return chosen
+
+
 def load_network(library: Library, name: str) -> tuple[Network, str]:
     """A stored Atari task's network (with its sources) and its game."""
     record, arrays = library.task(name), library.task_arrays(name)
@@ -139,22 +160,7 @@ class AtariAgent:
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: Any, name: str) -> Problem:
         game = resolve_game(spec.game)
-        available = library_sources(library, exclude_game=game)
-        if self.sources == "none" or self.condition == "scratch":
-            chosen: list[str] = []
-        elif self.sources == "auto":
-            chosen = sorted(available)
-        else:
-            chosen = []
-            by_task = {t.name: t.layers[0][0] for t in library.tasks() if t.family == "atari"}
-            for item in self.sources.split(","):
-                module_id = by_task.get(item, item)
-                if module_id not in available:
-                    known = ", ".join(sorted(by_task)) or "none"
-                    raise LifelongError(
-                        f"--sources: {item!r} is not a network of another game (tasks: {known})"
-                    )
-                chosen.append(module_id)
+        chosen = [] if self.condition == "scratch" else choose_sources(library, self.sources, game)
         sources = [source_from_module(library, module_id) for module_id in chosen]
         if self.condition == "random":
             rng = np.random.default_rng(self.seed)

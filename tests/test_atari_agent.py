@@ -1,0 +1,105 @@
+"""The Atari agent end to end on the real emulator, kept small (a few generations, short episodes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, fingerprint, run_cli
+
+from agents.atari.budget import ATARI_PRESETS
+from library_store import Library
+from lifelong.atari import evaluate_atari, learn_atari
+from lifelong.tasks import parse_spec
+
+SMALL = ATARI_PRESETS["quick"].override(
+    generations=6, evaluations=12, trials=1, max_frames=1000, stagnation=3
+)
+TINY = SMALL.override(generations=2, evaluations=8, max_frames=600)
+
+
+@pytest.fixture(scope="module")
+def two_games(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Freeway learned from scratch, then Boxing recruiting Freeway's frozen network."""
+    path = tmp_path_factory.mktemp("atari") / "library"
+    library = Library.create(path)
+    freeway = learn_atari(library, parse_spec("atari:Freeway"), budget=SMALL, seed=0, device="cpu")
+    source_id = freeway.layers[0][0]
+    before = library.module_tensors(source_id)
+    boxing = learn_atari(library, parse_spec("atari:Boxing"), budget=TINY, seed=0, device="cpu")
+    return path, {"boxing": boxing, "freeway": freeway, "source": source_id, "before": before}
+
+
+def test_scratch_game_improves_over_generation_one_and_commits_a_network(
+    two_games: tuple[Path, dict],
+) -> None:
+    _, learned = two_games
+    freeway = learned["freeway"]
+    best = freeway.curves["best_so_far"]
+    assert len(best) == SMALL.generations
+    assert best[-1] > best[0]  # evolution found something better than generation 1's best
+    assert freeway.metrics["phase"] == "grow"  # an empty library: nothing to self-organize
+    assert freeway.layers == [[learned["source"]]]
+    assert freeway.metrics["hidden_neurons"] >= 1
+
+
+def test_transfer_recruits_the_frozen_source_and_leaves_it_unchanged(two_games: tuple[Path, dict]) -> None:
+    path, learned = two_games
+    library = Library.open(path)
+    boxing = learned["boxing"]
+    assert learned["source"] in boxing.layers[0][1:] or boxing.details["removed_sources"] == 1
+    after = library.module_tensors(learned["source"])
+    assert all(np.array_equal(after[k], learned["before"][k]) for k in learned["before"])
+    assert library.module(learned["source"]).frozen
+    assert boxing.curves["best_so_far"]  # self-organization ran over the source first
+    if learned["source"] in boxing.layers[0]:
+        use = library.task_arrays("atari:Boxing").uses[0][boxing.layers[0].index(learned["source"])]
+        n_in = boxing.details["n_inputs"]
+        source_hidden = library.module(learned["source"]).config["hidden"]
+        assert use["transfer_in"].shape == (source_hidden, n_in)  # target inputs → source hidden
+        assert use["transfer_out"].shape == (10, 10)  # source outputs → target outputs
+    assert library.check() == []
+
+
+def test_eval_reproduces_the_committed_network(two_games: tuple[Path, dict]) -> None:
+    path, learned = two_games
+    library = Library.open(path)
+    for name in ("atari:Freeway", "atari:Boxing"):
+        report = evaluate_atari(library, name, episodes=SMALL.eval_episodes)
+        assert report["probe_outputs_identical"] is True
+        assert report["score_mean"] == pytest.approx(
+            learned[name.split(":")[1].lower()].metrics["eval_score_mean"]
+        )
+
+
+def test_modules_of_a_game_name_its_sources(two_games: tuple[Path, dict]) -> None:
+    path, _ = two_games
+    rows = json.loads(run_cli("--json", "modules", "--task", "atari:Boxing", library=path).stdout)
+    assert rows[0]["kind"] == "esp_network" and rows[0]["created_by"] == "atari:Boxing"
+    assert "hidden" in rows[0]["config"]
+    for row in rows[1:]:
+        assert row["created_by"] == "atari:Freeway"
+        assert set(row["task_params"]) == {"transfer_in", "transfer_out"}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("learn", "atari:Pongg"), "Pong"),
+        (("learn", "atari:Boxing", "--generations", "-1"), "--generations"),
+        (("learn", "atari:Boxing", "--max-frames", "0"), "--max-frames"),
+        (("learn", "atari:Boxing", "--condition", "sideways"), "--condition"),
+        (("learn", "atari:Boxing", "--sources", "atari:Nope"), "--sources"),
+        (("eval", "atari:Nope"), "no task"),
+    ],
+)
+def test_bad_atari_input_is_one_line_and_changes_nothing(
+    tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
+    path = tmp_path / "library"
+    Library.create(path)
+    before = fingerprint(path)
+    assert_one_line_error(run_cli(*args, library=path), needle)
+    assert fingerprint(path) == before
