@@ -552,6 +552,78 @@ def bench_smart_mnist(
     out.print(f"written to {path}")
 
 
+@bench_app.command("atari-throughput")
+def bench_atari_throughput(
+    ctx: typer.Context,
+    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    episodes: Annotated[int, typer.Option(help="Episodes (emulators run in lock-step).")] = 32,
+    max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
+    seed: SeedOpt = 0,
+    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+) -> None:
+    """Raw ALE stepping vs the agent's evaluation loop (ratio target ≥ 0.9), batched forward speed."""
+    from lifelong import bench
+    from lifelong.bench.atari_throughput import bench_atari_throughput as body
+
+    settings = _settings(ctx)
+    report, path = bench.run(
+        "atari-throughput",
+        lambda: body(game, episodes, max_frames, seed),
+        seeds=[seed],
+        device="cpu",
+        out_dir=results_dir,
+    )
+    _show_bench(settings, report, path)
+
+
+@bench_app.command("atari-transfer")
+def bench_atari_transfer(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="One pair, a small budget.")] = False,
+    budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
+    pairs: Annotated[str, typer.Option(help="source>target pairs, comma-separated.")] = "",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3).")] = "0,1,2",
+    generations: Annotated[int | None, typer.Option()] = None,
+    evaluations: Annotated[int | None, typer.Option()] = None,
+    max_frames: Annotated[int | None, typer.Option()] = None,
+    device: DeviceOpt = "auto",
+    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+) -> None:
+    """Scratch vs random vs transfer on source → target game pairs; transfer effectiveness."""
+    from lifelong import bench
+    from lifelong.atari import atari_budget
+    from lifelong.bench.atari_transfer import PAIRS
+    from lifelong.bench.atari_transfer import bench_atari_transfer as body
+    from lifelong.device import resolve_device
+
+    settings = _settings(ctx)
+    seed_list = _int_list(seeds, "--seeds")
+    chosen = [tuple(p.split(">")) for p in pairs.split(",")] if pairs else list(PAIRS[: 1 if quick else 3])
+    if any(len(p) != 2 for p in chosen):
+        raise typer.BadParameter(f"--pairs must look like Freeway>SpaceInvaders, got {pairs!r}")
+    plan = atari_budget(
+        "quick" if quick else budget, generations=generations, evaluations=evaluations, max_frames=max_frames
+    )
+    report, path = bench.run(
+        "atari-transfer",
+        lambda: body(chosen, seed_list, plan, device),
+        seeds=seed_list,
+        device=str(resolve_device(device)),
+        out_dir=results_dir,
+    )
+    _show_bench(settings, report, path)
+
+
+def _show_bench(settings: Settings, report: dict[str, Any], path: Path) -> None:
+    if settings.as_json:
+        _show(settings, report)
+        return
+    rows = [{"condition": name, **values} for name, values in report["results"].items()]
+    _show(settings, rows, report["protocol"])
+    _show(settings, report["ratios"], "ratios")
+    out.print(f"written to {path}")
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",")]

@@ -1,0 +1,91 @@
+"""``lifelong bench atari-transfer``: does reusing an earlier game's network help on a new one?
+
+For each source → target pair and seed: a fresh library learns the source game from scratch;
+then the target is learned three times at the same budget (same frames per generation):
+``scratch`` (no sources), ``random_library`` (frozen random networks with the source's parameter
+count, the paper's control) and ``transfer`` (the source's frozen network). GRUSM-ESP's transfer
+effectiveness: TE = (Σ mean best-so-far at generations 1, 10, 50, 100, 200 − the same for scratch)
+/ the score range — the generations scaled to this budget, and the range taken as the highest
+minus the lowest score any run of that target reached (the paper does not give per-game ranges).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+
+from agents.atari.budget import AtariBudget
+from library_store import Library
+from lifelong.atari import learn_atari
+from lifelong.bench import BenchResult
+from lifelong.tasks import parse_spec
+
+PAIRS = (("Freeway", "SpaceInvaders"), ("Boxing", "Seaquest"), ("Pong", "Breakout"))
+CONDITIONS = {
+    "scratch": ("scratch", "none"),
+    "random_library": ("random", "auto"),
+    "transfer": ("transfer", "auto"),
+}
+PAPER_GENERATIONS = (1, 10, 50, 100, 200)
+
+
+def checkpoints(generations: int) -> list[int]:
+    """The paper's generations 1, 10, 50, 100, 200 of 200, scaled to ``generations`` (1-based)."""
+    return sorted({max(1, round(g * generations / 200)) for g in PAPER_GENERATIONS})
+
+
+def run_pair(
+    source: str, target: str, seed: int, budget: AtariBudget, device: str, root: Path
+) -> dict[str, list[float]]:
+    """Best-so-far curve of the target under each condition, for one seed."""
+    curves = {}
+    library = Library.create(root / f"{source}-{target}-{seed}")
+    learn_atari(library, parse_spec(f"atari:{source}"), budget=budget, seed=seed, device=device)
+    for condition, (mode, sources) in CONDITIONS.items():
+        library.refresh()
+        record = learn_atari(
+            library,
+            parse_spec(f"atari:{target}"),
+            name=f"{target}-{condition}",
+            budget=budget,
+            seed=seed,
+            device=device,
+            condition=mode,
+            sources=sources,
+        )
+        curves[condition] = record.curves["best_so_far"]
+    return curves
+
+
+def bench_atari_transfer(
+    pairs: list[tuple[str, str]], seeds: list[int], budget: AtariBudget, device: str
+) -> BenchResult:
+    results: dict[str, dict[str, float]] = {}
+    ratios: dict[str, float] = {}
+    marks = checkpoints(budget.generations)
+    with tempfile.TemporaryDirectory(prefix="lifelong-atari-") as tmp:
+        for source, target in pairs:
+            runs = [run_pair(source, target, seed, budget, device, Path(tmp)) for seed in seeds]
+            every = [v for run in runs for curve in run.values() for v in curve]
+            score_range = (max(every) - min(every)) or 1.0
+
+            for condition in CONDITIONS:
+                finals = [run[condition][-1] for run in runs]
+                row = {
+                    "best_final_mean": statistics.mean(finals),
+                    "best_final_sd": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                }
+                for g in marks:
+                    row[f"best_at_generation_{g}"] = statistics.mean(
+                        run[condition][min(g, len(run[condition])) - 1] for run in runs
+                    )
+                results[f"{condition}:{source}->{target}"] = row
+            summed = {
+                c: sum(results[f"{c}:{source}->{target}"][f"best_at_generation_{g}"] for g in marks)
+                for c in CONDITIONS
+            }
+            for condition in ("transfer", "random_library"):
+                te = (summed[condition] - summed["scratch"]) / score_range
+                ratios[f"te_{condition}_{source}_to_{target}"] = te
+    return results, ratios
