@@ -209,14 +209,7 @@ def bench_store(
     report, path = bench.run(
         "store", lambda: body(counts, seed), seeds=[seed], device="cpu", out_dir=results_dir
     )
-    settings = _settings(ctx)
-    if settings.as_json:
-        _show(settings, report)
-        return
-    rows = [{"library": name, **values} for name, values in report["results"].items()]
-    _show(settings, rows, "bench store")
-    _show(settings, report["ratios"], "ratios")
-    out.print(f"written to {path}")
+    _show_bench(_settings(ctx), report, path)
 
 
 # ---------------------------------------------------------------------------- learning
@@ -544,12 +537,7 @@ def bench_smart_mnist(
         device=str(resolve_device(device)),
         out_dir=results_dir,
     )
-    if settings.as_json:
-        _show(settings, report)
-        return
-    rows = [{"condition": name, **values} for name, values in report["results"].items()]
-    _show(settings, rows, "bench smart-mnist")
-    out.print(f"written to {path}")
+    _show_bench(settings, report, path)
 
 
 @bench_app.command("atari-throughput")
