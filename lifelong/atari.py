@@ -142,4 +142,4 @@ def play_atari(
     images = [Image.fromarray(frame) for frame in frames]
     video.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(video, save_all=True, append_images=images[1:], duration=1000 // 15, loop=0)
-    return {"task": name, "game": game, "score": score, "frames": len(images) * 4, "video": str(video)}
+    return {"task": name, "game": game, "score": score, "frames": (len(images) - 1) * 4, "video": str(video)}

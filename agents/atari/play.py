@@ -1,11 +1,16 @@
-"""Record one episode of a policy as RGB frames (for ``lifelong play --video``)."""
+"""Record one episode of a policy as RGB frames (for ``lifelong play --video``).
+
+The episode follows :func:`agents.atari.evaluate.evaluate`'s conventions exactly (4 frames per
+step, per-frame sticky actions drawn from ``default_rng([seed, 0])``), so the recorded episode is
+episode 0 of an evaluation with the same seed.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from agents.atari.evaluate import STICKY, Policy, seed_sticky_actions
+from agents.atari.evaluate import STICKY, Policy, sticky_delays
 from agents.atari.games import (
     FRAMESKIP,
     SCREEN_HEIGHT,
@@ -20,23 +25,25 @@ from agents.atari.games import (
 def record_episode(
     game: str, policy: Policy, *, seed: int, max_frames: int, sticky: float = STICKY
 ) -> tuple[list[np.ndarray], float]:
-    """Play one episode under the evaluation conventions; return its RGB frames and raw score."""
+    """Play one episode; return its RGB frames (one per agent step) and its raw score."""
     rom = resolve_game(game)
     substrate = substrate_for(rom)
-    ale = new_emulator(rom, sticky)
+    ale = new_emulator(rom)
     ale.reset_game()
-    if sticky > 0:
-        seed_sticky_actions(ale, [seed, 0])
+    delays = sticky_delays(np.random.default_rng([seed, 0]), max_frames // FRAMESKIP, sticky)
     if hasattr(policy, "reset"):
         policy.reset(1)
     slot = torch.zeros(1, dtype=torch.int64)
     screen = np.empty((1, SCREEN_HEIGHT, SCREEN_WIDTH), np.uint8)
-    frames, score = [ale.getScreenRGB()], 0.0
-    for _ in range(max_frames // FRAMESKIP):
+    frames, score, previous = [ale.getScreenRGB()], 0.0, 0
+    for delay in delays:
         ale.getScreen(screen[0])
         with torch.no_grad():
             action = int(actions_from_outputs(policy(torch.from_numpy(substrate(screen)), slot))[0])
-        score += ale.act(action)
+        for frame in range(FRAMESKIP):
+            score += ale.act(previous if frame < delay else action)
+        if delay < FRAMESKIP:
+            previous = action
         frames.append(ale.getScreenRGB())
         if ale.game_over():
             break
