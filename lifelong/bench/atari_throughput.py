@@ -1,0 +1,344 @@
+"""``lifelong bench atari-throughput``: the Atari evaluation loop against the emulator's own speed.
+
+Conditions, all on the same pooled emulators of one game, the same number of them, the same
+episodes and frame cap, run in interleaved rounds (raw, agent, agent-random, raw, …) so that load
+from other processes on this shared machine hits every condition alike:
+
+- ``raw_ale``: the physical limit: emulators stepped in lock-step with uniform-random actions and
+  nothing else (:func:`agents.atari.evaluate.raw_ale`).
+- ``agent_loop``: :func:`agents.atari.evaluate.evaluate` with a realistic batched policy, one
+  recurrent network per episode (substrate inputs → 8 tanh hidden neurons with self-loops → 10
+  tanh outputs), every step two batched matmuls over all the stacked networks.
+- ``agent_loop_random_policy``: ``evaluate`` with random outputs from one batched torch op.
+- ``agent_loop_threads`` (``workers`` ≥ 2): ``evaluate`` stepping the emulators in a thread pool.
+- ``raw_ale_internal_frameskip`` (``extras``): fresh emulators using ALE's own ``frame_skip=4``
+  and sticky actions (one ``act()`` per step): what ``evaluate`` gives up by doing frame skip and
+  stickiness in Python (for per-episode seeds).
+- ``gymnasium_env`` (``extras``): gymnasium ``ALE/<Game>-v5`` environments (RAM observations,
+  their cheapest), random actions, the same loop: the alternative to driving ``ALEInterface``
+  directly.
+
+``steps_per_s`` leaves out the time spent starting episodes (``reset_game`` takes 2–10 ms, and a
+random policy dies sooner than a network in some games, so the loops reset at different rates);
+``steps_per_s_with_episode_starts`` includes it. ``agent_loop.policy_steps_per_s_batched_forward``
+times the batched forward alone for ``networks`` networks at once (einsum over stacked weights),
+with ``policy_steps_per_s_python_loop`` (one network at a time) for comparison. The headline
+ratio ``ratios.agent_vs_raw_ale`` = agent-loop steps/s ÷ raw steps/s over all rounds; the target
+is ≥ 0.9 (shared DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.atari.evaluate import (
+    DEFAULT_EMULATORS,
+    FRAMESKIP,
+    N_ACTIONS,
+    STICKY,
+    EpisodeResults,
+    evaluate,
+    raw_ale,
+    warm_pool,
+)
+from agents.atari.games import N_OUTPUTS, resolve_game, rom_path, substrate_for
+from lifelong.bench import BenchResult
+
+HIDDEN = 8
+"""Hidden neurons per network: the size of a scratch ESP network."""
+
+
+class RecurrentPolicy:
+    """One recurrent tanh network per episode slot, weights stacked: ``h = tanh(x W_in + b + s ⊙ h)``,
+    ``y = tanh(h W_out + c)``: the cost an ESP generation pays per step. Like the ESP's batched
+    policy it runs every network each step (two batched matmuls over the stacked weights, no
+    gather of weights) with the observations of finished episodes zeroed, and keeps only the
+    running episodes' new states."""
+
+    def __init__(self, n_networks: int, n_in: int, hidden: int = HIDDEN, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.w_in = torch.randn(n_networks, n_in, hidden, generator=g) / n_in**0.5
+        self.bias = torch.randn(n_networks, hidden, generator=g) * 0.5
+        self.loop = torch.randn(n_networks, hidden, generator=g) * 0.5
+        self.w_out = torch.randn(n_networks, hidden, N_OUTPUTS, generator=g)
+        self.out_bias = torch.randn(n_networks, N_OUTPUTS, generator=g) * 0.5
+        self.h = torch.zeros(n_networks, hidden)
+        self.x = torch.zeros(n_networks, n_in)
+
+    def reset(self, n_episodes: int) -> None:
+        if n_episodes != self.w_in.shape[0]:
+            raise ValueError(f"{n_episodes} episodes for {self.w_in.shape[0]} networks")
+        self.h.zero_()
+
+    def __call__(self, observations: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        self.x.zero_()
+        self.x.index_copy_(0, slots, observations)
+        hidden = torch.baddbmm(self.bias.unsqueeze(1), self.x.unsqueeze(1), self.w_in).squeeze(1)
+        h = torch.tanh(hidden + self.loop * self.h)
+        self.h.index_copy_(0, slots, h.index_select(0, slots))
+        out = torch.baddbmm(self.out_bias.unsqueeze(1), h.unsqueeze(1), self.w_out).squeeze(1)
+        return out.index_select(0, slots).tanh_()
+
+
+class RandomPolicy:
+    """Uniform outputs in [-1, 1) from one batched torch op (the trivial policy)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, observations: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        return torch.rand(observations.shape[0], N_OUTPUTS, generator=self.generator) * 2 - 1
+
+
+def batched_forward_rate(n_networks: int, n_in: int, steps: int = 300, seed: int = 0) -> float:
+    """Policy-steps/s of the forward of ``n_networks`` recurrent networks at once: einsum over
+    stacked weights (every network one step per call)."""
+    g = torch.Generator().manual_seed(seed)
+    w_in = torch.randn(n_networks, n_in, HIDDEN, generator=g) / n_in**0.5
+    loop, bias = torch.randn(n_networks, HIDDEN, generator=g), torch.randn(n_networks, HIDDEN, generator=g)
+    w_out = torch.randn(n_networks, HIDDEN, N_OUTPUTS, generator=g)
+    x = (torch.rand(n_networks, n_in, generator=g) < 0.05).float()
+    h = torch.zeros(n_networks, HIDDEN)
+    with torch.no_grad():
+        start = time.perf_counter()
+        for _ in range(steps):
+            h = torch.tanh(torch.einsum("ni,nih->nh", x, w_in) + bias + loop * h)
+            torch.tanh(torch.einsum("nh,nho->no", h, w_out))
+        return n_networks * steps / (time.perf_counter() - start)
+
+
+def python_loop_rate(n_networks: int, n_in: int, steps: int = 30, seed: int = 0) -> float:
+    """Policy-steps/s of the same forward, one network per Python call (the slow alternative)."""
+    g = torch.Generator().manual_seed(seed)
+    nets = [
+        (torch.randn(n_in, HIDDEN, generator=g), torch.randn(HIDDEN, N_OUTPUTS, generator=g))
+        for _ in range(n_networks)
+    ]
+    x = (torch.rand(n_in, generator=g) < 0.05).float()
+    h = [torch.zeros(HIDDEN) for _ in range(n_networks)]
+    with torch.no_grad():
+        start = time.perf_counter()
+        for _ in range(steps):
+            for i, (w_in, w_out) in enumerate(nets):
+                h[i] = torch.tanh(x @ w_in + h[i])
+                torch.tanh(h[i] @ w_out)
+        return n_networks * steps / (time.perf_counter() - start)
+
+
+class _Lockstep:
+    """A reference loop: ``envs`` stepped in lock-step with uniform-random actions, one call per
+    agent step, the same episode structure (frame cap, resets, finished episodes drop out) as
+    :func:`agents.atari.evaluate.raw_ale`. ``step(env, action) -> over``; ``reset(env)``."""
+
+    def __init__(
+        self, envs: list[Any], step: Callable[[Any, int], bool], reset: Callable[[Any], Any]
+    ) -> None:
+        self.envs, self.step, self.reset = envs, step, reset
+
+    def run(self, episodes: int, max_frames: int, seed: int) -> tuple[int, float, float]:
+        """(agent steps, seconds, seconds spent resetting) of ``episodes`` episodes."""
+        max_steps = max_frames // FRAMESKIP
+        actions = np.random.default_rng(seed).integers(N_ACTIONS, size=max_steps).tolist()
+        running = {i: 0 for i in range(min(len(self.envs), episodes))}
+        waiting = episodes - len(running)
+        total = 0
+        resets = 0.0
+        start = time.perf_counter()
+        for i in running:
+            self.reset(self.envs[i])
+        resets += time.perf_counter() - start
+        while running:
+            for i in list(running):
+                over = self.step(self.envs[i], actions[running[i]])
+                running[i] += 1
+                if running[i] >= max_steps or over:
+                    total += running[i]
+                    if waiting:
+                        waiting -= 1
+                        started = time.perf_counter()
+                        self.reset(self.envs[i])
+                        resets += time.perf_counter() - started
+                        running[i] = 0
+                    else:
+                        del running[i]
+        return total, time.perf_counter() - start, resets
+
+
+def internal_frameskip_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
+    """Emulators using ALE's own frame skip 4 and sticky actions 0.25 (one ``act()`` per step):
+    what doing both in Python, for per-episode seeds, gives up."""
+    from ale_py import ALEInterface
+
+    rom = resolve_game(game)
+    ales = []
+    for i in range(n_envs):
+        ale = ALEInterface()
+        ale.setInt("random_seed", seed + i)
+        ale.setFloat("repeat_action_probability", STICKY)
+        ale.setInt("frame_skip", FRAMESKIP)
+        ale.loadROM(str(rom_path(rom)))
+        ales.append(ale)
+
+    def step(ale: Any, action: int) -> bool:
+        ale.act(action)
+        return ale.game_over()
+
+    return _Lockstep(ales, step, lambda ale: ale.reset_game())
+
+
+def gymnasium_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
+    """gymnasium ``ALE/<Game>-v5`` environments (sticky 0.25, full action set, frame skip 4, RAM
+    observations: their cheapest)."""
+    import ale_py
+    import gymnasium
+
+    gymnasium.register_envs(ale_py)
+    rom = resolve_game(game)
+    env_id = "ALE/" + "".join(part.capitalize() for part in rom.split("_")) + "-v5"
+    envs = [
+        gymnasium.make(env_id, obs_type="ram", repeat_action_probability=STICKY, full_action_space=True)
+        for _ in range(n_envs)
+    ]
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+
+    def step(env: Any, action: int) -> bool:
+        _, _, terminated, truncated, _ = env.step(action)
+        return bool(terminated or truncated)
+
+    return _Lockstep(envs, step, lambda env: env.reset())
+
+
+def _totals(runs: list[EpisodeResults]) -> dict[str, float]:
+    frames = sum(r.total_frames for r in runs)
+    wall = sum(r.wall_s for r in runs)
+    starts = sum(r.seconds.get("episode_starts", 0.0) for r in runs)
+    return {
+        "steps_per_s": round(frames / FRAMESKIP / (wall - starts), 1),
+        "steps_per_s_with_episode_starts": round(frames / FRAMESKIP / wall, 1),
+        "frames": frames,
+        "wall_s": round(wall, 3),
+        "episode_starts_s": round(starts, 3),
+        "episodes": sum(len(r.scores) for r in runs),
+        "score_mean": round(float(np.mean(np.concatenate([r.scores for r in runs]))), 3),
+    }
+
+
+def bench_atari_throughput(
+    game: str,
+    episodes: int,
+    max_frames: int,
+    seed: int,
+    *,
+    rounds: int = 3,
+    networks: int = 100,
+    workers: int = 2,
+    extras: bool = True,
+) -> BenchResult:
+    """Raw ALE stepping vs the agent's evaluation loop on ``game`` (see the module docstring).
+
+    ``episodes`` per condition and round, at most :data:`DEFAULT_EMULATORS` at once; ``rounds``
+    interleaved repetitions; ``networks`` for the batched-forward timing; ``workers`` for the
+    thread-pool condition (< 2 skips it); ``extras`` adds the internal-frameskip and gymnasium
+    references (their emulators load before the rounds, outside the timing). Torch runs on one
+    thread here (restored after): on 2 shared cores a second intra-op thread only fights the
+    emulators.
+    """
+    if episodes < 1 or max_frames < FRAMESKIP or rounds < 1 or networks < 1:
+        raise ValueError("episodes, rounds and networks must be >= 1 and max_frames >= 4")
+    rom = resolve_game(game)
+    n_envs = min(episodes, DEFAULT_EMULATORS)
+    n_in = substrate_for(rom).n_inputs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        warm_pool(rom, n_envs)
+        references = (
+            {
+                "raw_ale_internal_frameskip": internal_frameskip_loop(rom, n_envs, seed),
+                "gymnasium_env": gymnasium_loop(rom, n_envs, seed),
+            }
+            if extras
+            else {}
+        )
+        runs: dict[str, list[EpisodeResults]] = {
+            "raw_ale": [],
+            "agent_loop": [],
+            "agent_loop_random_policy": [],
+        }
+        if workers >= 2:
+            runs["agent_loop_threads"] = []
+        reference_runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in references}
+        common = {"max_frames": max_frames, "emulators": n_envs}
+        for r in range(rounds):
+            s = seed + 1000 * r
+            runs["raw_ale"].append(raw_ale(rom, episodes, seed=s, **common))
+            policy = RecurrentPolicy(episodes, n_in, seed=s)
+            runs["agent_loop"].append(evaluate(rom, policy, episodes, seed=s, **common))
+            runs["agent_loop_random_policy"].append(
+                evaluate(rom, RandomPolicy(s), episodes, seed=s, **common)
+            )
+            if workers >= 2:
+                runs["agent_loop_threads"].append(
+                    evaluate(rom, RandomPolicy(s), episodes, seed=s, workers=workers, **common)
+                )
+            for name, loop in references.items():
+                reference_runs[name].append(loop.run(episodes, max_frames, s))
+        results: dict[str, dict[str, float]] = {name: _totals(rs) for name, rs in runs.items()}
+        for name, triples in reference_runs.items():
+            steps, wall, resets = (sum(t[i] for t in triples) for i in range(3))
+            results[name] = {
+                "steps_per_s": round(steps / (wall - resets), 1),
+                "steps_per_s_with_episode_starts": round(steps / wall, 1),
+                "frames": steps * FRAMESKIP,
+                "wall_s": round(wall, 3),
+                "episode_starts_s": round(resets, 3),
+            }
+        raw = results["raw_ale"]["steps_per_s"]
+        results["raw_ale"]["emulators"] = n_envs
+        agent = runs["agent_loop"]
+        per_round = [
+            a.stepping_steps_per_s / b.stepping_steps_per_s
+            for a, b in zip(agent, runs["raw_ale"], strict=True)
+        ]
+        wall = sum(r.wall_s for r in agent)
+        shares = {f"share_{k}": round(sum(r.seconds[k] for r in agent) / wall, 4) for k in agent[0].seconds}
+        results["agent_loop"].update(
+            {
+                "emulators": n_envs,
+                "inputs": n_in,
+                "hidden": HIDDEN,
+                "ratio_min_over_rounds": round(min(per_round), 4),
+                "ratio_max_over_rounds": round(max(per_round), 4),
+                **shares,
+                "policy_steps_per_s_batched_forward": round(
+                    batched_forward_rate(networks, n_in, seed=seed), 1
+                ),
+                "policy_steps_per_s_python_loop": round(python_loop_rate(networks, n_in, seed=seed), 1),
+                "batched_forward_networks": networks,
+            }
+        )
+        ratios = {
+            "agent_vs_raw_ale": round(results["agent_loop"]["steps_per_s"] / raw, 4),
+            "agent_random_policy_vs_raw_ale": round(
+                results["agent_loop_random_policy"]["steps_per_s"] / raw, 4
+            ),
+        }
+        if workers >= 2:
+            results["agent_loop_threads"]["workers"] = workers
+            sequential = results["agent_loop_random_policy"]["steps_per_s"]
+            ratios["threads_vs_sequential"] = round(
+                results["agent_loop_threads"]["steps_per_s"] / sequential, 4
+            )
+        if extras:
+            internal = results["raw_ale_internal_frameskip"]["steps_per_s"]
+            ratios["internal_frameskip_vs_raw_ale"] = round(internal / raw, 4)
+            ratios["gymnasium_vs_raw_ale"] = round(results["gymnasium_env"]["steps_per_s"] / raw, 4)
+        return results, ratios
+    finally:
+        torch.set_num_threads(threads)
