@@ -341,6 +341,13 @@ def learn(
     condition: Annotated[
         str, typer.Option(help="Atari: transfer, scratch or random sources.", rich_help_panel="Atari")
     ] = "transfer",
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Atari: save the evolution every N generations.", rich_help_panel="Atari")
+    ] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Atari: continue from the last checkpoint.", rich_help_panel="Atari"),
+    ] = False,
 ) -> None:
     """Learn tasks one after another: self-organize, grow if needed, prune, commit.
 
@@ -361,6 +368,8 @@ def learn(
             "target": target,
             "sources": sources,
             "condition": condition,
+            "checkpoint_every": checkpoint_every,
+            "resume": resume,
         }
     plan = _budget(
         budget,

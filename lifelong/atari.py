@@ -16,7 +16,7 @@ from agents.atari.esp import BatchedPolicy, Networks
 from agents.atari.evaluate import evaluate
 from agents.atari.games import GameError, resolve_game
 from agents.atari.play import record_episode
-from library_store import Library, TaskRecord
+from library_store import Library, TaskRecord, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError, TaskSpecError
 from lifelong.learn import learn
@@ -55,8 +55,12 @@ def learn_atari(
     sources: str = "auto",
     condition: str = "transfer",
     report: Report | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> TaskRecord:
-    """Learn one game with GRUSM-ESP and commit its network."""
+    """Learn one game with GRUSM-ESP and commit its network. With ``checkpoint_every`` N, the
+    evolution state is saved every N generations under ``<library>/checkpoints/``, and
+    ``resume`` continues an interrupted run from there (same spec, seed, condition and budget)."""
     if condition not in CONDITIONS:
         raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
     try:
@@ -64,6 +68,10 @@ def learn_atari(
     except GameError as error:
         raise TaskSpecError(str(error)) from None
     choose_sources(library, sources, game)  # a bad --sources fails before any work starts
+    if checkpoint_every < 0:
+        raise LifelongError("--checkpoint-every must be 0 (never) or more")
+    task_name = name or spec.text
+    checkpoint = library.path / "checkpoints" / f"{task_key(task_name)}.pt"
     agent = AtariAgent(
         budget,
         target=target,
@@ -72,10 +80,15 @@ def learn_atari(
         sources=sources,
         condition=condition,
         report=report or (lambda *a, **k: None),
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
     )
     command = shlex.join(["lifelong", *sys.argv[1:]])
-    report and report("task", name=name or spec.text)
-    return learn(library, agent, spec, name=name or spec.text, seed=seed, command=command)
+    report and report("task", name=task_name)
+    record = learn(library, agent, spec, name=task_name, seed=seed, command=command)
+    checkpoint.unlink(missing_ok=True)  # committed: nothing left to resume
+    return record
 
 
 def evaluate_atari(

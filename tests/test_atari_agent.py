@@ -12,6 +12,7 @@ from cli_helpers import assert_one_line_error, fingerprint, run_cli
 from agents.atari.budget import ATARI_PRESETS
 from library_store import Library
 from lifelong.atari import evaluate_atari, learn_atari
+from lifelong.errors import LifelongError
 from lifelong.tasks import parse_spec
 
 SMALL = ATARI_PRESETS["quick"].override(
@@ -103,3 +104,32 @@ def test_bad_atari_input_is_one_line_and_changes_nothing(
     before = fingerprint(path)
     assert_one_line_error(run_cli(*args, library=path), needle)
     assert fingerprint(path) == before
+
+
+def test_resume_continues_an_interrupted_run_exactly(tmp_path: Path) -> None:
+    budget = TINY.override(generations=3, evaluations=6, max_frames=400)
+    whole = learn_atari(Library.create(tmp_path / "a"), parse_spec("atari:Freeway"), budget=budget, seed=5)
+
+    library = Library.create(tmp_path / "b")
+
+    def interrupt_after_two(event: str, **info: object) -> None:
+        if event == "generation" and info["step"] == 2:
+            raise KeyboardInterrupt  # Ctrl-C after generation 2 was checkpointed
+
+    with pytest.raises(KeyboardInterrupt):
+        learn_atari(
+            library,
+            parse_spec("atari:Freeway"),
+            budget=budget,
+            seed=5,
+            checkpoint_every=1,
+            report=interrupt_after_two,
+        )
+    assert library.tasks() == []  # nothing was committed
+    assert list((tmp_path / "b" / "checkpoints").glob("*.pt"))
+    resumed = learn_atari(library, parse_spec("atari:Freeway"), budget=budget, seed=5, resume=True)
+    assert resumed.curves["best_so_far"] == whole.curves["best_so_far"]
+    assert resumed.curves["mean_score"] == whole.curves["mean_score"]
+    assert not list((tmp_path / "b" / "checkpoints").glob("*.pt"))  # cleaned up after the commit
+    with pytest.raises(LifelongError, match="no checkpoint"):
+        learn_atari(library, parse_spec("atari:Boxing"), budget=budget, seed=5, resume=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,13 +150,20 @@ class AtariAgent:
         sources: str = "auto",
         condition: str = "transfer",
         report: Report = _quiet,
+        checkpoint: Path | None = None,
+        checkpoint_every: int = 0,
+        resume: bool = False,
     ) -> None:
+        """``checkpoint``: file to save the evolution state to every ``checkpoint_every``
+        generations (0: never) and, with ``resume``, to continue from."""
         if condition not in CONDITIONS:
             raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
         self.budget, self.target, self.seed = budget, target, seed
         self.device = device or torch.device("cpu")
         self.sources, self.condition, self.report = sources, condition, report
+        self.checkpoint, self.checkpoint_every, self.resume = checkpoint, checkpoint_every, resume
         self.frames = 0
+        self._resumed: Attempt | None = None
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: Any, name: str) -> Problem:
@@ -166,13 +174,23 @@ class AtariAgent:
             rng = np.random.default_rng(self.seed)
             sources = [random_source(s, rng, name="") for s in sources]
         self.frames = 0
-        return Problem(name, game, substrate_for(game), sources, self.target)
+        problem = Problem(name, game, substrate_for(game), sources, self.target)
+        self._spec_text = spec.text
+        self._resumed = self._load_checkpoint(problem, spec.text) if self.resume else None
+        return problem
 
     def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:
         return attempt is not None and problem.target is not None and attempt.esp.best_score >= problem.target
 
     def self_organize(self, problem: Problem) -> Attempt | None:
         """Transfer-only evolution over the frozen sources (no own neurons, no adaptation)."""
+        if self._resumed is not None:
+            attempt, self._resumed = self._resumed, None
+            if attempt.phase == "grow":
+                return attempt  # self-organization had finished before the interruption
+            share = max(1, round(self.budget.generations * self.budget.self_organize_share))
+            self._generations(problem, attempt, share - attempt.esp.generation, adapt=False)
+            return attempt
         if not problem.sources:
             return None
         esp = ESP(
@@ -304,6 +322,47 @@ class AtariAgent:
     def _eval_seed(self) -> int:
         return 1_000_003 * (self.seed + 1)
 
+    def _save_checkpoint(self, problem: Problem, attempt: Attempt) -> None:
+        """Write the evolution state atomically (temporary file, then rename)."""
+        state = {
+            "name": problem.name,
+            "spec": self._spec_text,
+            "seed": self.seed,
+            "condition": self.condition,
+            "budget": self.budget.__dict__,
+            "phase": attempt.phase,
+            "esp": attempt.esp.state_dict(),
+            "curves": attempt.curves,
+            "details": attempt.details,
+            "frames": self.frames,
+        }
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint.with_suffix(".partial")
+        torch.save(state, partial)
+        partial.replace(self.checkpoint)
+
+    def _load_checkpoint(self, problem: Problem, spec_text: str) -> Attempt:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            raise LifelongError(f"--resume: no checkpoint of {problem.name!r} to resume from")
+        state = torch.load(self.checkpoint, weights_only=False)
+        mine = {
+            "spec": spec_text,
+            "seed": self.seed,
+            "condition": self.condition,
+            "budget": self.budget.__dict__,
+        }
+        for key, value in mine.items():
+            if state[key] != value:
+                raise LifelongError(f"--resume: the checkpoint was made with another {key} ({state[key]!r})")
+        by_name = {source.name: source for source in problem.sources}
+        try:
+            sources = [by_name[name] for name in state["esp"]["sources"]]
+            esp = ESP.from_state_dict(state["esp"], sources)
+        except (KeyError, ValueError) as error:
+            raise LifelongError(f"--resume: the checkpoint does not fit this library ({error})") from None
+        self.frames = int(state["frames"])
+        return Attempt(esp, state["phase"], state["curves"], state["details"])
+
     def _generations(self, problem: Problem, attempt: Attempt, count: int, *, adapt: bool) -> None:
         esp, b = attempt.esp, self.budget
         self.report("phase", name=attempt.phase.replace("_", "-"), total=count)
@@ -322,6 +381,12 @@ class AtariAgent:
             self.report(
                 "generation", step=step, best=esp.best_score, mean=float(np.mean(scores)), outcome=event
             )
+            if (
+                self.checkpoint is not None
+                and self.checkpoint_every
+                and esp.generation % self.checkpoint_every == 0
+            ):
+                self._save_checkpoint(problem, attempt)
             if problem.target is not None and esp.best_score >= problem.target:
                 break
 
