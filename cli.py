@@ -470,7 +470,7 @@ def evaluate(
 def play(
     ctx: typer.Context,
     task: str,
-    video: Annotated[Path, typer.Option(help="Where to write the episode (.gif).")],
+    video: Annotated[Path, typer.Option(help="Where to write the episode (.mp4 or .gif).")],
     seed: Annotated[int, typer.Option(help="Episode seed (sticky actions).")] = 0,
     max_frames: Annotated[int | None, typer.Option(help="Frame cap (default: the task's).")] = None,
 ) -> None:

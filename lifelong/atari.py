@@ -134,17 +134,18 @@ def evaluate_atari(
     }
 
 
+VIDEO_FPS = 15  # agent steps per second of video (a step is 4 frames of the 60 Hz console)
+
+
 def play_atari(
     library: Library, name: str, video: Path, *, seed: int = 0, max_frames: int | None = None
 ) -> dict:
-    """Play one episode with a stored network and record it as an animated GIF."""
-    from PIL import Image
-
+    """Play one episode with a stored network and record it (``.mp4`` H.264 or animated ``.gif``)."""
     record = library.task(name)
     if record.family != "atari":
         raise LifelongError(f"task {name!r} is a {record.family} task")
-    if video.suffix.lower() != ".gif":
-        raise LifelongError(f"--video must end in .gif (got {video.name!r})")
+    if video.suffix.lower() not in (".mp4", ".gif"):
+        raise LifelongError(f"--video must end in .mp4 or .gif (got {video.name!r})")
     network, game = load_network(library, name)
     frames, score = record_episode(
         game,
@@ -152,7 +153,25 @@ def play_atari(
         seed=seed,
         max_frames=max_frames or record.details["budget"]["max_frames"],
     )
-    images = [Image.fromarray(frame) for frame in frames]
     video.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(video, save_all=True, append_images=images[1:], duration=1000 // 15, loop=0)
-    return {"task": name, "game": game, "score": score, "frames": (len(images) - 1) * 4, "video": str(video)}
+    (_write_mp4 if video.suffix.lower() == ".mp4" else _write_gif)(frames, video)
+    return {"task": name, "game": game, "score": score, "frames": (len(frames) - 1) * 4, "video": str(video)}
+
+
+def _write_gif(frames: list[np.ndarray], path: Path) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // VIDEO_FPS, loop=0)
+
+
+def _write_mp4(frames: list[np.ndarray], path: Path) -> None:
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=VIDEO_FPS)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())

@@ -133,3 +133,23 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path: Path) -> None:
     assert not list((tmp_path / "b" / "checkpoints").glob("*.pt"))  # cleaned up after the commit
     with pytest.raises(LifelongError, match="no checkpoint"):
         learn_atari(library, parse_spec("atari:Boxing"), budget=budget, seed=5, resume=True)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_play_records_a_video(two_games: tuple[Path, dict], tmp_path: Path, suffix: str) -> None:
+    path, _ = two_games
+    video = tmp_path / f"freeway{suffix}"
+    result = run_cli(
+        "--json", "play", "atari:Freeway", "--video", str(video), "--max-frames", "200", library=path
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["frames"] == 200
+    if suffix == ".mp4":
+        import av
+
+        with av.open(str(video)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == 51  # the first screen + 50 steps
+    else:
+        from PIL import Image
+
+        assert Image.open(video).n_frames == 51
