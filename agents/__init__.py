@@ -5,14 +5,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from library_store import Library, TaskArrays
 
 Report = Callable[..., None]  # progress events: report("phase", name=..., total=...), ...
+BudgetT = TypeVar("BudgetT")
+
+
+def override(budget: BudgetT, **values: Any) -> BudgetT:
+    """A copy of a (frozen dataclass) budget with the given non-None fields replaced."""
+    unknown = set(values) - {f.name for f in fields(budget)}
+    if unknown:
+        raise ValueError(f"unknown budget fields {sorted(unknown)}")
+    return replace(budget, **{k: v for k, v in values.items() if v is not None})
 
 
 @dataclass

@@ -19,7 +19,7 @@ from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError, TaskDataError, TaskSpecError
 from lifelong.learn import learn
-from lifelong.tasks import load_task_data, parse_spec
+from lifelong.tasks import check_names, load_task_data, parse_spec
 
 DEMO_SEEN = ("mnist:1v3", "mnist:1v2", "mnist:3v4", "mnist:4v5", "mnist:0v9")
 DEMO_UNSEEN = ("mnist:6v7", "mnist:2v8", "mnist:5v9")
@@ -76,15 +76,7 @@ def learn_tasks(
 ) -> list[TaskRecord]:
     """Learn tasks one after the other, each committed as soon as it is learned."""
     parsed = [parse_spec(text) for text in specs]  # all specs checked before any work starts
-    names = names or [spec.text for spec in parsed]
-    if len(names) != len(parsed):
-        raise TaskSpecError(f"{len(names)} --name values for {len(parsed)} specs")
-    if len(set(names)) != len(names):
-        raise TaskSpecError("the same task name is given twice")
-    existing = {task.name for task in library.tasks()}
-    clash = [n for n in names if n in existing]
-    if clash:
-        raise TaskSpecError(f"task {clash[0]!r} already exists; choose another --name")
+    names = check_names(library, parsed, names)
     for spec in parsed:
         if spec.family != "classification":
             raise TaskSpecError(f"{spec.text!r}: the {spec.family} agent is not available yet")

@@ -33,8 +33,16 @@ def learn(library: Library, agent: Agent, spec, *, name: str, seed: int, command
         attempt = agent.prune(problem, attempt)
     with _timed(timings, "finalize"):
         solution = agent.solution(problem, attempt)
-    return commit(library, solution, name=name, spec=spec.text, family=agent.family,
-                  seed=seed, command=command, timings=timings)
+    return commit(
+        library,
+        solution,
+        name=name,
+        spec=spec.text,
+        family=agent.family,
+        seed=seed,
+        command=command,
+        timings=timings,
+    )
 
 
 def commit(

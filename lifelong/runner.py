@@ -7,8 +7,7 @@ from typing import Any
 
 from agents import Report
 from library_store import Library, TaskRecord
-from lifelong.errors import TaskSpecError
-from lifelong.tasks import parse_spec
+from lifelong.tasks import check_names, parse_spec
 
 
 def learn_specs(
@@ -26,15 +25,7 @@ def learn_specs(
     """Every spec is parsed and named before any learning starts; then each task is learned and
     committed in turn. ``classification`` / ``atari`` hold each family's keyword arguments."""
     parsed = [parse_spec(text) for text in specs]
-    names = names or [spec.text for spec in parsed]
-    if len(names) != len(parsed):
-        raise TaskSpecError(f"{len(names)} --name values for {len(parsed)} specs")
-    if len(set(names)) != len(names):
-        raise TaskSpecError("the same task name is given twice")
-    existing = {task.name for task in library.tasks()}
-    clash = [n for n in names if n in existing]
-    if clash:
-        raise TaskSpecError(f"task {clash[0]!r} already exists; choose another --name")
+    names = check_names(library, parsed, names)
     records = []
     for spec, name in zip(parsed, names, strict=True):
         library.refresh()

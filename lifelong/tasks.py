@@ -71,6 +71,21 @@ def parse_spec(text: str) -> TaskSpec:
     return TaskSpec(text, source, path=path, train_size=train_size)
 
 
+def check_names(library, specs: list[TaskSpec], names: list[str] | None) -> list[str]:
+    """The task names for ``specs`` (default: the spec strings), checked before any work starts:
+    one per spec, no two alike, none already in ``library``."""
+    names = names or [spec.text for spec in specs]
+    if len(names) != len(specs):
+        raise TaskSpecError(f"{len(names)} --name values for {len(specs)} specs")
+    if len(set(names)) != len(names):
+        raise TaskSpecError("the same task name is given twice")
+    existing = {task.name for task in library.tasks()}
+    clash = [n for n in names if n in existing]
+    if clash:
+        raise TaskSpecError(f"task {clash[0]!r} already exists; choose another --name")
+    return names
+
+
 def _parse_classes(argument: str, text: str) -> tuple[int, ...]:
     if not argument:
         return tuple(range(10))

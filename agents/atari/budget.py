@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
+
+from agents import override
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,8 @@ class AtariBudget:
     probe_steps: int = 64  # stored observations (and outputs) to verify the network later
 
     def override(self, **values: Any) -> AtariBudget:
-        known = {f.name for f in fields(self)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown budget fields {sorted(unknown)}")
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+        """A copy with the given (non-None) fields replaced."""
+        return override(self, **values)
 
 
 # fmt: off

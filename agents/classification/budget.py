@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
+
+from agents import override
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,7 @@ class Budget:
 
     def override(self, **values: Any) -> Budget:
         """A copy with the given (non-None) fields replaced."""
-        known = {f.name for f in fields(self)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown budget fields {sorted(unknown)}")
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+        return override(self, **values)
 
 
 # fmt: off
