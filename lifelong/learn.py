@@ -15,9 +15,12 @@ from contextlib import contextmanager
 from agents import Agent, NewModule, Solution
 from library_store import Library, TaskRecord
 from library_store.errors import Conflict
+from lifelong.tasks import TaskSpec
 
 
-def learn(library: Library, agent: Agent, spec, *, name: str, seed: int, command: str) -> TaskRecord:
+def learn(
+    library: Library, agent: Agent, spec: TaskSpec, *, name: str, seed: int, command: str
+) -> TaskRecord:
     """Learn one task and commit it; return the stored task record."""
     if name in {task.name for task in library.tasks()}:
         raise Conflict(f"task {name!r} already exists; choose another --name")
