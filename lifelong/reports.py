@@ -5,11 +5,31 @@ The CLI prints these as rich tables or, with ``--json``, as they are; both show 
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import numpy as np
 
 from library_store import Library
+
+
+def to_json(data: Any) -> str:
+    """Strict JSON text (RFC 8259): NaN and ±inf, which JSON cannot hold, become ``null``;
+    numpy scalars become numbers; anything else unknown becomes its ``str``."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False, default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _norm(tensors: dict[str, np.ndarray]) -> float:

@@ -6,7 +6,6 @@ Every result follows the convention in shared DESIGN.md: ``protocol``, ``command
 
 from __future__ import annotations
 
-import json
 import platform
 import shlex
 import sys
@@ -15,6 +14,8 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from lifelong.reports import to_json
 
 BenchResult = tuple[dict[str, dict[str, float]], dict[str, float]]  # (results, ratios)
 
@@ -52,5 +53,5 @@ def run(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{protocol}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(to_json(report) + "\n")
     return report, path
