@@ -7,33 +7,65 @@ A spec names a task and its data in one string::
     mnist            all ten classes       fashion:…     the same for Fashion-MNIST
     imagefolder:PATH your own images (torchvision ImageFolder: one sub-folder per class)
     npz:PATH         arrays x_train, y_train, x_test, y_test
-    atari:Pong       an Atari game (the Atari agent)
-    …@200            suffix: use 200 training examples
+    atari:Pong       an Atari game (the Atari agent), resolved when the spec is parsed
+    …@200            suffix: use 200 training examples (not for atari)
+
+Spec text and task names are stripped of surrounding white space; a name must not be empty, hold
+a control character (newline, tab, …) or be longer than ``NAME_MAX`` characters.
+
+What an npz may hold:
+
+* ``x_*``: ``(N, H, W)`` or ``(N, C, H, W)`` with C 1 or 3, N ≥ 1, H, W ≥ 1; integers or floats.
+* One scale for the whole data set, decided from both splits together: if every ``x`` array holds
+  floats and every value lies in [0, 1], pixels are ``round(255 · x)``; otherwise pixels are read
+  as 0..255 (floats rounded to the nearest integer). NaN/±inf, values outside the scale, and a
+  float split within [0, 1] beside a split on 0..255 are refused, never clipped or guessed.
+* ``y_*``: one label per image; integers (booleans count as 0/1) or floats that are whole
+  numbers. Any values: the sorted labels of ``y_train`` become classes 0..k-1; ``y_test`` may
+  only use labels ``y_train`` has.
 
 Data live in memory as uint8 tensors ``(N, C, H, W)``. A validation split is carved from the
 training pool (disjoint from the examples trained on); test data is only ever used to report.
+:func:`check_source` checks a spec's data cheaply, so a list of tasks fails before any trains.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lifelong.errors import TaskDataError, TaskSpecError
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from library_store import Library
+
 DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
 SOURCES = (*DATASETS, "imagefolder", "npz", "atari")
 DEFAULT_INPUT_SHAPE = (1, 28, 28)
 VALIDATION_FRACTION, VALIDATION_MAX = 0.1, 1000
+NAME_MAX = 200
+SPLITS = ("train", "test")
+# what a numpy dtype kind holds, for messages about arrays that are not numbers
+KINDS = {"b": "booleans", "c": "complex numbers", "U": "text", "S": "bytes", "V": "records", "M": "dates"}
+
+Split = tuple[torch.Tensor, torch.Tensor]
+Sample = tuple[str, int]  # an image file and its class index
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A parsed spec string. ``classes`` are the source labels, in new-label order."""
+    """A parsed spec string. ``classes`` are the source labels, in new-label order; ``game`` is
+    the ROM id of an Atari game."""
 
     text: str
     source: str
@@ -49,46 +81,101 @@ class TaskSpec:
 
 def parse_spec(text: str) -> TaskSpec:
     """Parse a spec string; raise :class:`TaskSpecError` with a one-line reason if it is wrong."""
-    body, _, size_text = text.strip().partition("@")
+    text = text.strip()
+    if not text:
+        raise TaskSpecError("empty task spec (e.g. mnist:3v8)")
+    body, at, size_text = text.partition("@")
     train_size = None
-    if size_text:
-        if not size_text.isdigit() or int(size_text) < 1:
+    if at:
+        if not (size_text.isascii() and size_text.isdigit()) or int(size_text) < 1:
             raise TaskSpecError(f"bad spec {text!r}: '@{size_text}' must be a positive number of examples")
         train_size = int(size_text)
-    source, _, argument = body.partition(":")
+    source, colon, argument = body.partition(":")
     source = source.lower()
     if source not in SOURCES:
         raise TaskSpecError(f"unknown dataset {source!r} in {text!r} (known: {', '.join(SOURCES)})")
     if source in DATASETS:
-        return TaskSpec(text, source, classes=_parse_classes(argument, text), train_size=train_size)
+        if colon and not argument:
+            raise TaskSpecError(
+                f"bad spec {text!r}: no classes after ':' (e.g. {source}:3v8; {source} alone means all ten)"
+            )
+        classes = _parse_classes(argument, text) if argument else tuple(range(10))
+        return TaskSpec(text, source, classes=classes, train_size=train_size)
     if not argument:
         raise TaskSpecError(f"bad spec {text!r}: {source} needs a {'game' if source == 'atari' else 'path'}")
     if source == "atari":
-        return TaskSpec(text, source, game=argument, train_size=train_size)
+        if at:
+            raise TaskSpecError(f"bad spec {text!r}: '@N' counts training examples; Atari tasks have none")
+        return TaskSpec(text, source, game=_resolve_game(argument))
     path = Path(argument).expanduser()
     if not path.exists():
         raise TaskSpecError(f"bad spec {text!r}: {path} does not exist")
     return TaskSpec(text, source, path=path, train_size=train_size)
 
 
-def check_names(library, specs: list[TaskSpec], names: list[str] | None) -> list[str]:
-    """The task names for ``specs`` (default: the spec strings), checked before any work starts:
-    one per spec, no two alike, none already in ``library``."""
-    names = names or [spec.text for spec in specs]
+def check_names(library: Library, specs: list[TaskSpec], names: list[str] | None) -> list[str]:
+    """The task names for ``specs`` (default: the spec strings), stripped and checked before any
+    work starts: one per spec, each a usable name, no two alike, none already in ``library``."""
+    names = [name.strip() for name in names] if names else [spec.text for spec in specs]
     if len(names) != len(specs):
         raise TaskSpecError(f"{len(names)} --name values for {len(specs)} specs")
-    if len(set(names)) != len(names):
-        raise TaskSpecError("the same task name is given twice")
-    existing = {task.name for task in library.tasks()}
-    clash = [n for n in names if n in existing]
+    for name in names:
+        _check_name(name)
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        raise TaskSpecError(f"the same task name is given twice: {twice!r}")
+    existing = {task.name.strip() for task in library.tasks()}
+    clash = [name for name in names if name in existing]
     if clash:
         raise TaskSpecError(f"task {clash[0]!r} already exists; choose another --name")
     return names
 
 
+def check_source(spec: TaskSpec, data_dir: Path | None = None) -> None:
+    """Check, without training, that a classification task's data can be had and suits the spec:
+    the data set is cached or fetched, the npz passes every check of loading, the image folder
+    lists readable images of at least 2 classes, and there are enough examples for ``@N``.
+    Raises :class:`TaskDataError` (or the data layer's ``DataError``) with a one-line reason.
+    An Atari spec needs nothing here: its game is resolved by :func:`parse_spec`."""
+    if spec.family != "classification":
+        return
+    if spec.source == "imagefolder":
+        train, test, names = _image_split(spec.path, seed=0)
+        for file, _ in (*train, *test):
+            with _image_file(file):  # reads the header only
+                pass
+        pool = len(train)
+    else:
+        (_, train_y), _, names = _builtin(spec, data_dir) if spec.source in DATASETS else _npz(spec.path)
+        pool = len(train_y)
+    _check_counts(spec, names, pool)
+
+
+def _check_name(name: str) -> None:
+    if not name:
+        raise TaskSpecError("--name cannot be empty or only spaces")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        raise TaskSpecError(
+            f"task name {name!r} holds a control character (newline, tab, ...); choose another --name"
+        )
+    if len(name) > NAME_MAX:
+        raise TaskSpecError(
+            f"task name {name[:40]!r}... is {len(name)} characters long, at most {NAME_MAX} are allowed;"
+            " choose a shorter --name"
+        )
+
+
+def _resolve_game(argument: str) -> str:
+    """The ROM id of an Atari game; an unknown game (or a missing ROM) fails here, before any work."""
+    from agents.atari.games import GameError, resolve_game
+
+    try:
+        return resolve_game(argument)
+    except GameError as error:
+        raise TaskSpecError(str(error)) from None
+
+
 def _parse_classes(argument: str, text: str) -> tuple[int, ...]:
-    if not argument:
-        return tuple(range(10))
     if re.fullmatch(r"\d+v\d+", argument):
         parts = argument.split("v")
     elif re.fullmatch(r"\d+-\d+", argument):
@@ -148,29 +235,35 @@ def load_task_data(
     else:
         raise TaskSpecError(f"{spec.text!r} is not an image classification task")
     train_x, test_x = _fit(train_x, input_shape, spec), _fit(test_x, input_shape, spec)
-    if len(names) < 2:
-        raise TaskDataError(
-            f"{spec.text!r}: a classification task needs at least 2 classes, found {len(names)}"
-        )
+    _check_counts(spec, names, len(train_y))
 
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train_y), generator=generator)
-    n_val = max(1, min(VALIDATION_MAX, int(VALIDATION_FRACTION * len(order))))
+    n_val = _validation_size(len(order))
     val, train = order[:n_val], order[n_val:]
-    if len(train) == 0:
-        raise TaskDataError(
-            f"{spec.text!r}: {len(order)} training example(s) is too few (one goes to validation)"
-        )
     if spec.train_size is not None:
-        if spec.train_size > len(train):
-            raise TaskDataError(
-                f"{spec.text!r}: asks for {spec.train_size} examples, only {len(train)} available"
-            )
         train = train[: spec.train_size]
     return TaskData(train_x[train], train_y[train], train_x[val], train_y[val], test_x, test_y, names)
 
 
-def _select(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def _validation_size(pool: int) -> int:
+    return max(1, min(VALIDATION_MAX, int(VALIDATION_FRACTION * pool)))
+
+
+def _check_counts(spec: TaskSpec, names: list[str], pool: int) -> None:
+    """At least 2 classes, and enough training examples (``pool`` less validation) for the spec."""
+    if len(names) < 2:
+        raise TaskDataError(
+            f"{spec.text!r}: a classification task needs at least 2 classes, found {len(names)}"
+        )
+    available = pool - _validation_size(pool)
+    if available <= 0:
+        raise TaskDataError(f"{spec.text!r}: {pool} training example(s) is too few (one goes to validation)")
+    if spec.train_size is not None and spec.train_size > available:
+        raise TaskDataError(f"{spec.text!r}: asks for {spec.train_size} examples, only {available} available")
+
+
+def _select(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]) -> Split:
     """Keep the examples of ``classes`` and relabel them 0..k-1 in spec order."""
     relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
     relabel[list(classes)] = torch.arange(len(classes))
@@ -178,7 +271,7 @@ def _select(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]) -> tuple
     return x[keep].unsqueeze(1), relabel[y[keep]]
 
 
-def _builtin(spec: TaskSpec, data_dir: Path | None):
+def _builtin(spec: TaskSpec, data_dir: Path | None) -> tuple[Split, Split, list[str]]:
     from lifelong.data import FASHION_CLASSES, load
 
     name = DATASETS[spec.source]
@@ -188,69 +281,177 @@ def _builtin(spec: TaskSpec, data_dir: Path | None):
     return train, test, [labels[c] for c in spec.classes]
 
 
-def _npz(path: Path):
+# ---------------------------------------------------------------------------- npz
+def _npz(path: Path) -> tuple[Split, Split, list[str]]:
+    """The npz's two splits as uint8 images and labels 0..k-1, and the class names (see the
+    module docstring for what is accepted)."""
+    arrays = _read_npz(path)
+    images = {f"x_{s}": _npz_images(path, f"x_{s}", arrays[f"x_{s}"]) for s in SPLITS}
+    labels = [_npz_labels(path, f"y_{s}", arrays[f"y_{s}"], len(images[f"x_{s}"])) for s in SPLITS]
+    images = _to_uint8(path, images)
+    classes = np.unique(labels[0])
+    unknown = np.setdiff1d(labels[1], classes)
+    if len(unknown):
+        raise TaskDataError(f"{path}: y_test has labels {unknown.tolist()} never seen in y_train")
+    train, test = (
+        (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.searchsorted(classes, y)))
+        for x, y in zip(images.values(), labels, strict=True)
+    )
+    return train, test, [str(c) for c in classes.tolist()]
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays of an npz archive, read without unpickling anything."""
     try:
-        arrays = np.load(path)
-    except Exception as error:
-        raise TaskDataError(f"cannot read {path} as .npz: {error}") from None
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
-    if missing:
+        archive = np.load(path)
+    except OSError as error:
+        raise TaskDataError(f"cannot read {path}: {error.strerror or 'not a readable file'}") from None
+    except Exception:  # numpy raises many kinds on a file that is not an archive
+        raise TaskDataError(f"{path} is not an .npz archive (write one with numpy.savez)") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
         raise TaskDataError(
-            f"{path} lacks arrays {', '.join(missing)} (needs x_train, y_train, x_test, y_test)"
+            f"{path} holds a single array; save x_train, y_train, x_test, y_test with numpy.savez"
         )
-    splits = []
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
+    with archive:
+        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in archive]
+        if missing:
             raise TaskDataError(
-                f"{path}: x_{split} has shape {x.shape}; expected (N, H, W) or (N, C, H, W), C 1 or 3"
+                f"{path} lacks arrays {', '.join(missing)} (needs x_train, y_train, x_test, y_test)"
             )
-        if y.ndim != 1 or len(y) != len(x):
-            raise TaskDataError(f"{path}: y_{split} has shape {y.shape}; expected ({len(x)},) labels")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise TaskDataError(f"{path}: y_{split} must hold integer labels, not {y.dtype}")
-        if x.dtype != np.uint8:
-            x = np.clip(np.nan_to_num(x.astype(np.float32)) * (255 if x.max() <= 1 else 1), 0, 255).astype(
-                np.uint8
+        arrays = {}
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            try:
+                arrays[key] = archive[key]
+            except Exception:  # damaged, or it holds pickled Python objects (never unpickled)
+                raise TaskDataError(
+                    f"{path}: {key} cannot be read as an array of numbers (damaged, or Python objects)"
+                ) from None
+    return arrays
+
+
+def _npz_images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    """``x`` as ``(N, C, H, W)``, checked: numbers, a usable shape, at least one image, all finite."""
+    if x.dtype.kind not in "iuf":
+        raise TaskDataError(
+            f"{path}: {key} holds {KINDS.get(x.dtype.kind, 'values that are not numbers')};"
+            " images must be uint8 0-255 or floats in [0, 1]"
+        )
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise TaskDataError(
+            f"{path}: {key} has shape {x.shape}; expected (N, H, W) or (N, C, H, W), C 1 or 3"
+        )
+    if len(x) == 0:
+        raise TaskDataError(f"{path}: {key} holds no examples")
+    if 0 in x.shape[2:]:
+        height, width = x.shape[2:]
+        raise TaskDataError(f"{path}: {key} images are {height}x{width} pixels; they need at least 1x1")
+    if x.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            raise TaskDataError(f"{path}: {key} holds {bad} NaN/inf values; clean the images first")
+    return x
+
+
+def _npz_labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` as int64, checked: one label per image, each a whole number."""
+    if y.ndim != 1 or len(y) != n:
+        raise TaskDataError(f"{path}: {key} has shape {y.shape}; expected ({n},) labels")
+    if y.dtype.kind == "f":
+        whole = np.isfinite(y) & (y == np.trunc(y)) & (np.abs(y) <= 2**53)
+        if not whole.all():
+            example = y[~whole][0]
+            raise TaskDataError(
+                f"{path}: {key} holds {np.count_nonzero(~whole)} labels that are not whole numbers"
+                f" (e.g. {example:g}); labels must be integers"
             )
-        splits.append((torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))))
-    classes = sorted(set(splits[0][1].tolist()))
-    relabel = {c: i for i, c in enumerate(classes)}
-    unknown = set(splits[1][1].tolist()) - set(classes)
-    if unknown:
-        raise TaskDataError(f"{path}: y_test has labels {sorted(unknown)} never seen in y_train")
-    splits = [(x, torch.tensor([relabel[c] for c in y.tolist()], dtype=torch.int64)) for x, y in splits]
-    return splits[0], splits[1], [str(c) for c in classes]
+    elif y.dtype.kind not in "iub":
+        raise TaskDataError(
+            f"{path}: {key} holds {KINDS.get(y.dtype.kind, 'values that are not numbers')};"
+            " labels must be integers"
+        )
+    return y.astype(np.int64)
 
 
-def _imagefolder(path: Path, seed: int, size: tuple[int, int]):
-    """ImageFolder with ``train/`` and ``test/`` sub-folders, or one folder split 80/20 by seed."""
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms.functional import pil_to_tensor, resize
+def _to_uint8(path: Path, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every split on one scale, decided once for the data set (see the module docstring)."""
+    if all(x.dtype == np.uint8 for x in images.values()):
+        return images
+    ranges = {key: (x.min(), x.max()) for key, x in images.items()}
+    if all(x.dtype.kind == "f" and ranges[key][0] >= 0 and ranges[key][1] <= 1 for key, x in images.items()):
+        return {key: np.rint(x.astype(np.float32) * 255).astype(np.uint8) for key, x in images.items()}
+    for key, (low, high) in ranges.items():
+        if low < 0 or high > 255:
+            raise TaskDataError(
+                f"{path}: {key} holds values from {low:g} to {high:g};"
+                " images must be uint8 0-255 or floats in [0, 1]"
+            )
+    for key, x in images.items():
+        if x.dtype.kind == "f" and ranges[key][1] <= 1:  # while the other split is on 0..255
+            other = next(k for k in images if k != key)
+            scale = "values above 1" if images[other].dtype.kind == "f" else "integers (read as 0-255)"
+            raise TaskDataError(
+                f"{path}: {key} holds floats within [0, 1] but {other} holds {scale};"
+                " save both splits on one scale"
+            )
+    return {key: (np.rint(x) if x.dtype.kind == "f" else x).astype(np.uint8) for key, x in images.items()}
 
-    def read(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        try:
-            dataset = ImageFolder(str(folder), transform=lambda image: pil_to_tensor(image.convert("RGB")))
-        except (FileNotFoundError, OSError) as error:
-            raise TaskDataError(f"{folder}: {str(error).splitlines()[0]}") from None
-        if len(dataset) == 0:
-            raise TaskDataError(f"{folder} holds no images")
-        images = [resize(dataset[i][0], list(size), antialias=True) for i in range(len(dataset))]
-        return torch.stack(images), torch.tensor(dataset.targets, dtype=torch.int64), dataset.classes
 
+# ---------------------------------------------------------------------------- image folders
+def _imagefolder(path: Path, seed: int, size: tuple[int, int]) -> tuple[Split, Split, list[str]]:
+    """An ImageFolder's images, decoded, turned RGB and resized to ``size``."""
+    train, test, names = _image_split(path, seed)
+    return _decode(train, size), _decode(test, size), names
+
+
+def _image_split(path: Path, seed: int) -> tuple[list[Sample], list[Sample], list[str]]:
+    """The train and test images of an ImageFolder, listed (not decoded): its ``train/`` and
+    ``test/`` sub-folders, or one folder split 80/20 by seed."""
     if (path / "train").is_dir() and (path / "test").is_dir():
-        train_x, train_y, names = read(path / "train")
-        test_x, test_y, test_names = read(path / "test")
+        train, names = _list_images(path / "train")
+        test, test_names = _list_images(path / "test")
         if test_names != names:
             raise TaskDataError(f"{path}: train/ and test/ have different class folders")
-        return (train_x, train_y), (test_x, test_y), names
-    x, y, names = read(path)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_test = max(1, len(y) // 5)
-    test, train = order[:n_test], order[n_test:]
-    return (x[train], y[train]), (x[test], y[test]), names
+        return train, test, names
+    samples, names = _list_images(path)
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_test = max(1, len(samples) // 5)
+    return [samples[i] for i in order[n_test:]], [samples[i] for i in order[:n_test]], names
+
+
+def _list_images(folder: Path) -> tuple[list[Sample], list[str]]:
+    """The image files of an ImageFolder and its class names; every class folder holds one at least."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    try:
+        names, index = find_classes(folder)
+        return make_dataset(folder, index, extensions=IMG_EXTENSIONS), names
+    except OSError as error:
+        raise TaskDataError(f"{folder}: {error.strerror or str(error).splitlines()[0]}") from None
+
+
+@contextmanager
+def _image_file(file: str) -> Iterator[Image.Image]:
+    """An image file opened with PIL (header only until its pixels are used); any failure to
+    read it, then or while it is open, is one :class:`TaskDataError`."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as image:
+            yield image
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise TaskDataError(f"{file} is not an image that can be read (damaged, or not an image)") from None
+
+
+def _decode(samples: list[Sample], size: tuple[int, int]) -> Split:
+    from torchvision.transforms.functional import pil_to_tensor, resize
+
+    images = []
+    for file, _ in samples:
+        with _image_file(file) as image:
+            images.append(resize(pil_to_tensor(image.convert("RGB")), list(size), antialias=True))
+    return torch.stack(images), torch.tensor([label for _, label in samples], dtype=torch.int64)
 
 
 def _fit(x: torch.Tensor, shape: tuple[int, int, int], spec: TaskSpec) -> torch.Tensor:
