@@ -24,6 +24,14 @@ class LibraryLocked(LibraryError):
     """Another writer holds the lock for longer than we were willing to wait."""
 
 
+class NotWritable(LibraryError):
+    """The library's folders cannot be written (a read-only file system, no permission)."""
+
+
+class InvalidSetting(LibraryError):
+    """A setting (an option or an environment variable) has a value that cannot be used."""
+
+
 class UnknownModule(LibraryError):
     """No module with that id."""
 
@@ -42,3 +50,15 @@ class Conflict(LibraryError):
 
 class InvalidRecord(LibraryError):
     """A record or array handed to the library is malformed."""
+
+
+def first_line(error: BaseException) -> str:
+    """The gist of ``error`` in one line; for icechunk's multi-line reports ("  x what", then
+    context, then "`-> cause" lines), their innermost cause."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line.removeprefix("`->").strip() for line in lines if line.startswith("`->")]
+    if causes:
+        return causes[-1]
+    if not lines:
+        return type(error).__name__
+    return lines[0][2:] if str(error).startswith("  x ") else lines[0]

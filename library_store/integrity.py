@@ -5,15 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from library_store import arrays
+from library_store.errors import first_line
 from library_store.records import ModuleRecord, Problem, TaskRecord, task_arrays_checksum, tensors_checksum
 
 if TYPE_CHECKING:
     from library_store.library import Library
-
-
-def _error(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 def find_problems(library: Library) -> list[Problem]:
@@ -39,7 +35,7 @@ def find_problems(library: Library) -> list[Problem]:
         try:
             record = ModuleRecord.from_json(attributes)
         except (KeyError, TypeError) as error:
-            problems.append(Problem(where, f"unreadable record ({_error(error)})"))
+            problems.append(Problem(where, f"unreadable record ({first_line(error)})"))
             continue
         module_ids.add(name)
         if record.id != name:
@@ -53,7 +49,7 @@ def find_problems(library: Library) -> list[Problem]:
                 continue
             tensors = arrays.read_arrays(store, {t: f"modules/{name}/{t}" for t in record.tensors})
         except Exception as error:
-            problems.append(Problem(where, f"tensors cannot be read ({_error(error)})"))
+            problems.append(Problem(where, f"tensors cannot be read ({first_line(error)})"))
             continue
         if tensors_checksum(tensors) != record.checksum:
             problems.append(Problem(where, "checksum mismatch: tensors differ from those committed"))
@@ -62,7 +58,7 @@ def find_problems(library: Library) -> list[Problem]:
         try:
             task = TaskRecord.from_json(attributes)
         except (KeyError, TypeError) as error:
-            problems.append(Problem(f"task group {key}", f"unreadable record ({_error(error)})"))
+            problems.append(Problem(f"task group {key}", f"unreadable record ({first_line(error)})"))
             continue
         where = f"task {task.name!r}"
         if task_key(task.name) != key:
@@ -71,9 +67,9 @@ def find_problems(library: Library) -> list[Problem]:
             if module_id not in module_ids:
                 problems.append(Problem(where, f"uses missing module {module_id}"))
         try:
-            task_arrays = library.task_arrays(task.name)
+            task_arrays = library._read_task_arrays(task)
         except Exception as error:
-            problems.append(Problem(where, f"task arrays cannot be read ({_error(error)})"))
+            problems.append(Problem(where, f"task arrays cannot be read ({first_line(error)})"))
             continue
         if task_arrays_checksum(task_arrays) != attributes.get(ARRAYS_CHECKSUM):
             problems.append(Problem(where, "checksum mismatch: task arrays (α/β, head, probe) changed"))
@@ -82,5 +78,5 @@ def find_problems(library: Library) -> list[Problem]:
         try:
             next(library._repo.ancestry(snapshot_id=info.state))
         except Exception as error:
-            problems.append(Problem(f"snapshot {info.name!r}", f"state unreadable ({_error(error)})"))
+            problems.append(Problem(f"snapshot {info.name!r}", f"state unreadable ({first_line(error)})"))
     return problems

@@ -17,7 +17,8 @@ tag of a ``main`` state, so snapshot and restore move pointers and never copy te
 
 Readers see the state that was committed when they opened (or last refreshed); a writer takes
 the lock, works on a private icechunk session and commits it in one atomic step, so a crash at
-any instant leaves the last committed state.
+any instant leaves the last committed state. Reading a module's or a task's arrays verifies
+them against the checksum committed with them.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import math
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -42,14 +45,17 @@ from library_store import arrays
 from library_store.errors import (
     Conflict,
     InvalidRecord,
+    InvalidSetting,
     LibraryDamaged,
     LibraryError,
     LibraryLocked,
     NotALibrary,
+    NotWritable,
     SchemaTooNew,
     UnknownModule,
     UnknownSnapshot,
     UnknownTask,
+    first_line,
 )
 from library_store.records import (
     HistoryEntry,
@@ -71,6 +77,9 @@ REPO_DIR, LOCK_FILE = "repo", "writer.lock"
 AUTO_SNAPSHOT_PREFIX = "before-restore-"
 ARRAYS_CHECKSUM = "arrays_checksum"  # task group attribute: checksum of the task's own arrays
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+LOCK_TIMEOUT_ENV = "LIFELONG_LOCK_TIMEOUT"
+_FIX_DAMAGE = "run `lifelong check`, then `lifelong restore <snapshot>`"
+_DIFFER = "its {} are missing or differ from those committed"
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _MODULE_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -93,11 +102,6 @@ def _let_io_threads_finish() -> None:
 
 
 atexit.register(_let_io_threads_finish)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 def task_key(name: str) -> str:
@@ -123,6 +127,7 @@ class Library:
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, lock_timeout: float | None = None) -> Library:
         """Make a new, empty library at ``path`` (which must not exist or be an empty folder)."""
+        lock_timeout = _lock_timeout(lock_timeout)
         path = Path(path)
         if (path / REPO_DIR).exists():
             raise Conflict(f"a library already exists at {path}")
@@ -143,7 +148,7 @@ class Library:
         )
         state = session.commit("library created", metadata={"kind": "init"})
         repo.create_branch(JOURNAL, origin)
-        library = cls(path, repo, _lock_timeout(lock_timeout))
+        library = cls(path, repo, lock_timeout)
         library._record("init", "library created", state)
         return library
 
@@ -155,7 +160,12 @@ class Library:
         lock_timeout: float | None = None,
         any_schema: bool = False,
     ) -> Library:
-        """Open an existing library. ``any_schema`` lets ``check()`` look at a mismatched one."""
+        """Open an existing library. ``any_schema`` lets ``check()`` look at a mismatched one.
+
+        ``lock_timeout``: seconds a writer waits for another one (default: LIFELONG_LOCK_TIMEOUT,
+        else 30); 0 gives up at once.
+        """
+        lock_timeout = _lock_timeout(lock_timeout)
         path = Path(path)
         if not path.exists():
             raise NotALibrary(f"no library at {path} (create one with `lifelong init`)")
@@ -163,13 +173,13 @@ class Library:
             raise NotALibrary(f"{path} is not a lifelong library (no {REPO_DIR}/ folder)")
         try:
             repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(path / REPO_DIR)))
-            library = cls(path, repo, _lock_timeout(lock_timeout))
+            library = cls(path, repo, lock_timeout)
             root = library._root_attributes()
             repo.lookup_branch(JOURNAL)  # the history is part of the library, not optional
         except LibraryError:
             raise
         except Exception as error:
-            raise LibraryDamaged(f"library at {path} cannot be read: {_first_line(error)}") from None
+            raise LibraryDamaged(f"library at {path} cannot be read: {first_line(error)}") from None
         if root.get("format") != FORMAT:
             raise NotALibrary(f"{path} is not a lifelong library (unknown format)")
         version = root.get("schema_version")
@@ -217,9 +227,19 @@ class Library:
             raise UnknownModule(f"no module {module_id!r} in the library") from None
 
     def module_tensors(self, module_id: str) -> dict[str, np.ndarray]:
+        """The module's tensors, verified against the checksum committed with them."""
         record = self.module(module_id)
         paths = {name: f"modules/{module_id}/{name}" for name in record.tensors}
-        return arrays.read_arrays(self._store, paths)
+        try:
+            tensors = arrays.read_arrays(self._store, paths)
+            intact = tensors_checksum(tensors) == record.checksum
+        except Exception:  # a missing or truncated chunk file: icechunk's long report
+            intact = False
+        if not intact:
+            raise LibraryDamaged(
+                f"module {module_id} is damaged ({_DIFFER.format('tensors')}); {_FIX_DAMAGE}"
+            )
+        return tensors
 
     def tasks(self) -> list[TaskRecord]:
         groups = arrays.child_groups(self._store, "tasks")
@@ -227,15 +247,31 @@ class Library:
         return sorted(records, key=lambda record: record.name)
 
     def task(self, name: str) -> TaskRecord:
+        return TaskRecord.from_json(self._task_attributes(name))
+
+    def _task_attributes(self, name: str) -> dict[str, Any]:
         try:
-            return TaskRecord.from_json(arrays.read_attributes(self._store, f"tasks/{task_key(name)}"))
+            return arrays.read_attributes(self._store, f"tasks/{task_key(name)}")
         except (FileNotFoundError, KeyError):
             known = ", ".join(record.name for record in self.tasks()) or "none"
             raise UnknownTask(f"no task {name!r} in the library (tasks: {known})") from None
 
     def task_arrays(self, name: str) -> TaskArrays:
-        record = self.task(name)
-        base = f"tasks/{task_key(name)}"
+        """The task's own arrays, verified against the checksum committed with them."""
+        attributes = self._task_attributes(name)
+        try:
+            task_arrays = self._read_task_arrays(TaskRecord.from_json(attributes))
+            intact = task_arrays_checksum(task_arrays) == attributes.get(ARRAYS_CHECKSUM)
+        except Exception:  # a missing or truncated chunk file, a missing group
+            intact = False
+        if not intact:
+            what = _DIFFER.format("α/β, head and probe arrays")
+            raise LibraryDamaged(f"task {name!r} is damaged ({what}); {_FIX_DAMAGE}")
+        return task_arrays
+
+    def _read_task_arrays(self, record: TaskRecord) -> TaskArrays:
+        """The task's own arrays as stored, unverified (for ``check()``)."""
+        base = f"tasks/{task_key(record.name)}"
 
         def group(path: str) -> dict[str, np.ndarray]:
             names = arrays.array_names(self._store, path)
@@ -295,10 +331,15 @@ class Library:
         return sorted(infos, key=lambda info: (info.time, info.name))
 
     def snapshot(self, name: str) -> SnapshotInfo:
-        """Name the current state so that :meth:`restore` can return to it. Costs O(1)."""
+        """Name the current state so that :meth:`restore` can return to it (a tag: no copying)."""
         if not _SNAPSHOT_NAME.match(name or ""):
             raise InvalidRecord(f"bad snapshot name {name!r}: use letters, digits, '.', '_' or '-' (max 100)")
-        with self._writer_lock():
+        if name.startswith(AUTO_SNAPSHOT_PREFIX):
+            raise InvalidRecord(
+                f"snapshot names starting with '{AUTO_SNAPSHOT_PREFIX}' are reserved for the automatic "
+                f"snapshots taken before a restore; choose another name than '{name}'"
+            )
+        with self._change():
             if name in self._repo.list_tags():
                 raise Conflict(f"snapshot {name!r} already exists")
             self._repo.create_tag(name, snapshot_id=self.state)
@@ -307,8 +348,8 @@ class Library:
 
     def restore(self, name: str) -> str:
         """Return the library to snapshot ``name``; the state before is kept as a new snapshot,
-        whose name is returned, so the restore can itself be undone. Costs O(1)."""
-        with self._writer_lock():
+        whose name is returned, so the restore can itself be undone. Moves pointers: no copying."""
+        with self._change():
             tags = self._repo.list_tags()
             if name not in tags:
                 known = ", ".join(sorted(tags)) or "none"
@@ -334,13 +375,30 @@ class Library:
 
         The writer lock is held for the whole block; an exception (or a kill) commits nothing.
         """
-        with self._writer_lock():
+        with self._change():
             session = self._repo.writable_session(MAIN)
             yield Transaction(self, session.store)
             if session.has_uncommitted_changes:
                 state = session.commit(message, metadata={"kind": kind})
                 self.refresh()
                 self._record(kind, message, state)
+
+    def check_writable(self) -> None:
+        """Fail now, before any work, where a change would fail at its commit: a folder of the
+        library that cannot be written (``NotWritable``), or another writer holding the lock past
+        ``lock_timeout`` (``LibraryLocked``). Changes nothing: each probe is undone at once."""
+        repo = self.path / REPO_DIR
+        try:
+            for folder in [self.path, repo, *sorted(p for p in repo.iterdir() if p.is_dir())]:
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+                    pass
+        except OSError as error:
+            raise self._not_writable(error) from None
+        with self._writer_lock():
+            pass
+
+    def _not_writable(self, error: OSError) -> NotWritable:
+        return NotWritable(f"library at {self.path} is not writable ({error.strerror or first_line(error)})")
 
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
@@ -350,14 +408,23 @@ class Library:
         except Timeout:
             raise LibraryLocked(
                 f"library at {self.path} is locked by another writer; gave up after "
-                f"{self.lock_timeout:g} s (LIFELONG_LOCK_TIMEOUT sets the wait)"
+                f"{self.lock_timeout:g} s ({LOCK_TIMEOUT_ENV} sets the wait)"
             ) from None
+        except OSError as error:  # the lock file cannot be opened for writing
+            raise self._not_writable(error) from None
         try:
-            self.refresh()
-            self._log_unlogged_change()
             yield
         finally:
             lock.release()
+
+    @contextmanager
+    def _change(self) -> Iterator[None]:
+        """One change under the writer lock, on the newest state, after logging a commit that a
+        killed writer left out of the history."""
+        with self._writer_lock():
+            self.refresh()
+            self._log_unlogged_change()
+            yield
 
     def _record(self, kind: str, message: str, state: str, **details: str) -> None:
         """Append one entry to the journal branch (a tiny tree, so this costs O(1))."""
@@ -472,9 +539,22 @@ def _plain(value: Mapping[str, Any], what: str) -> dict[str, Any]:
 
 
 def _lock_timeout(value: float | None) -> float:
+    """The writer's wait in seconds: ``value`` if given, else LIFELONG_LOCK_TIMEOUT (unset or
+    empty: the default). Anything but a finite number ≥ 0 is refused, naming where it came from."""
     if value is not None:
-        return value
-    return float(os.environ.get("LIFELONG_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S))
+        return _seconds(value, "--lock-timeout", str(value))
+    text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    return _seconds(text, LOCK_TIMEOUT_ENV, repr(text)) if text else DEFAULT_LOCK_TIMEOUT_S
+
+
+def _seconds(value: float | str, source: str, shown: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:  # also refuses nan, which compares false
+        raise InvalidSetting(f"{source} must be a number of seconds ≥ 0, got {shown}")
+    return seconds
 
 
 def _next_auto_name(tags: set[str]) -> str:

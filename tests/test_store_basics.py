@@ -531,6 +531,19 @@ def test_snapshot_names_are_validated_and_unique(library: Library) -> None:
     assert [s.name for s in library.snapshots()] == ["v1.0_ok-name"]
 
 
+@pytest.mark.parametrize("name", ["before-restore-1", "before-restore-", "before-restore-mine"])
+def test_snapshot_names_of_automatic_snapshots_are_reserved(library: Library, name: str) -> None:
+    before = snapshot_of(library)
+    with pytest.raises(InvalidRecord) as caught:
+        library.snapshot(name)
+    message = str(caught.value)
+    assert "'before-restore-'" in message and "reserved" in message and "before a restore" in message
+    assert "\n" not in message
+    assert snapshot_of(library) == before
+    library.restore(library.snapshot("mine").name)
+    assert {s.name for s in library.snapshots()} == {"mine", "before-restore-1"}
+
+
 def test_work_after_restore_continues_from_the_restored_state(library: Library, make_tensors) -> None:
     learn(library, "a", {"conv": make_tensors()})
     library.snapshot("s")

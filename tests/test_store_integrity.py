@@ -1,4 +1,5 @@
-"""``Library.check()``: silent on a healthy library, and names each problem planted behind its back.
+"""``Library.check()``: silent on a healthy library, and names each problem planted behind its back;
+loading a damaged module or task refuses with one line instead of serving wrong numbers.
 
 Damage is done the way it would happen for real: bytes flipped in a chunk file on disk, or a
 foreign writer changing ``main`` through a raw icechunk session and zarr (no lock, no journal).
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from library_store import Library, Problem, TaskArrays, TaskRecord
+from library_store import Library, LibraryDamaged, Problem, TaskArrays, TaskRecord
 
 WEIGHT_BYTES = 4096  # > 1 KB: stored as a chunk file, not inlined in a manifest
 
@@ -40,6 +41,25 @@ def flip_bytes(file: Path) -> None:
     file.write_bytes(bytes(data))
 
 
+def damage(chunk: Path, how: str) -> None:
+    """``flip``: same size, other bytes; ``truncate``: half of it gone; ``delete``: all of it."""
+    size = chunk.stat().st_size
+    if how == "flip":
+        flip_bytes(chunk)
+        assert chunk.stat().st_size == size
+    elif how == "truncate":
+        chunk.write_bytes(chunk.read_bytes()[: size // 2])
+    else:
+        chunk.unlink()
+
+
+def assert_one_line_naming(error: LibraryDamaged, *needles: str) -> None:
+    message = str(error)
+    assert "\n" not in message and "icechunk" not in message and ".rs" not in message, message
+    for needle in (*needles, "lifelong check", "lifelong restore"):
+        assert needle in message, (needle, message)
+
+
 def wheres(problems: list[Problem]) -> list[str]:
     return [problem.where for problem in problems]
 
@@ -63,8 +83,8 @@ def test_check_is_empty_on_a_healthy_library(library: Library, library_path: Pat
     assert Library.open(library_path).check() == []
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
-def test_corrupt_chunk_is_reported_naming_the_module(library: Library, library_path: Path, rng, damage):
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+def test_corrupt_chunk_is_reported_naming_the_module(library: Library, library_path: Path, rng, how):
     victim = add_module(library, "victim", rng)
     victim_chunks = chunk_files(library_path)
     assert len(victim_chunks) == 1, "the weight is one chunk file"
@@ -72,21 +92,49 @@ def test_corrupt_chunk_is_reported_naming_the_module(library: Library, library_p
     assert len(chunk_files(library_path)) == 2
 
     (chunk,) = victim_chunks
-    size = chunk.stat().st_size
-    if damage == "flip":
-        flip_bytes(chunk)
-        assert chunk.stat().st_size == size
-    elif damage == "truncate":
-        chunk.write_bytes(chunk.read_bytes()[: size // 2])
-    else:
-        chunk.unlink()
+    damage(chunk, how)
 
     problems = Library.open(library_path).check()
     assert wheres(problems) == [f"module {victim}"], problems
-    if damage == "flip":
+    if how == "flip":
         assert "checksum mismatch" in problems[0].what
     assert bystander not in str(problems)
     assert "\n" not in str(problems[0])
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+def test_loading_a_damaged_module_refuses_in_one_line(library: Library, library_path: Path, rng, how) -> None:
+    victim = add_module(library, "victim", rng, task=False)
+    (chunk,) = chunk_files(library_path)
+    bystander = add_module(library, "bystander", rng, task=False)
+    damage(chunk, how)
+
+    reopened = Library.open(library_path)
+    with pytest.raises(LibraryDamaged) as caught:
+        reopened.module_tensors(victim)
+    assert_one_line_naming(caught.value, f"module {victim} is damaged")
+    assert reopened.module_tensors(bystander)["weight"].nbytes == WEIGHT_BYTES
+    assert wheres(reopened.check()) == [f"module {victim}"], "check() still names it"
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+def test_loading_a_damaged_task_refuses_in_one_line(library: Library, library_path: Path, rng, how) -> None:
+    module_id = add_module(library, "module", rng, task=False)
+    modules_chunk = chunk_files(library_path)
+    with library.transaction("learn victim", kind="learn") as tx:
+        head = {"weight": rng.standard_normal(WEIGHT_BYTES // 4).astype(np.float32)}
+        tx.add_task(TaskRecord("victim", "classification", "victim", [[module_id]]), TaskArrays(head=head))
+    (chunk,) = chunk_files(library_path) - modules_chunk  # the task's head
+    add_module(library, "bystander", rng)
+    damage(chunk, how)
+
+    reopened = Library.open(library_path)
+    with pytest.raises(LibraryDamaged) as caught:
+        reopened.task_arrays("victim")
+    assert_one_line_naming(caught.value, "task 'victim' is damaged")
+    assert reopened.task_arrays("bystander").uses[0][0]["alpha"] == np.float32(1)
+    assert reopened.module_tensors(module_id)["weight"].nbytes == WEIGHT_BYTES  # its module is fine
+    assert wheres(reopened.check()) == ["task 'victim'"], "check() still names it"
 
 
 def test_corruption_in_a_snapshot_only_state_is_not_a_problem_of_the_current_state(
