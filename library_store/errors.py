@@ -28,6 +28,14 @@ class NotWritable(LibraryError):
     """The library's folders cannot be written (a read-only file system, no permission)."""
 
 
+class StorageError(LibraryError):
+    """Writing a change failed underneath the library; the change was taken back."""
+
+
+class StorageFull(StorageError):
+    """The disk filled up while writing a change; the change was taken back."""
+
+
 class InvalidSetting(LibraryError):
     """A setting (an option or an environment variable) has a value that cannot be used."""
 

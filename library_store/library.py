@@ -17,13 +17,15 @@ tag of a ``main`` state, so snapshot and restore move pointers and never copy te
 
 Readers see the state that was committed when they opened (or last refreshed); a writer takes
 the lock, works on a private icechunk session and commits it in one atomic step, so a crash at
-any instant leaves the last committed state. Reading a module's or a task's arrays verifies
-them against the checksum committed with them.
+any instant leaves the last committed state. A change that fails half-way (a full disk, Ctrl-C)
+is taken back file by file (``rollback``). Reading a module's or a task's arrays verifies them
+against the checksum committed with them.
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import hashlib
 import json
 import math
@@ -41,7 +43,7 @@ import icechunk
 import numpy as np
 from filelock import FileLock, Timeout
 
-from library_store import arrays
+from library_store import arrays, rollback
 from library_store.errors import (
     Conflict,
     InvalidRecord,
@@ -52,6 +54,8 @@ from library_store.errors import (
     NotALibrary,
     NotWritable,
     SchemaTooNew,
+    StorageError,
+    StorageFull,
     UnknownModule,
     UnknownSnapshot,
     UnknownTask,
@@ -339,7 +343,8 @@ class Library:
                 f"snapshot names starting with '{AUTO_SNAPSHOT_PREFIX}' are reserved for the automatic "
                 f"snapshots taken before a restore; choose another name than '{name}'"
             )
-        with self._change():
+        what = f"taking snapshot '{name}'"
+        with self._change(what, rollback.COMMIT_FOLDERS), _storage_errors(what):
             if name in self._repo.list_tags():
                 raise Conflict(f"snapshot {name!r} already exists")
             self._repo.create_tag(name, snapshot_id=self.state)
@@ -349,7 +354,8 @@ class Library:
     def restore(self, name: str) -> str:
         """Return the library to snapshot ``name``; the state before is kept as a new snapshot,
         whose name is returned, so the restore can itself be undone. Moves pointers: no copying."""
-        with self._change():
+        what = f"restoring snapshot '{name}'"
+        with self._change(what, rollback.COMMIT_FOLDERS), _storage_errors(what):
             tags = self._repo.list_tags()
             if name not in tags:
                 known = ", ".join(sorted(tags)) or "none"
@@ -374,14 +380,20 @@ class Library:
         """Change the library atomically: all of the block's changes are committed, or none.
 
         The writer lock is held for the whole block; an exception (or a kill) commits nothing.
+        A failure underneath (a full disk: ``StorageFull``; else ``StorageError``) is one line,
+        and what the block had written is taken back.
         """
-        with self._change():
-            session = self._repo.writable_session(MAIN)
-            yield Transaction(self, session.store)
+        what = f"committing '{message}'"
+        with self._change(what, rollback.OBJECT_FOLDERS):
+            with _storage_errors(what):
+                session = self._repo.writable_session(MAIN)
+                tx = Transaction(self, session.store, what)
+            yield tx
             if session.has_uncommitted_changes:
-                state = session.commit(message, metadata={"kind": kind})
-                self.refresh()
-                self._record(kind, message, state)
+                with _storage_errors(what):
+                    state = session.commit(message, metadata={"kind": kind})
+                    self.refresh()
+                    self._record(kind, message, state)
 
     def check_writable(self) -> None:
         """Fail now, before any work, where a change would fail at its commit: a folder of the
@@ -418,13 +430,30 @@ class Library:
             lock.release()
 
     @contextmanager
-    def _change(self) -> Iterator[None]:
-        """One change under the writer lock, on the newest state, after logging a commit that a
-        killed writer left out of the history."""
+    def _change(self, what: str, folders: tuple[str, ...]) -> Iterator[None]:
+        """One change under the writer lock, on the newest state. First a commit a killed writer
+        left out of the history is logged; if the change then fails (an exception, Ctrl-C), all
+        that was written since the lock was taken is taken back, so the library is as it was."""
+        repo = self.path / REPO_DIR
         with self._writer_lock():
-            self.refresh()
-            self._log_unlogged_change()
-            yield
+            with _storage_errors(what):
+                self.refresh()
+                before = rollback.mark(repo, folders)
+            try:
+                with _storage_errors(what):
+                    self._log_unlogged_change()
+                yield
+            except BaseException:
+                try:
+                    rollback.take_back(repo, before)
+                except OSError as error:
+                    why = first_line(error)
+                    raise LibraryDamaged(
+                        f"{what} failed and could not be taken back ({why}); {_FIX_DAMAGE}"
+                    ) from None
+                finally:
+                    self.refresh()
+                raise
 
     def _record(self, kind: str, message: str, state: str, **details: str) -> None:
         """Append one entry to the journal branch (a tiny tree, so this costs O(1))."""
@@ -452,9 +481,10 @@ class Library:
 class Transaction:
     """The changes of one atomic commit. Obtained from :meth:`Library.transaction`."""
 
-    def __init__(self, library: Library, store: Any) -> None:
+    def __init__(self, library: Library, store: Any, what: str) -> None:
         self._library = library
         self._store = store
+        self._what = what  # "committing '<message>'", to say a storage failure in one line
         self._modules = {record.id: record for record in library.modules()}
         self._tasks = {record.name: record for record in library.tasks()}
 
@@ -487,7 +517,7 @@ class Transaction:
         )
         if record.id in self._modules:
             raise Conflict(f"module {record.id} already exists (same content and creator)")
-        arrays.write_nodes(self._store, [arrays.Node(f"modules/{record.id}", record.to_json(), clean)])
+        self._write([arrays.Node(f"modules/{record.id}", record.to_json(), clean)])
         self._modules[record.id] = record
         return record
 
@@ -498,7 +528,8 @@ class Transaction:
         users = [name for name, task in self._tasks.items() if module_id in task.module_ids]
         if users:
             raise Conflict(f"module {module_id} is used by tasks {', '.join(sorted(users))}")
-        arrays.delete_node(self._store, f"modules/{module_id}")
+        with _storage_errors(self._what):
+            arrays.delete_node(self._store, f"modules/{module_id}")
         del self._modules[module_id]
 
     def add_task(self, record: TaskRecord, task_arrays: TaskArrays | None = None) -> None:
@@ -521,7 +552,7 @@ class Transaction:
             nodes.append(arrays.Node(f"{base}/uses/{layer}"))
             uses = task_arrays.uses[layer] if task_arrays.uses else [{} for _ in ids]
             nodes += [arrays.Node(f"{base}/uses/{layer}/{i}", {}, use) for i, use in enumerate(uses)]
-        arrays.write_nodes(self._store, nodes)
+        self._write(nodes)
         self._tasks[record.name] = record
 
     def module(self, module_id: str) -> ModuleRecord:
@@ -529,6 +560,33 @@ class Transaction:
         if module_id not in self._modules:
             raise UnknownModule(f"no module {module_id!r} in the library")
         return self._modules[module_id]
+
+    def _write(self, nodes: list[arrays.Node]) -> None:
+        with _storage_errors(self._what):
+            arrays.write_nodes(self._store, nodes)
+
+
+@contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """Say in one line how the storage underneath a change failed (library errors pass as they are)."""
+    try:
+        yield
+    except LibraryError:
+        raise
+    except Exception as error:
+        if _disk_full(error):
+            raise StorageFull(
+                f"no space left on device while {what}; nothing was committed — free space and retry"
+            ) from None
+        raise StorageError(f"{what} failed ({first_line(error)}); nothing was committed") from None
+
+
+def _disk_full(error: Exception) -> bool:
+    """ENOSPC, raised by Python or reported in icechunk's text."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    text = str(error)
+    return "No space left on device" in text or f"(os error {errno.ENOSPC})" in text
 
 
 def _plain(value: Mapping[str, Any], what: str) -> dict[str, Any]:

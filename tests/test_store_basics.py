@@ -454,11 +454,14 @@ def test_exception_inside_transaction_commits_nothing(
     class Boom(Exception):
         pass
 
+    files = set((library_path / "repo").rglob("*"))
     with pytest.raises(Boom), library.transaction("half", kind="learn") as tx:
-        module = tx.add_module("conv", make_tensors(), created_by="half")
+        module = tx.add_module("conv", make_tensors(nbytes=8192), created_by="half")
         tx.add_task(record("half", [[module.id]]))
+        assert set((library_path / "repo").rglob("*")) > files  # its chunk is on disk already
         raise Boom
     assert snapshot_of(library) == before
+    assert set((library_path / "repo").rglob("*")) == files, "what it wrote is taken back"
     assert snapshot_of(Library.open(library_path)) == before
     # the lock was released: the next transaction works
     learn(library, "next", {"conv": make_tensors()})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import fingerprint
 
-from library_store import InvalidSetting, Library, LibraryLocked, NotWritable
+from library_store import InvalidSetting, Library, LibraryLocked, NotWritable, StorageError
 
 HOLD_LOCK = """
 import sys, time
@@ -83,6 +83,10 @@ def test_a_read_only_library_is_not_writable(
         reopened.check_writable()
     assert str(caught.value) == f"library at {library_path} is not writable (Read-only file system)"
     assert [info.name for info in reopened.snapshots()] == ["s"], "reading still works"
+    # a writer that skipped the check: the lock file (read-only) or the first write (repo/) fails
+    with pytest.raises(NotWritable if read_only == "." else StorageError) as caught:
+        reopened.snapshot("t")
+    assert "\n" not in str(caught.value)
     assert fingerprint(library_path) == before
 
 
