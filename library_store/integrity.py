@@ -1,4 +1,5 @@
-"""``Library.check()``: re-read every record and tensor, recompute checksums, follow references."""
+"""``Library.check()``: re-read every record and tensor, recompute checksums, follow references,
+and hold the history against the snapshots and the current state."""
 
 from __future__ import annotations
 
@@ -79,4 +80,25 @@ def find_problems(library: Library) -> list[Problem]:
             next(library._repo.ancestry(snapshot_id=info.state))
         except Exception as error:
             problems.append(Problem(f"snapshot {info.name!r}", f"state unreadable ({first_line(error)})"))
+    return problems + _history_problems(library)
+
+
+def _history_problems(library: Library) -> list[Problem]:
+    """Where the history and the repository disagree: snapshots it never logged, snapshots it
+    logged that are gone, a current state it never logged. A writer killed in the middle of a
+    change leaves the first and the last; the next change logs them."""
+    from library_store.library import MAIN, snapshot_entries
+
+    why = "a change was interrupted, or made behind the library's back; the next change logs it"
+    entries = library.log()
+    logged, tags = set(snapshot_entries(entries)), library._repo.list_tags()
+    problems = [
+        Problem("history", f"snapshot {name!r} was never logged ({why})") for name in sorted(tags - logged)
+    ]
+    problems += [
+        Problem("history", f"it logs snapshot {name!r}, which is gone from the repository")
+        for name in sorted(logged - tags)
+    ]
+    if entries and entries[0].state != library._repo.lookup_branch(MAIN):
+        problems.append(Problem("history", f"the current state was never logged ({why})"))
     return problems

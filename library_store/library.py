@@ -18,8 +18,9 @@ tag of a ``main`` state, so snapshot and restore move pointers and never copy te
 Readers see the state that was committed when they opened (or last refreshed); a writer takes
 the lock, works on a private icechunk session and commits it in one atomic step, so a crash at
 any instant leaves the last committed state. A change that fails half-way (a full disk, Ctrl-C)
-is taken back file by file (``rollback``). Reading a module's or a task's arrays verifies them
-against the checksum committed with them.
+is taken back file by file (``rollback``); one killed half-way may leave its commit or its tag
+without a history entry, which the next writer adds (``_repair_history``). Reading a module's or
+a task's arrays verifies them against the checksum committed with them.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ DEFAULT_LOCK_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_ENV = "LIFELONG_LOCK_TIMEOUT"
 _FIX_DAMAGE = "run `lifelong check`, then `lifelong restore <snapshot>`"
 _DIFFER = "its {} are missing or differ from those committed"
+_INTERRUPTED = "logged after an interruption"
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _MODULE_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -315,14 +317,10 @@ class Library:
         return entries
 
     def snapshots(self) -> list[SnapshotInfo]:
-        created = {}  # snapshot name → the history entry that made it
-        for entry in self.log():
-            for key in ("snapshot", "backup"):
-                if key in entry.details and (key == "backup" or entry.kind == "snapshot"):
-                    created.setdefault(entry.details[key], entry)
+        taken = snapshot_entries(self.log())
         infos = []
         for name in self._repo.list_tags():
-            entry = created.get(name)
+            entry = taken.get(name)
             infos.append(
                 SnapshotInfo(
                     name=name,
@@ -431,9 +429,9 @@ class Library:
 
     @contextmanager
     def _change(self, what: str, folders: tuple[str, ...]) -> Iterator[None]:
-        """One change under the writer lock, on the newest state. First a commit a killed writer
-        left out of the history is logged; if the change then fails (an exception, Ctrl-C), all
-        that was written since the lock was taken is taken back, so the library is as it was."""
+        """One change under the writer lock, on the newest state. First the history is repaired if
+        a killed writer left it behind; if the change then fails (an exception, Ctrl-C), all that
+        was written since the lock was taken is taken back, so the library is as it was."""
         repo = self.path / REPO_DIR
         with self._writer_lock():
             with _storage_errors(what):
@@ -441,7 +439,7 @@ class Library:
                 before = rollback.mark(repo, folders)
             try:
                 with _storage_errors(what):
-                    self._log_unlogged_change()
+                    self._repair_history()
                 yield
             except BaseException:
                 try:
@@ -462,13 +460,44 @@ class Library:
         arrays.write_nodes(session.store, [arrays.Node("", {"last": metadata})])
         session.commit(message, metadata=metadata)
 
-    def _log_unlogged_change(self) -> None:
-        """A writer killed between its commit and its journal entry left the entry out: add it."""
-        newest = next(self._repo.ancestry(branch=JOURNAL), None)
-        if newest is not None and (newest.metadata or {}).get("state") == self.state:
-            return
-        commit = next(self._repo.ancestry(branch=MAIN))
-        self._record("recovered", f"{commit.message} (committed; logged after an interruption)", self.state)
+    def _repair_history(self) -> None:
+        """Make the history tell what a writer killed in the middle of a change did.
+
+        A snapshot killed before its entry left a tag the history does not know. So did a restore
+        killed after tagging the state before it (``before-restore-N``, at the last logged state):
+        killed before moving ``main``, that tag is all it did, and it is kept and explained
+        (deleting a tag would forbid its name for ever); killed after, ``main`` is at the state of
+        the restored snapshot (if several snapshots share that state, a user's is named first). A
+        commit killed before its entry left ``main`` at a state the history does not know. Each
+        gets an entry of its own kind, saying it was logged after an interruption.
+        """
+        entries = self.log()
+        last = entries[0].state if entries else self.state  # main's state as the history tells it
+        names = self._repo.list_tags()
+        unlogged = sorted(names - set(snapshot_entries(entries)))
+        tags = {name: self._repo.lookup_tag(name) for name in names} if unlogged else {}
+        at_main = sorted((name for name, state in tags.items() if state == self.state), key=_automatic_last)
+        restore = None
+        for name in unlogged:
+            automatic = name.startswith(AUTO_SNAPSHOT_PREFIX)
+            target = next((other for other in at_main if other != name), None)
+            if restore is None and automatic and tags[name] == last != self.state and target:
+                restore = (target, name)
+                continue
+            message = f"snapshot '{name}' created"
+            if automatic and tags[name] == self.state:
+                message = (
+                    f"snapshot '{name}' taken by a restore that was interrupted before changing anything"
+                )
+            self._record("snapshot", f"{message} ({_INTERRUPTED})", last, snapshot=name)
+        if restore is not None:
+            target, backup = restore
+            message = f"restored snapshot '{target}'; the state before is snapshot '{backup}'"
+            self._record("restore", f"{message} ({_INTERRUPTED})", self.state, snapshot=target, backup=backup)
+            last = self.state
+        if last != self.state:
+            commit = next(self._repo.ancestry(branch=MAIN))
+            self._record("recovered", f"{commit.message} (committed; {_INTERRUPTED})", self.state)
 
     # ------------------------------------------------------------------ integrity
     def check(self) -> list[Problem]:
@@ -566,6 +595,16 @@ class Transaction:
             arrays.write_nodes(self._store, nodes)
 
 
+def snapshot_entries(entries: list[HistoryEntry]) -> dict[str, HistoryEntry]:
+    """The history entry that took each snapshot: a snapshot entry names it, a restore its backup."""
+    taken: dict[str, HistoryEntry] = {}
+    for entry in entries:
+        name = entry.details.get("snapshot" if entry.kind == "snapshot" else "backup")
+        if name:
+            taken.setdefault(name, entry)
+    return taken
+
+
 @contextmanager
 def _storage_errors(what: str) -> Iterator[None]:
     """Say in one line how the storage underneath a change failed (library errors pass as they are)."""
@@ -613,6 +652,10 @@ def _seconds(value: float | str, source: str, shown: str) -> float:
     if not 0 <= seconds < math.inf:  # also refuses nan, which compares false
         raise InvalidSetting(f"{source} must be a number of seconds ≥ 0, got {shown}")
     return seconds
+
+
+def _automatic_last(name: str) -> tuple[bool, str]:
+    return name.startswith(AUTO_SNAPSHOT_PREFIX), name
 
 
 def _next_auto_name(tags: set[str]) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from library_store import Library, TaskRecord
+from library_store import Library, Problem, TaskRecord
 
 K = 2  # modules per learn
 ROUNDS = 20
@@ -126,7 +126,13 @@ def replay(model: Model, lines: list[list]) -> tuple[list | None, dict[str, int]
 
 def verify_after_kill(library: Library, model: Model, in_flight: list | None) -> str:
     """Check the library against the model; bring the model up to date; say what was found."""
-    assert library.check() == []
+    problems = library.check()
+    # The only problems a kill may leave: a change the history has not logged yet (the next
+    # writer logs it), and only while a change was in flight.
+    assert all(problem.where == "history" and "never logged" in problem.what for problem in problems), (
+        problems
+    )
+    assert not problems or in_flight is not None, problems
     tasks = library.tasks()
     modules = {module.id for module in library.modules()}
     used = [module_id for task in tasks for module_id in task.module_ids]
@@ -214,6 +220,7 @@ def test_sigkill_at_random_instants_leaves_a_committed_state(
         log = reopened.log()
         assert log[0].kind == "learn" and log[0].state == reopened.state
         assert log[1].state == before, "the killed writer's last commit is in the history"
+        assert reopened.check() == [], "and so is every snapshot it took"
         model.state, model.tasks = reopened.state, model.tasks | {f"parent-{round_number}"}
 
     final = Library.open(library_path)
@@ -232,6 +239,7 @@ from library_store import Library, TaskRecord
 from library_store import library as library_module
 
 path, point = sys.argv[1], sys.argv[2]
+operation, where = point.split("@")
 library = Library.open(path, lock_timeout=10)
 
 
@@ -253,41 +261,96 @@ original_record = library_module.Library._record
 
 
 def record_or_die(self, kind, *args, **kwargs):
-    if kind == point.split(":")[1]:
+    if kind == operation:
         die()
     return original_record(self, kind, *args, **kwargs)
 
 
-if point.startswith("journal:"):  # killed after committing main, before writing the history
+if where == "journal":  # killed after changing main or the tags, before writing the history
     library_module.Library._record = record_or_die
-elif point.startswith("repo:"):  # killed instead of calling one repository method
-    library._repo = Repo(library._repo, point.split(":")[1])
+elif where != "inside":  # killed instead of calling one repository method
+    library._repo = Repo(library._repo, where)
 
-weight = np.arange(600, dtype=np.float32)
-if point == "inside-transaction":
+if operation == "learn":
     with library.transaction("learn doomed", kind="learn") as tx:
-        module = tx.add_module("conv", {"w": weight}, created_by="doomed")
+        module = tx.add_module("conv", {"w": np.arange(600, dtype=np.float32)}, created_by="doomed")
         tx.add_task(TaskRecord("doomed", "classification", "doomed", [[module.id]]))
-        die()
-elif point.endswith("learn"):
-    with library.transaction("learn doomed", kind="learn") as tx:
-        module = tx.add_module("conv", {"w": weight}, created_by="doomed")
-        tx.add_task(TaskRecord("doomed", "classification", "doomed", [[module.id]]))
-elif point.endswith("snapshot") or point.endswith("create_tag"):
+        if where == "inside":
+            die()
+elif operation == "snapshot":
     library.snapshot("doomed-snapshot")
 else:
     library.restore("first")
 print("not killed", flush=True)
 """
 
-# crash point → (tasks afterwards, the in-flight change is committed, snapshots afterwards)
+LATE = "(logged after an interruption)"
+WHY = "(a change was interrupted, or made behind the library's back; the next change logs it)"
+UNLOGGED_STATE = Problem("history", f"the current state was never logged {WHY}")
+
+
+def unlogged(snapshot: str) -> Problem:
+    return Problem("history", f"snapshot {snapshot!r} was never logged {WHY}")
+
+
+@dataclass
+class Outcome:
+    """What a kill at one point leaves, and what the next writer logs for it."""
+
+    tasks: set[str]
+    committed: bool  # the in-flight change moved main
+    snapshots: set[str]
+    problems: list[Problem]  # check() right after the kill: where history and repository disagree
+    logged: list[tuple[str, str, dict[str, str]]]  # the next writer's entries: kind, message, details
+
+
+# "operation@where": killed inside the transaction's block, instead of calling a repository
+# method, or just before writing the history entry (after main or the tags moved).
 CRASH_POINTS = {
-    "inside-transaction": ({"a", "b"}, False, {"first"}),
-    "journal:learn": ({"a", "b", "doomed"}, True, {"first"}),
-    "repo:create_tag": ({"a", "b"}, False, {"first"}),
-    "journal:snapshot": ({"a", "b"}, False, {"first", "doomed-snapshot"}),
-    "repo:reset_branch": ({"a", "b"}, False, {"first", "before-restore-1"}),
-    "journal:restore": ({"a"}, True, {"first", "before-restore-1"}),
+    "learn@inside": Outcome({"a", "b"}, False, {"first"}, [], []),
+    "learn@journal": Outcome(
+        {"a", "b", "doomed"},
+        True,
+        {"first"},
+        [UNLOGGED_STATE],
+        [("recovered", "learn doomed (committed; logged after an interruption)", {})],
+    ),
+    "snapshot@create_tag": Outcome({"a", "b"}, False, {"first"}, [], []),
+    "snapshot@journal": Outcome(
+        {"a", "b"},
+        False,
+        {"first", "doomed-snapshot"},
+        [unlogged("doomed-snapshot")],
+        [("snapshot", f"snapshot 'doomed-snapshot' created {LATE}", {"snapshot": "doomed-snapshot"})],
+    ),
+    "restore@create_tag": Outcome({"a", "b"}, False, {"first"}, [], []),
+    "restore@reset_branch": Outcome(  # the backup is all it did: kept, and said so
+        {"a", "b"},
+        False,
+        {"first", "before-restore-1"},
+        [unlogged("before-restore-1")],
+        [
+            (
+                "snapshot",
+                "snapshot 'before-restore-1' taken by a restore that was interrupted before changing "
+                f"anything {LATE}",
+                {"snapshot": "before-restore-1"},
+            )
+        ],
+    ),
+    "restore@journal": Outcome(  # main moved: a restore entry (it used to say "recovered: learn b")
+        {"a"},
+        True,
+        {"first", "before-restore-1"},
+        [unlogged("before-restore-1"), UNLOGGED_STATE],
+        [
+            (
+                "restore",
+                f"restored snapshot 'first'; the state before is snapshot 'before-restore-1' {LATE}",
+                {"snapshot": "first", "backup": "before-restore-1"},
+            )
+        ],
+    ),
 }
 
 
@@ -309,24 +372,25 @@ def test_kill_at_a_chosen_point(library_path: Path, python_script, child_env, po
     )
     assert child.returncode == -signal.SIGKILL, (child.stdout, child.stderr)
 
-    tasks, committed, snapshots = CRASH_POINTS[point]
+    expected = CRASH_POINTS[point]
     reopened = Library.open(library_path, lock_timeout=5)
-    assert reopened.check() == []
-    assert {task.name for task in reopened.tasks()} == tasks
-    assert (reopened.state != before_state) == committed
-    assert {info.name for info in reopened.snapshots()} == snapshots
+    assert reopened.check() == expected.problems
+    assert {task.name for task in reopened.tasks()} == expected.tasks
+    assert (reopened.state != before_state) == expected.committed
+    assert {info.name for info in reopened.snapshots()} == expected.snapshots
     assert {info.state for info in reopened.snapshots() if info.automatic} <= {before_state}
     assert reopened.log() == before_log  # the child died before writing any history
     assert len(reopened.module_tensors(reopened.tasks()[0].module_ids[0])) == 1
 
     after_kill = reopened.state
-    learn_in_parent(reopened, "after", rng)
+    learn_in_parent(reopened, "after", rng)  # the next writer first logs what the killed one did
     log = reopened.log()
     assert log[0].message == "learn after" and log[0].state == reopened.state
-    if committed:  # the killed writer's change gets its history entry before the next one
-        assert log[1].kind == "recovered" and log[1].state == after_kill
-        assert log[2:] == before_log
-    else:
-        assert log[1:] == before_log
-    if point == "repo:reset_branch":  # the next restore does not reuse the orphan backup name
+    logged = log[1 : 1 + len(expected.logged)]
+    assert [(entry.kind, entry.message, entry.details) for entry in logged] == expected.logged
+    assert all(entry.state == after_kill for entry in logged)
+    assert log[1 + len(expected.logged) :] == before_log
+    assert reopened.check() == [], "history, snapshots and state agree again"
+    assert all(info.message for info in reopened.snapshots()), "every snapshot says where it came from"
+    if point == "restore@reset_branch":  # the next restore does not reuse the kept backup's name
         assert reopened.restore("first") == "before-restore-2"

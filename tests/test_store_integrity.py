@@ -2,11 +2,13 @@
 loading a damaged module or task refuses with one line instead of serving wrong numbers.
 
 Damage is done the way it would happen for real: bytes flipped in a chunk file on disk, or a
-foreign writer changing ``main`` through a raw icechunk session and zarr (no lock, no journal).
+foreign writer changing ``main`` through a raw icechunk session and zarr (no lock, no journal),
+which check() also names as a change the history never logged.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,11 @@ import zarr
 from library_store import Library, LibraryDamaged, Problem, TaskArrays, TaskRecord
 
 WEIGHT_BYTES = 4096  # > 1 KB: stored as a chunk file, not inlined in a manifest
+UNLOGGED = Problem(
+    "history",
+    "the current state was never logged "
+    "(a change was interrupted, or made behind the library's back; the next change logs it)",
+)
 
 
 def chunk_files(library_path: Path) -> set[Path]:
@@ -166,7 +173,7 @@ def test_task_using_a_module_deleted_behind_the_library_is_reported(
     reopened = Library.open(library_path)
     assert gone not in {m.id for m in reopened.modules()}
     problems = reopened.check()
-    assert problems == [Problem("task 'user'", f"uses missing module {gone}")]
+    assert problems == [Problem("task 'user'", f"uses missing module {gone}"), UNLOGGED]
     assert kept not in str(problems)
     assert reopened.users(kept) == ["other"]
 
@@ -181,7 +188,8 @@ def test_module_whose_arrays_differ_from_its_record_is_reported(
     group.create_array("extra", shape=(3,), dtype="float32")
     session.commit("foreign writer swaps a tensor")
     problems = Library.open(library_path).check()
-    assert wheres(problems) == [f"module {module_id}"]
+    assert problems[1:] == [UNLOGGED]
+    assert wheres(problems) == [f"module {module_id}", "history"]
     assert "extra" in problems[0].what and "weight" in problems[0].what
 
 
@@ -194,8 +202,8 @@ def test_unreadable_module_record_is_reported(
     group.attrs.clear()
     session.commit("foreign writer wipes a record")
     problems = Library.open(library_path).check()
-    assert wheres(problems) == [f"module {module_id}"]
-    assert "unreadable record" in problems[0].what
+    assert problems[1:] == [UNLOGGED]
+    assert "unreadable record" in problems[0].what and problems[0].where == f"module {module_id}"
 
 
 def test_task_arrays_that_cannot_be_read_are_reported(
@@ -207,8 +215,8 @@ def test_task_arrays_that_cannot_be_read_are_reported(
     del raw_root_group(session)[f"tasks/{task_group}/uses"]
     session.commit("foreign writer deletes a task's per-module arrays")
     problems = Library.open(library_path).check()
-    assert wheres(problems) == ["task 'user'"]
-    assert "task arrays cannot be read" in problems[0].what
+    assert problems[1:] == [UNLOGGED]
+    assert "task arrays cannot be read" in problems[0].what and problems[0].where == "task 'user'"
 
 
 def test_wrong_schema_version_is_reported_when_opened_with_any_schema(
@@ -219,7 +227,7 @@ def test_wrong_schema_version_is_reported_when_opened_with_any_schema(
     raw_root_group(session).attrs["schema_version"] = 99
     session.commit("a newer writer")
     checked = Library.open(library_path, any_schema=True)
-    assert checked.check() == [Problem("library", "schema version 99, expected 1")]
+    assert checked.check() == [Problem("library", "schema version 99, expected 1"), UNLOGGED]
 
 
 def test_snapshot_whose_state_is_gone_is_reported(library: Library, library_path: Path, rng) -> None:
@@ -231,6 +239,24 @@ def test_snapshot_whose_state_is_gone_is_reported(library: Library, library_path
     problems = reopened.check()
     assert wheres(problems) == ["snapshot 'old'"]
     assert "state unreadable" in problems[0].what
+
+
+def test_snapshots_deleted_from_disk_are_reported(library: Library, library_path: Path, rng) -> None:
+    add_module(library, "one", rng)
+    library.snapshot("kept")
+    library.snapshot("lost")
+    backup = library.restore("kept")
+    for name in ("lost", backup):
+        shutil.rmtree(library_path / "repo" / "refs" / f"tag.{name}")
+    reopened = Library.open(library_path)
+    assert [info.name for info in reopened.snapshots()] == ["kept"]
+    gone = [
+        Problem("history", f"it logs snapshot {name!r}, which is gone from the repository")
+        for name in sorted([backup, "lost"])
+    ]
+    assert reopened.check() == gone
+    add_module(reopened, "two", rng)  # a writer cannot bring them back: check() keeps naming them
+    assert reopened.check() == gone
 
 
 def test_check_reads_the_raw_group_layout_it_expects(library: Library, library_path: Path, rng) -> None:
@@ -251,5 +277,5 @@ def test_changed_task_arrays_are_reported(
     raw_root_group(session)[f"tasks/{task_group}/uses/0/0/alpha"][...] = np.float32(2)  # was 1
     session.commit("foreign writer changes a task's alpha")
     problems = Library.open(library_path).check()
-    assert wheres(problems) == ["task 'user'"]
-    assert "checksum mismatch" in problems[0].what
+    assert problems[1:] == [UNLOGGED]
+    assert "checksum mismatch" in problems[0].what and problems[0].where == "task 'user'"
