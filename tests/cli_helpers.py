@@ -8,7 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 LIFELONG = str(Path(sys.executable).parent / "lifelong")
+# A classification budget of a few dozen steps: learning runs in seconds, to test the CLI, not accuracy.
+TINY = (
+    "--so-steps", "40", "--candidate-steps", "30", "--population", "2", "--generations", "1",
+    "--final-steps", "40", "--settle-steps", "10", "--eval-every", "10", "--batch-size", "32",
+)  # fmt: skip
 
 
 def run_cli(
@@ -41,3 +48,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def noisy_halves(rng: np.random.Generator, n: int, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uint8 images (N, H, W, C) in two easy classes: left half bright (0) or right half bright (1)."""
+    labels = rng.integers(0, 2, n)
+    images = rng.normal(40, 20, (n, size, size, channels))
+    half = size // 2
+    for i, label in enumerate(labels):
+        columns = slice(0, half) if label == 0 else slice(half, size)
+        images[i, :, columns] += 170
+    return np.clip(images, 0, 255).astype(np.uint8), labels

@@ -101,3 +101,33 @@ def spawned() -> Iterator[list[subprocess.Popen]]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def mounts() -> Iterator[Callable[..., Path]]:
+    """``mounts(dir, "tmpfs", size="64k")`` or ``mounts(dir, "ro")``: a real mount for the test
+    (a full disk; a read-only file system, which stops even root), unmounted afterwards.
+    Skips the test where mounting is not permitted (not root, or no mount privilege)."""
+    mounted: list[Path] = []
+
+    def run(*args: str) -> None:
+        done = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount here: {done.stderr.strip()}")
+
+    def mount(path: Path, kind: str, size: str = "64k") -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a file system needs root")
+        path.mkdir(parents=True, exist_ok=True)
+        if kind == "tmpfs":
+            run("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
+            mounted.append(path)
+        else:  # the folder itself, bound over itself and made read-only
+            run("--bind", str(path), str(path))
+            mounted.append(path)
+            run("-o", "remount,bind,ro", str(path))
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

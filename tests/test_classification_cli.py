@@ -18,17 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, fingerprint, run_cli
+from cli_helpers import TINY, assert_one_line_error, fingerprint, noisy_halves, run_cli
 from PIL import Image
 
 from library_store import Library
 from lifelong.data import fetch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY = (
-    "--so-steps", "40", "--candidate-steps", "30", "--population", "2", "--generations", "1",
-    "--final-steps", "40", "--settle-steps", "10", "--eval-every", "10", "--batch-size", "32",
-)  # fmt: skip
 NPZ_TASK, FOLDER_TASK = "synthetic-npz", "synthetic-folder"
 
 
@@ -43,17 +39,6 @@ def run_many(
     """Run commands two at a time: most of a short run is importing torch, and CI has two cores."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         return list(pool.map(lambda args: run(library, data_dir, *args), commands))
-
-
-def noisy_halves(rng: np.random.Generator, n: int, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` uint8 images (N, H, W, C) in two easy classes: left half bright (0) or right half bright (1)."""
-    labels = rng.integers(0, 2, n)
-    images = rng.normal(40, 20, (n, size, size, channels))
-    half = size // 2
-    for i, label in enumerate(labels):
-        columns = slice(0, half) if label == 0 else slice(half, size)
-        images[i, :, columns] += 170
-    return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
