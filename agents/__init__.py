@@ -45,6 +45,7 @@ class Solution:
     metrics: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    missed_target: str | None = None  # how the task fell short of its target, None if it did not
 
 
 class Agent(Protocol):

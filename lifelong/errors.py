@@ -15,3 +15,11 @@ class TaskDataError(LifelongError):
 
 class TrainingError(LifelongError):
     """Training could not continue, e.g. the loss became NaN (learning rate too high?)."""
+
+
+class TargetMissed(LifelongError):
+    """``--require-target``: the task fell short of its target, so it was not committed."""
+
+
+class Interrupted(LifelongError):
+    """Ctrl-C during ``learn``; the message says what the call committed before it."""

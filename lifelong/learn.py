@@ -15,13 +15,24 @@ from contextlib import contextmanager
 from agents import Agent, NewModule, Solution
 from library_store import Library, TaskRecord
 from library_store.errors import Conflict
+from lifelong.errors import TargetMissed
 from lifelong.tasks import TaskSpec
+
+LEARNED, BELOW_TARGET = "learned", "below-target"  # a task record's status
 
 
 def learn(
-    library: Library, agent: Agent, spec: TaskSpec, *, name: str, seed: int, command: str
+    library: Library,
+    agent: Agent,
+    spec: TaskSpec,
+    *,
+    name: str,
+    seed: int,
+    command: str,
+    require_target: bool = False,
 ) -> TaskRecord:
-    """Learn one task and commit it; return the stored task record."""
+    """Learn one task and commit it; return the stored task record. A task that misses its
+    target is committed with status ``below-target``, or, with ``require_target``, refused."""
     if name in {task.name for task in library.tasks()}:
         raise Conflict(f"task {name!r} already exists; choose another --name")
     timings: dict[str, float] = {}
@@ -36,6 +47,8 @@ def learn(
         attempt = agent.prune(problem, attempt)
     with _timed(timings, "finalize"):
         solution = agent.solution(problem, attempt)
+    if require_target and solution.missed_target:
+        raise TargetMissed(f"{name!r} missed its target ({solution.missed_target}); nothing was committed")
     return commit(
         library,
         solution,
@@ -76,6 +89,7 @@ def commit(
             family=family,
             spec=spec,
             layers=layers,
+            status=BELOW_TARGET if solution.missed_target else LEARNED,
             metrics={**solution.metrics, "phase": solution.phase},
             curves=solution.curves,
             timings={k: round(v, 3) for k, v in timings.items()},

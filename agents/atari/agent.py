@@ -311,8 +311,16 @@ class AtariAgent:
             "eval_seed": self._eval_seed(),
             "device": str(self.device),
         }
+        best_score, target = attempt.esp.best_score, problem.target
+        met = None if target is None else best_score >= target
         return Solution(
-            [entries], TaskArrays(uses=[uses], probe=probe), attempt.phase, metrics, attempt.curves, details
+            [entries],
+            TaskArrays(uses=[uses], probe=probe),
+            attempt.phase,
+            {**metrics, "target_met": met},
+            attempt.curves,
+            details,
+            missed_target=None if met is not False else f"best training score {best_score:g} < {target:g}",
         )
 
     # -------------------------------------------------------------- helpers

@@ -16,7 +16,7 @@ import torch
 
 from agents import NewModule, Report, Solution
 from agents.classification import evolution
-from agents.classification.budget import Budget
+from agents.classification.budget import DEFAULT_TARGET, Budget
 from agents.classification.modules import (
     KINDS,
     Head,
@@ -137,7 +137,7 @@ class ClassificationAgent:
         self,
         budget: Budget,
         *,
-        target: float = 0.97,
+        target: float = DEFAULT_TARGET,
         seed: int = 0,
         device: torch.device | None = None,
         data_dir: Any = None,
@@ -347,13 +347,15 @@ class ClassificationAgent:
             "budget": self.budget.__dict__,
             "device": str(self.device),
         }
+        met = attempt.val_acc >= problem.target
         return Solution(
             layers,
             TaskArrays(uses=uses, head=head, probe=probe),
             attempt.phase,
-            metrics,
+            {**metrics, "target_met": met},
             attempt.curves,
             details,
+            missed_target=None if met else f"validation accuracy {attempt.val_acc:.4f} < {problem.target:g}",
         )
 
     # -------------------------------------------------------------- helpers
