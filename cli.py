@@ -5,7 +5,6 @@ Every error is one line on stderr and exit code 2; nothing here touches the stor
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import nullcontext, suppress
@@ -19,6 +18,7 @@ from rich.table import Table
 
 import lifelong
 from lifelong import reports
+from lifelong.errors import Interrupted
 
 app = typer.Typer(
     name="lifelong",
@@ -37,6 +37,7 @@ app.add_typer(data_app, name="data")
 # Piped output (scripts, tests, logs) gets wide tables rather than rich's default 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
 
 class Settings:
@@ -74,7 +75,7 @@ def _settings(ctx: typer.Context) -> Settings:
 def _show(settings: Settings, data: Any, title: str = "", columns: list[str] | None = None) -> None:
     """Print ``data`` as JSON or as a rich table (a list of rows) / key-value table (a dict)."""
     if settings.as_json:
-        print(json.dumps(data, indent=2, default=str))
+        print(reports.to_json(data))
         return
     if isinstance(data, dict):
         table = Table(title=title, show_header=False)
@@ -274,6 +275,7 @@ def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
             "score": r.metrics.get("eval_score_mean"),
             "modules_used": r.metrics.get("modules_used"),
             "new_modules": r.metrics.get("new_modules"),
+            "target_met": r.metrics.get("target_met"),
             "seconds": r.timings.get("total"),
         }
         for r in records
@@ -289,7 +291,10 @@ def _budget(preset: str, **overrides: Any) -> Any:
 
 
 BudgetOpt = Annotated[str, typer.Option("--budget", help="Preset: quick (CPU minutes), standard, paper.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for data split, initialisation, batches, evolution.")]
+SEED_MAX = 2**32 - 1  # what every generator the agents seed (numpy, torch, the ALE) accepts
+SeedOpt = Annotated[
+    int, typer.Option(min=0, max=SEED_MAX, help="Seed for data split, initialisation, batches, evolution.")
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache (env LIFELONG_DATA, default ./data).")]
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
@@ -348,11 +353,19 @@ def learn(
         bool,
         typer.Option("--resume", help="Atari: continue from the last checkpoint.", rich_help_panel="Atari"),
     ] = False,
+    require_target: Annotated[
+        bool,
+        typer.Option(
+            "--require-target", help="A task that misses --target is an error and is not committed."
+        ),
+    ] = False,
 ) -> None:
     """Learn tasks one after another: self-organize, grow if needed, prune, commit.
 
     --target is a validation accuracy for image tasks (default 0.97) and a game score for Atari
-    (default none: use the whole budget); --generations counts ESP generations for Atari."""
+    (default none: use the whole budget); --generations counts ESP generations for Atari. A task
+    that misses its target is committed with status below-target (and a warning), unless
+    --require-target makes that an error."""
     from lifelong.runner import learn_specs
 
     settings = _settings(ctx)
@@ -390,7 +403,7 @@ def learn(
         patience=patience,
     )
     library = settings.open()
-    classification = {"budget": plan, "target": 0.97 if target is None else target}
+    classification = {"budget": plan, "target": lifelong.DEFAULT_TARGET if target is None else target}
     with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
         records = learn_specs(
             library,
@@ -402,8 +415,21 @@ def learn(
             device=device,
             data_dir=data_dir,
             report=report,
+            require_target=require_target,
         )
-    _show(settings, _task_rows(records), "learned")
+    _show_learned(settings, records, "learned")
+
+
+def _show_learned(settings: Settings, records: list[Any], title: str) -> None:
+    """The learned tasks' rows, and a warning on stderr for each that missed its target."""
+    _show(settings, _task_rows(records), title)
+    for record in records:
+        if record.metrics.get("target_met") is False:
+            print(
+                f"warning: {record.name!r} missed its target (status {record.status}); "
+                "it was committed anyway (--require-target refuses such tasks)",
+                file=sys.stderr,
+            )
 
 
 def _family(spec: str) -> str:
@@ -421,7 +447,8 @@ def demo(
     data_dir: DataDirOpt = None,
 ) -> None:
     """The default curriculum: 5 binary MNIST tasks, then 3 unseen pairs (creates the library)."""
-    from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, learn_tasks
+    from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN
+    from lifelong.runner import learn_specs
 
     settings = _settings(ctx)
     try:
@@ -432,8 +459,15 @@ def demo(
     done = {task.name for task in library.tasks()}
     todo = [spec for spec in curriculum if spec not in done]
     with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
-        learn_tasks(
-            library, todo, budget=_budget(budget), seed=seed, device=device, data_dir=data_dir, report=report
+        learn_specs(
+            library,
+            todo,
+            classification={"budget": _budget(budget), "target": lifelong.DEFAULT_TARGET},
+            atari={},
+            seed=seed,
+            device=device,
+            data_dir=data_dir,
+            report=report,
         )
     library.refresh()
     records = {task.name: task for task in library.tasks()}
@@ -447,9 +481,10 @@ def evaluate(
     task: str,
     data_dir: DataDirOpt = None,
     device: Annotated[str, typer.Option(help="cpu (bit-exact with the commit) or cuda.")] = "cpu",
-    episodes: Annotated[int, typer.Option(help="Atari: episodes to play.")] = 10,
+    episodes: Annotated[int, typer.Option(min=1, help="Atari: episodes to play.")] = 10,
     seed: Annotated[
-        int | None, typer.Option(help="Atari: episode seed (default: the committed one).")
+        int | None,
+        typer.Option(min=0, max=SEED_MAX, help="Atari: episode seed (default: the committed one)."),
     ] = None,
 ) -> None:
     """Re-evaluate a stored task: test accuracy and probe check (images), mean ± sd score (Atari)."""
@@ -471,8 +506,10 @@ def play(
     ctx: typer.Context,
     task: str,
     video: Annotated[Path, typer.Option(help="Where to write the episode (.mp4 or .gif).")],
-    seed: Annotated[int, typer.Option(help="Episode seed (sticky actions).")] = 0,
-    max_frames: Annotated[int | None, typer.Option(help="Frame cap (default: the task's).")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Episode seed (sticky actions).")] = 0,
+    max_frames: Annotated[
+        int | None, typer.Option(min=1, help="Frame cap (default: the task's).")
+    ] = None,
 ) -> None:
     """Play one episode of a stored Atari task and record it."""
     from lifelong.atari import play_atari
@@ -526,7 +563,7 @@ def bench_smart_mnist(
     quick: Annotated[bool, typer.Option("--quick", help="The quick budget (CPU minutes per seed).")] = False,
     budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")] = "0,1,2",
-    target: TargetOpt = 0.97,
+    target: TargetOpt = lifelong.DEFAULT_TARGET,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
@@ -665,6 +702,8 @@ def _main() -> None:
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
         sys.exit(code if isinstance(code, int) else 0)
+    except Interrupted as error:
+        _fail(str(error), EXIT_INTERRUPTED)
     except (lifelong.LibraryError, lifelong.LifelongError) as error:
         _fail(str(error))
     except typer.Exit as done:
@@ -672,7 +711,7 @@ def _main() -> None:
     except typer.TyperException as error:  # usage errors: unknown command, bad option value, ...
         _fail(error.format_message())
     except (typer.Abort, KeyboardInterrupt):
-        _fail("interrupted; nothing was committed", 130)
+        _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
     except OSError as error:
         _fail(f"{error.strerror or error}: {error.filename}" if error.filename else str(error))
 

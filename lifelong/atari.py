@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from agents.atari.play import record_episode
 from library_store import Library, TaskRecord, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError, TaskSpecError
+from lifelong.files import check_output_file, write_file
 from lifelong.learn import learn
 from lifelong.tasks import TaskSpec
 
@@ -43,6 +45,31 @@ def atari_budget(preset: str, **overrides: Any) -> AtariBudget:
     return budget
 
 
+def check_atari_task(
+    library: Library,
+    spec: TaskSpec,
+    *,
+    sources: str,
+    condition: str,
+    checkpoint_every: int,
+    learned_before: Sequence[str] = (),
+) -> str:
+    """Check an Atari task's game and options before any work; return the game's ALE name.
+    ``learned_before``: tasks of the same call, learned first, that ``--sources`` may name."""
+    if condition not in CONDITIONS:
+        raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
+    if checkpoint_every < 0:
+        raise LifelongError("--checkpoint-every must be 0 (never) or more")
+    try:
+        game = resolve_game(spec.game or "")
+    except GameError as error:
+        raise TaskSpecError(str(error)) from None
+    listed = [item for item in sources.split(",") if item not in learned_before]
+    if sources in ("auto", "none") or listed:
+        choose_sources(library, sources if sources in ("auto", "none") else ",".join(listed), game)
+    return game
+
+
 def learn_atari(
     library: Library,
     spec: TaskSpec,
@@ -57,19 +84,12 @@ def learn_atari(
     report: Report | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    require_target: bool = False,
 ) -> TaskRecord:
     """Learn one game with GRUSM-ESP and commit its network. With ``checkpoint_every`` N, the
     evolution state is saved every N generations under ``<library>/checkpoints/``, and
     ``resume`` continues an interrupted run from there (same spec, seed, condition and budget)."""
-    if condition not in CONDITIONS:
-        raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
-    try:
-        game = resolve_game(spec.game or "")
-    except GameError as error:
-        raise TaskSpecError(str(error)) from None
-    choose_sources(library, sources, game)  # a bad --sources fails before any work starts
-    if checkpoint_every < 0:
-        raise LifelongError("--checkpoint-every must be 0 (never) or more")
+    check_atari_task(library, spec, sources=sources, condition=condition, checkpoint_every=checkpoint_every)
     task_name = name or spec.text
     checkpoint = library.path / "checkpoints" / f"{task_key(task_name)}.pt"
     agent = AtariAgent(
@@ -86,7 +106,9 @@ def learn_atari(
     )
     command = shlex.join(["lifelong", *sys.argv[1:]])
     report and report("task", name=task_name)
-    record = learn(library, agent, spec, name=task_name, seed=seed, command=command)
+    record = learn(
+        library, agent, spec, name=task_name, seed=seed, command=command, require_target=require_target
+    )
     checkpoint.unlink(missing_ok=True)  # committed: nothing left to resume
     return record
 
@@ -146,6 +168,7 @@ def play_atari(
         raise LifelongError(f"task {name!r} is a {record.family} task")
     if video.suffix.lower() not in (".mp4", ".gif"):
         raise LifelongError(f"--video must end in .mp4 or .gif (got {video.name!r})")
+    check_output_file(video)
     network, game = load_network(library, name)
     frames, score = record_episode(
         game,
@@ -153,8 +176,8 @@ def play_atari(
         seed=seed,
         max_frames=max_frames or record.details["budget"]["max_frames"],
     )
-    video.parent.mkdir(parents=True, exist_ok=True)
-    (_write_mp4 if video.suffix.lower() == ".mp4" else _write_gif)(frames, video)
+    writer = _write_mp4 if video.suffix.lower() == ".mp4" else _write_gif
+    write_file(video, lambda path: writer(frames, path))
     return {"task": name, "game": game, "score": score, "frames": (len(frames) - 1) * 4, "video": str(video)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -12,12 +13,13 @@ import torch
 
 from agents import Report
 from agents.classification.agent import ClassificationAgent, load_task_network
-from agents.classification.budget import PRESETS, Budget
+from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
 from agents.classification.evolution import CRITERIA
 from agents.classification.training import accuracy, predict_logits
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError, TaskDataError, TaskSpecError
+from lifelong.files import check_output_file, write_file
 from lifelong.learn import learn
 from lifelong.tasks import check_names, load_task_data, parse_spec
 
@@ -44,7 +46,7 @@ def budget_for(preset: str, **overrides: Any) -> Budget:
         "elite",
         "patience",
     ):
-        least = 0 if field == "settle_steps" else 1
+        least = {"settle_steps": 0, "population": 2}.get(field, 1)  # 2: an elite and an offspring
         if getattr(budget, field) < least:
             raise LifelongError(f"--{field.replace('_', '-')} must be at least {least}")
     if budget.elite >= budget.population:
@@ -62,17 +64,24 @@ def budget_for(preset: str, **overrides: Any) -> Budget:
     return budget
 
 
+def check_target(target: float) -> None:
+    """A classification target is a validation accuracy in (0, 1]."""
+    if not 0 < target <= 1:
+        raise LifelongError(f"--target must lie in (0, 1] for image tasks, got {target:g}")
+
+
 def learn_tasks(
     library: Library,
     specs: list[str],
     *,
     names: list[str] | None = None,
     budget: Budget,
-    target: float = 0.97,
+    target: float = DEFAULT_TARGET,
     seed: int = 0,
     device: str = "auto",
     data_dir: Path | None = None,
     report: Report | None = None,
+    require_target: bool = False,
 ) -> list[TaskRecord]:
     """Learn tasks one after the other, each committed as soon as it is learned."""
     parsed = [parse_spec(text) for text in specs]  # all specs checked before any work starts
@@ -80,8 +89,7 @@ def learn_tasks(
     for spec in parsed:
         if spec.family != "classification":
             raise TaskSpecError(f"{spec.text!r}: the {spec.family} agent is not available yet")
-    if not 0 < target <= 1:
-        raise LifelongError("--target must lie in (0, 1]")
+    check_target(target)
     agent = ClassificationAgent(
         budget,
         target=target,
@@ -95,7 +103,9 @@ def learn_tasks(
     for spec, name in zip(parsed, names, strict=True):
         library.refresh()
         report and report("task", name=name)
-        records.append(learn(library, agent, spec, name=name, seed=seed, command=command))
+        records.append(
+            learn(library, agent, spec, name=name, seed=seed, command=command, require_target=require_target)
+        )
     return records
 
 
@@ -163,12 +173,15 @@ def export_task(library: Library, name: str, out: Path) -> dict[str, Any]:
     runs it without lifelong installed. The batch dimension is dynamic."""
     record = library.task(name)
     _require_classification(record)
+    check_output_file(out)
     network = load_task_network(library, name)
     # a batch of 2 whatever the probe holds: torch.export specializes a batch of 1 to a constant
     example = torch.zeros(2, *record.details["input_shape"])
     program = torch.export.export(network, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(out))
+    # in memory first: torch's zip writer aborts the process when the disk fills up under it
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    write_file(out, lambda path: path.write_bytes(buffer.getvalue()))
     shape = ", ".join(map(str, record.details["input_shape"]))
     return {
         "task": name,
