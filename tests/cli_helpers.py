@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +61,16 @@ def noisy_halves(rng: np.random.Generator, n: int, size: int, channels: int) -> 
         columns = slice(0, half) if label == 0 else slice(half, size)
         images[i, :, columns] += 170
     return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def fill(disk: Path, leave: int = 0) -> None:
+    """Take the free space of the file system at ``disk``, all but about ``leave`` bytes."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        os.write(fd, bytes(max(0, shutil.disk_usage(disk).free - leave)))
+        while not leave:
+            os.write(fd, bytes(4096))
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(fd)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import LIFELONG, TINY, assert_one_line_error, fingerprint, noisy_halves, run_cli
+from cli_helpers import LIFELONG, TINY, assert_one_line_error, fill, fingerprint, noisy_halves, run_cli
 from filelock import FileLock
+from PIL import Image
 
 from library_store import Library
 from lifelong.reports import to_json
@@ -178,6 +179,41 @@ def test_export_to_a_path_that_cannot_be_written(library: Path, tmp_path: Path, 
     full = mounts(tmp_path / "full", "tmpfs", size="16k")  # the exported program is larger
     assert_refused(library, "export", TASK, str(full / "net.pt2"), needles=(str(full / "net.pt2"),))
     assert not list(full.iterdir()), "a failed export left a partial file"
+
+
+# ---------------------------------------------------------------------------- damage, full disk
+def test_damaged_weights_are_refused_not_served(library: Path, tmp_path: Path) -> None:
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    for chunk in (library / "repo" / "chunks").iterdir():  # two bytes flipped in every tensor chunk
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        data[-1] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    out = tmp_path / "net.pt2"
+    for args in (("eval", TASK), ("predict", TASK, str(image)), ("export", TASK, str(out))):
+        assert_refused(library, *args, needles=("is damaged", "lifelong check", "lifelong restore"))
+    assert not out.exists()
+    assert run(library, "check").returncode == 1
+
+
+def test_a_full_disk_is_one_line_and_changes_nothing(
+    learned: Path, npz: dict[str, Path], tmp_path: Path, mounts
+) -> None:
+    disk = mounts(tmp_path / "disk", "tmpfs", size="8m")
+    library = Path(shutil.copytree(learned, disk / "library"))
+    assert run(library, "snapshot", "create", "start").returncode == 0
+    fill(disk, leave=64 * 1024)  # room to check and train, not to store a new head
+    before = fingerprint(library)
+    learned_again = run(library, "--json", "learn", f"npz:{npz['halves']}", "--name", "again", *TINY)
+    assert_one_line_error(learned_again, "no space left on device", "learn again", "nothing was committed")
+    assert fingerprint(library) == before
+    fill(disk)
+    assert_refused(library, "snapshot", "create", "later", needles=("no space left on device",))
+    assert_refused(library, "restore", "start", needles=("no space left on device",))
+    (disk / "filler").unlink()
+    assert run(library, "check").returncode == 0
+    assert run(library, "snapshot", "create", "later").returncode == 0
 
 
 # ---------------------------------------------------------------------------- Ctrl-C

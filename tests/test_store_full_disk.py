@@ -9,32 +9,16 @@ failure underneath a change is one line too (``StorageError``), and is taken bac
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import fingerprint
+from cli_helpers import fill, fingerprint
 
 from library_store import Library, StorageError, StorageFull, TaskRecord
 
 FULL = "no space left on device while {}; nothing was committed — free space and retry"
-
-
-def fill(disk: Path, leave: int = 0) -> None:
-    """Take the free space of the file system at ``disk``, all but about ``leave`` bytes."""
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        os.write(fd, bytes(max(0, shutil.disk_usage(disk).free - leave)))
-        while not leave:
-            os.write(fd, bytes(4096))
-    except OSError as error:
-        assert error.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
 
 
 def learn(library: Library, name: str, sizes: tuple[int, ...] = (4096,)) -> None:
