@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +307,7 @@ class Library:
             entries.append(
                 HistoryEntry(
                     id=commit.id,
-                    time=commit.written_at.astimezone(UTC).isoformat(timespec="seconds"),
+                    time=_time(commit.written_at),
                     kind=meta["kind"],
                     message=commit.message,
                     state=meta["state"],
@@ -346,8 +346,9 @@ class Library:
             if name in self._repo.list_tags():
                 raise Conflict(f"snapshot {name!r} already exists")
             self._repo.create_tag(name, snapshot_id=self.state)
-            self._record("snapshot", f"snapshot '{name}' created", self.state, snapshot=name)
-        return next(info for info in self.snapshots() if info.name == name)
+            message = f"snapshot '{name}' created"
+            written = self._record("snapshot", message, self.state, snapshot=name)
+        return SnapshotInfo(name=name, state=self.state, time=written, message=message, automatic=False)
 
     def restore(self, name: str) -> str:
         """Return the library to snapshot ``name``; the state before is kept as a new snapshot,
@@ -453,12 +454,16 @@ class Library:
                     self.refresh()
                 raise
 
-    def _record(self, kind: str, message: str, state: str, **details: str) -> None:
-        """Append one entry to the journal branch (a tiny tree, so this costs O(1))."""
-        metadata = {"kind": kind, "state": state, "details": details}
+    def _record(self, kind: str, message: str, state: str, **details: str) -> str:
+        """Append one entry to the journal branch (a tiny tree, so this costs O(1)); return the
+        time it was written. Each entry also notes the tags that exist after its change, so the
+        next writer sees at a glance whether anything happened that the history does not tell."""
+        tags = rollback.tag_names(self.path / REPO_DIR)
+        metadata = {"kind": kind, "state": state, "details": details, "tags": tags}
         session = self._repo.writable_session(JOURNAL)
         arrays.write_nodes(session.store, [arrays.Node("", {"last": metadata})])
-        session.commit(message, metadata=metadata)
+        entry = self._repo.lookup_snapshot(session.commit(message, metadata=metadata))
+        return _time(entry.written_at)
 
     def _repair_history(self) -> None:
         """Make the history tell what a writer killed in the middle of a change did.
@@ -471,6 +476,10 @@ class Library:
         commit killed before its entry left ``main`` at a state the history does not know. Each
         gets an entry of its own kind, saying it was logged after an interruption.
         """
+        newest = next(self._repo.ancestry(branch=JOURNAL), None)
+        told = (newest.metadata or {}) if newest else {}
+        if told.get("state") == self.state and told.get("tags") == rollback.tag_names(self.path / REPO_DIR):
+            return  # the usual case, read from the newest entry alone
         entries = self.log()
         last = entries[0].state if entries else self.state  # main's state as the history tells it
         names = self._repo.list_tags()
@@ -633,6 +642,10 @@ def _plain(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         return json.loads(json.dumps(dict(value), allow_nan=False))
     except (TypeError, ValueError) as error:
         raise InvalidRecord(f"module {what} is not plain JSON: {error}") from None
+
+
+def _time(written_at: datetime) -> str:
+    return written_at.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _lock_timeout(value: float | None) -> float:

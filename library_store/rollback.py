@@ -40,6 +40,12 @@ def _names(folder: Path) -> frozenset[str]:
         return frozenset()
 
 
+def tag_names(repo: Path) -> list[str]:
+    """The repository's tags, sorted, from one directory listing (icechunk's own ``list_tags``
+    reads every tag's file, so its cost grows with the number of snapshots)."""
+    return sorted(ref.removeprefix("tag.") for ref in _names(repo / REFS) if ref.startswith("tag."))
+
+
 def mark(repo: Path, folders: tuple[str, ...]) -> Mark:
     """Note what a change writing to ``folders`` (and to refs) could alter."""
     refs = _names(repo / REFS)

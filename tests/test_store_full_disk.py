@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from cli_helpers import fill, fingerprint
 
-from library_store import Library, StorageError, StorageFull, TaskRecord
+from library_store import Library, StorageError, StorageFull, TaskRecord, rollback
 
 FULL = "no space left on device while {}; nothing was committed — free space and retry"
 
@@ -130,3 +130,5 @@ def test_the_repository_layout_the_take_back_relies_on(library: Library, library
     library.snapshot("s")
     assert (refs / "tag.s" / "ref.json").is_file()
     assert (refs / "branch.main" / "ref.json").stat().st_size == size
+    library.snapshot("t.2")
+    assert rollback.tag_names(library_path / "repo") == sorted(library._repo.list_tags()) == ["s", "t.2"]
