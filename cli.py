@@ -19,6 +19,7 @@ from rich.table import Table
 import lifelong
 from lifelong import reports
 from lifelong.errors import Interrupted
+from lifelong.runner import quiet
 
 app = typer.Typer(
     name="lifelong",
@@ -261,10 +262,6 @@ class RichReport:
             )
 
 
-def _quiet(*_: Any, **__: Any) -> None:
-    pass
-
-
 def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
     rows = [
         {
@@ -282,12 +279,6 @@ def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
     ]
     used = {key for row in rows for key, value in row.items() if value is not None}
     return [{key: value for key, value in row.items() if key in used} for row in rows]
-
-
-def _budget(preset: str, **overrides: Any) -> Any:
-    from lifelong.classification import budget_for
-
-    return budget_for(preset, **overrides)
 
 
 BudgetOpt = Annotated[str, typer.Option("--budget", help="Preset: quick (CPU minutes), standard, paper.")]
@@ -367,50 +358,55 @@ def learn(
     that misses its target is committed with status below-target (and a warning), unless
     --require-target makes that an error."""
     from lifelong.runner import learn_specs
+    from lifelong.tasks import parse_spec
 
     settings = _settings(ctx)
-    parsed_families = {_family(spec) for spec in specs}
-    atari = {}
-    if "atari" in parsed_families:
-        from lifelong.atari import atari_budget
+    parsed = [parse_spec(text) for text in specs]
+    families = {spec.family for spec in parsed}
+    plans: dict[str, Any] = {}
+    if "classification" in families:
+        from lifelong.classification import ClassificationPlan, budget_for
 
-        atari = {
-            "budget": atari_budget(
+        smart = budget_for(
+            budget,
+            so_steps=so_steps,
+            batch_size=batch_size,
+            lr=lr,
+            eval_every=eval_every,
+            population=population,
+            elite=elite,
+            generations=generations,
+            candidate_steps=candidate_steps,
+            final_steps=final_steps,
+            settle_steps=settle_steps,
+            mutation_rate=mutation_rate,
+            fitness=fitness,
+            crossover=crossover,
+            rounding=rounding,
+            patience=patience,
+        )
+        accuracy = lifelong.DEFAULT_TARGET if target is None else target
+        plans["classification"] = ClassificationPlan(smart, accuracy)
+    if "atari" in families:
+        from lifelong.atari import AtariPlan, atari_budget
+
+        plans["atari"] = AtariPlan(
+            atari_budget(
                 budget, generations=generations, evaluations=evaluations, trials=trials, max_frames=max_frames
             ),
-            "target": target,
-            "sources": sources,
-            "condition": condition,
-            "checkpoint_every": checkpoint_every,
-            "resume": resume,
-        }
-    plan = _budget(
-        budget,
-        so_steps=so_steps,
-        batch_size=batch_size,
-        lr=lr,
-        eval_every=eval_every,
-        population=population,
-        elite=elite,
-        generations=generations,
-        candidate_steps=candidate_steps,
-        final_steps=final_steps,
-        settle_steps=settle_steps,
-        mutation_rate=mutation_rate,
-        fitness=fitness,
-        crossover=crossover,
-        rounding=rounding,
-        patience=patience,
-    )
+            target=target,
+            sources=sources,
+            condition=condition,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
     library = settings.open()
-    classification = {"budget": plan, "target": lifelong.DEFAULT_TARGET if target is None else target}
-    with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
+    with RichReport() if not settings.as_json else nullcontext(quiet) as report:
         records = learn_specs(
             library,
-            specs,
+            parsed,
+            plans=plans,
             names=name,
-            classification=classification,
-            atari=atari,
             seed=seed,
             device=device,
             data_dir=data_dir,
@@ -432,12 +428,6 @@ def _show_learned(settings: Settings, records: list[Any], title: str) -> None:
             )
 
 
-def _family(spec: str) -> str:
-    from lifelong.tasks import parse_spec
-
-    return parse_spec(spec).family
-
-
 @app.command()
 def demo(
     ctx: typer.Context,
@@ -447,8 +437,9 @@ def demo(
     data_dir: DataDirOpt = None,
 ) -> None:
     """The default curriculum: 5 binary MNIST tasks, then 3 unseen pairs (creates the library)."""
-    from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN
+    from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, ClassificationPlan, budget_for
     from lifelong.runner import learn_specs
+    from lifelong.tasks import parse_spec
 
     settings = _settings(ctx)
     try:
@@ -458,12 +449,11 @@ def demo(
     curriculum = [*DEMO_SEEN, *DEMO_UNSEEN]
     done = {task.name for task in library.tasks()}
     todo = [spec for spec in curriculum if spec not in done]
-    with RichReport() if not settings.as_json else nullcontext(_quiet) as report:
+    with RichReport() if not settings.as_json else nullcontext(quiet) as report:
         learn_specs(
             library,
-            todo,
-            classification={"budget": _budget(budget), "target": lifelong.DEFAULT_TARGET},
-            atari={},
+            [parse_spec(text) for text in todo],
+            plans={"classification": ClassificationPlan(budget_for(budget))},
             seed=seed,
             device=device,
             data_dir=data_dir,
@@ -571,14 +561,15 @@ def bench_smart_mnist(
     """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
     from lifelong import bench
     from lifelong.bench.smart_mnist import bench_smart_mnist as body
+    from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.device import resolve_device
 
     settings = _settings(ctx)
     seed_list = _int_list(seeds, "--seeds")
-    plan = _budget("quick" if quick else budget)
+    plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
     report, path = bench.run(
         "smart-mnist",
-        lambda: body(seed_list, plan, target, device, data_dir),
+        lambda: body(seed_list, plan, device, data_dir),
         seeds=seed_list,
         device=str(resolve_device(device)),
         out_dir=results_dir,

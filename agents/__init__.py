@@ -24,6 +24,18 @@ def override(budget: BudgetT, **values: Any) -> BudgetT:
     return replace(budget, **{k: v for k, v in values.items() if v is not None})
 
 
+def at_least(budget: Any, flags: bool = True, **leasts: int) -> None:
+    """Raise :class:`BudgetError` unless each named field of ``budget`` is at least its bound,
+    e.g. ``at_least(b, trials=1, settle_steps=0)``; ``flags``: name the fields as the command-line
+    flags that set them (``--trials``)."""
+    from agents.errors import BudgetError
+
+    for name, bound in leasts.items():
+        if getattr(budget, name) < bound:
+            shown = f"--{name.replace('_', '-')}" if flags else f"budget field {name}"
+            raise BudgetError(f"{shown} must be at least {bound}")
+
+
 @dataclass
 class NewModule:
     """A module grown for a task, to be frozen and stored when the task commits."""
@@ -70,3 +82,6 @@ class Agent(Protocol):
 
     def solution(self, problem: Any, attempt: Any) -> Solution:
         """Freeze the attempt into something the library can store."""
+
+    def committed(self, problem: Any) -> None:
+        """The task is stored: drop what was kept only to resume it (e.g. a checkpoint)."""

@@ -1,116 +1,90 @@
-"""What the CLI asks of Atari tasks: learn (GRUSM-ESP), evaluate, play and record."""
+"""Atari tasks for the CLI: how they are learned (a plan, GRUSM-ESP), evaluate, play and record."""
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from agents import Report
 from agents.atari.agent import CONDITIONS, AtariAgent, choose_sources, load_network, replay_probe
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.esp import BatchedPolicy, Networks
 from agents.atari.evaluate import evaluate
-from agents.atari.games import GameError, resolve_game
+from agents.atari.games import resolve_game
 from agents.atari.play import record_episode
-from library_store import Library, TaskRecord, task_key
+from library_store import Library, task_key
 from lifelong.device import resolve_device
-from lifelong.errors import LifelongError, TaskSpecError
+from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
-from lifelong.learn import learn
 from lifelong.tasks import TaskSpec
 
 
 def atari_budget(preset: str, **overrides: Any) -> AtariBudget:
+    """A preset with the given (non-None) values replaced; the budget checks itself."""
     if preset not in ATARI_PRESETS:
         raise LifelongError(f"unknown budget {preset!r} (choose {', '.join(ATARI_PRESETS)})")
-    budget = ATARI_PRESETS[preset].override(**overrides)
-    for name in (
-        "generations",
-        "evaluations",
-        "trials",
-        "max_frames",
-        "members",
-        "stagnation",
-        "eval_episodes",
-    ):
-        if getattr(budget, name) < 1:
-            raise LifelongError(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 <= budget.self_organize_share <= 1:
-        raise LifelongError("--self-organize-share must lie in [0, 1]")
-    return budget
+    return ATARI_PRESETS[preset].override(**overrides)
 
 
-def check_atari_task(
-    library: Library,
-    spec: TaskSpec,
-    *,
-    sources: str,
-    condition: str,
-    checkpoint_every: int,
-    learned_before: Sequence[str] = (),
-) -> str:
-    """Check an Atari task's game and options before any work; return the game's ALE name.
-    ``learned_before``: tasks of the same call, learned first, that ``--sources`` may name."""
-    if condition not in CONDITIONS:
-        raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
-    if checkpoint_every < 0:
-        raise LifelongError("--checkpoint-every must be 0 (never) or more")
-    try:
-        game = resolve_game(spec.game or "")
-    except GameError as error:
-        raise TaskSpecError(str(error)) from None
-    listed = [item for item in sources.split(",") if item not in learned_before]
-    if sources in ("auto", "none") or listed:
-        choose_sources(library, sources if sources in ("auto", "none") else ",".join(listed), game)
-    return game
+@dataclass(frozen=True)
+class AtariPlan:
+    """How Atari games are learned: the GRUSM-ESP budget, a score that counts as solved (none:
+    use the whole budget), which sources to recruit, the condition (transfer, or a control), and
+    checkpointing. One of the driver's plans (:mod:`lifelong.runner`)."""
 
+    budget: AtariBudget
+    target: float | None = None
+    sources: str = "auto"
+    condition: str = "transfer"
+    checkpoint_every: int = 0  # save the evolution every N generations (0: never)
+    resume: bool = False  # continue from the task's checkpoint
+    family: ClassVar[str] = "atari"
 
-def learn_atari(
-    library: Library,
-    spec: TaskSpec,
-    *,
-    name: str | None = None,
-    budget: AtariBudget,
-    target: float | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    sources: str = "auto",
-    condition: str = "transfer",
-    report: Report | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
-    require_target: bool = False,
-) -> TaskRecord:
-    """Learn one game with GRUSM-ESP and commit its network. With ``checkpoint_every`` N, the
-    evolution state is saved every N generations under ``<library>/checkpoints/``, and
-    ``resume`` continues an interrupted run from there (same spec, seed, condition and budget)."""
-    check_atari_task(library, spec, sources=sources, condition=condition, checkpoint_every=checkpoint_every)
-    task_name = name or spec.text
-    checkpoint = library.path / "checkpoints" / f"{task_key(task_name)}.pt"
-    agent = AtariAgent(
-        budget,
-        target=target,
-        seed=seed,
-        device=resolve_device(device),
-        sources=sources,
-        condition=condition,
-        report=report or (lambda *a, **k: None),
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-    )
-    command = shlex.join(["lifelong", *sys.argv[1:]])
-    report and report("task", name=task_name)
-    record = learn(
-        library, agent, spec, name=task_name, seed=seed, command=command, require_target=require_target
-    )
-    checkpoint.unlink(missing_ok=True)  # committed: nothing left to resume
-    return record
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS:
+            raise LifelongError(f"unknown --condition {self.condition!r} (choose {', '.join(CONDITIONS)})")
+        if self.checkpoint_every < 0:
+            raise LifelongError("--checkpoint-every must be 0 (never) or more")
+
+    def check(
+        self, library: Library, spec: TaskSpec, *, data_dir: Path | None, learned_before: Sequence[str]
+    ) -> None:
+        """Before any work: ``--sources`` names networks of other games (or tasks that this call
+        learns first, ``learned_before``)."""
+        if self.sources in ("auto", "none"):
+            return
+        listed = [item for item in self.sources.split(",") if item not in learned_before]
+        if listed:
+            choose_sources(library, ",".join(listed), resolve_game(spec.game))
+
+    def agent(
+        self,
+        library: Library,
+        name: str,
+        *,
+        seed: int,
+        device: torch.device,
+        data_dir: Path | None,
+        report: Report,
+    ) -> AtariAgent:
+        """An agent for task ``name``; its checkpoint lives in ``<library>/checkpoints/``."""
+        return AtariAgent(
+            self.budget,
+            target=self.target,
+            seed=seed,
+            device=device,
+            sources=self.sources,
+            condition=self.condition,
+            report=report,
+            checkpoint=library.path / "checkpoints" / f"{task_key(name)}.pt",
+            checkpoint_every=self.checkpoint_every,
+            resume=self.resume,
+        )
 
 
 def evaluate_atari(

@@ -1,12 +1,13 @@
-"""What the CLI asks of image-classification tasks: learn, evaluate, predict, export, demo."""
+"""Image-classification tasks for the CLI: how they are learned (a plan), evaluate, predict, export."""
 
 from __future__ import annotations
 
+import functools
 import io
-import shlex
-import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -14,99 +15,64 @@ import torch
 from agents import Report
 from agents.classification.agent import ClassificationAgent, load_task_network
 from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
-from agents.classification.evolution import CRITERIA
 from agents.classification.training import accuracy, predict_logits
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
-from lifelong.errors import LifelongError, TaskDataError, TaskSpecError
+from lifelong.errors import LifelongError, TaskDataError
 from lifelong.files import check_output_file, write_file
-from lifelong.learn import learn
-from lifelong.tasks import check_names, load_task_data, parse_spec
+from lifelong.tasks import TaskData, TaskSpec, check_source, load_task_data, parse_spec
 
 DEMO_SEEN = ("mnist:1v3", "mnist:1v2", "mnist:3v4", "mnist:4v5", "mnist:0v9")
 DEMO_UNSEEN = ("mnist:6v7", "mnist:2v8", "mnist:5v9")
 
 
 def budget_for(preset: str, **overrides: Any) -> Budget:
+    """A preset with the given (non-None) values replaced; the budget checks itself."""
     if preset not in PRESETS:
         raise LifelongError(f"unknown budget {preset!r} (choose {', '.join(PRESETS)})")
-    budget = PRESETS[preset].override(**overrides)
-    if overrides.get("elite") is None and budget.elite >= budget.population > 1:
-        # a preset's elite must not forbid a small --population: keep all but one
-        budget = budget.override(elite=budget.population - 1)
-    for field in (
-        "so_steps",
-        "batch_size",
-        "eval_every",
-        "population",
-        "generations",
-        "candidate_steps",
-        "final_steps",
-        "settle_steps",
-        "elite",
-        "patience",
-    ):
-        least = {"settle_steps": 0, "population": 2}.get(field, 1)  # 2: an elite and an offspring
-        if getattr(budget, field) < least:
-            raise LifelongError(f"--{field.replace('_', '-')} must be at least {least}")
-    if budget.elite >= budget.population:
-        raise LifelongError(
-            f"--elite ({budget.elite}) must be smaller than --population ({budget.population})"
+    base, population = PRESETS[preset], overrides.get("population")
+    if overrides.get("elite") is None and population is not None and base.elite >= population > 1:
+        overrides["elite"] = population - 1  # a preset's elite must not forbid a small --population
+    return base.override(**overrides)
+
+
+@dataclass(frozen=True)
+class ClassificationPlan:
+    """How image tasks are learned: SMART's budget and the validation accuracy that counts as
+    solved. One of the driver's plans (:mod:`lifelong.runner`)."""
+
+    budget: Budget
+    target: float = DEFAULT_TARGET
+    family: ClassVar[str] = "classification"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target <= 1:
+            raise LifelongError(f"--target must lie in (0, 1] for image tasks, got {self.target:g}")
+
+    def check(
+        self, library: Library, spec: TaskSpec, *, data_dir: Path | None, learned_before: Sequence[str]
+    ) -> None:
+        """Before any work: the task's data can be had and suits the spec."""
+        check_source(spec, data_dir)
+
+    def agent(
+        self,
+        library: Library,
+        name: str,
+        *,
+        seed: int,
+        device: torch.device,
+        data_dir: Path | None,
+        report: Report,
+    ) -> ClassificationAgent:
+        load = functools.partial(_load, data_dir=data_dir)
+        return ClassificationAgent(
+            self.budget, target=self.target, seed=seed, device=device, load_data=load, report=report
         )
-    if budget.fitness not in CRITERIA:
-        raise LifelongError(f"unknown --fitness {budget.fitness!r} (choose {', '.join(CRITERIA)})")
-    if not 0 <= budget.mutation_rate <= 1:
-        raise LifelongError("--mutation-rate must lie in [0, 1]")
-    if budget.rounding not in ("stochastic", "floor"):
-        raise LifelongError(f"--rounding must be stochastic or floor, not {budget.rounding!r}")
-    if not budget.lr > 0:
-        raise LifelongError("--lr must be positive")
-    return budget
 
 
-def check_target(target: float) -> None:
-    """A classification target is a validation accuracy in (0, 1]."""
-    if not 0 < target <= 1:
-        raise LifelongError(f"--target must lie in (0, 1] for image tasks, got {target:g}")
-
-
-def learn_tasks(
-    library: Library,
-    specs: list[str],
-    *,
-    names: list[str] | None = None,
-    budget: Budget,
-    target: float = DEFAULT_TARGET,
-    seed: int = 0,
-    device: str = "auto",
-    data_dir: Path | None = None,
-    report: Report | None = None,
-    require_target: bool = False,
-) -> list[TaskRecord]:
-    """Learn tasks one after the other, each committed as soon as it is learned."""
-    parsed = [parse_spec(text) for text in specs]  # all specs checked before any work starts
-    names = check_names(library, parsed, names)
-    for spec in parsed:
-        if spec.family != "classification":
-            raise TaskSpecError(f"{spec.text!r}: the {spec.family} agent is not available yet")
-    check_target(target)
-    agent = ClassificationAgent(
-        budget,
-        target=target,
-        seed=seed,
-        device=resolve_device(device),
-        data_dir=data_dir,
-        report=report or (lambda *a, **k: None),
-    )
-    command = shlex.join(["lifelong", *sys.argv[1:]])
-    records = []
-    for spec, name in zip(parsed, names, strict=True):
-        library.refresh()
-        report and report("task", name=name)
-        records.append(
-            learn(library, agent, spec, name=name, seed=seed, command=command, require_target=require_target)
-        )
-    return records
+def _load(spec: TaskSpec, input_shape: tuple[int, int, int], seed: int, *, data_dir: Path | None) -> TaskData:
+    return load_task_data(spec, data_dir=data_dir, input_shape=input_shape, seed=seed)
 
 
 def evaluate_task(

@@ -1,8 +1,8 @@
 """Errors of the agent layer. Like the library's, each message is one line a user can act on."""
 
+from agents.errors import LifelongError, TrainingError
 
-class LifelongError(Exception):
-    """Base class: a request the agent cannot carry out (bad spec, bad data, diverged training)."""
+__all__ = ["Interrupted", "LifelongError", "TargetMissed", "TaskDataError", "TaskSpecError", "TrainingError"]
 
 
 class TaskSpecError(LifelongError):
@@ -11,10 +11,6 @@ class TaskSpecError(LifelongError):
 
 class TaskDataError(LifelongError):
     """The task's data is missing or malformed (empty image folder, wrong npz shapes, ...)."""
-
-
-class TrainingError(LifelongError):
-    """Training could not continue, e.g. the loss became NaN (learning rate too high?)."""
 
 
 class TargetMissed(LifelongError):

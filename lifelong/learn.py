@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from agents import Agent, NewModule, Solution
+from agents.task import TaskSpec
 from library_store import Library, TaskRecord
 from library_store.errors import Conflict
 from lifelong.errors import TargetMissed
-from lifelong.tasks import TaskSpec
 
 LEARNED, BELOW_TARGET = "learned", "below-target"  # a task record's status
 
@@ -49,7 +49,7 @@ def learn(
         solution = agent.solution(problem, attempt)
     if require_target and solution.missed_target:
         raise TargetMissed(f"{name!r} missed its target ({solution.missed_target}); nothing was committed")
-    return commit(
+    record = commit(
         library,
         solution,
         name=name,
@@ -59,6 +59,8 @@ def learn(
         command=command,
         timings=timings,
     )
+    agent.committed(problem)
+    return record
 
 
 def commit(

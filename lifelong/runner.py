@@ -1,89 +1,96 @@
-"""Learn a list of task specs in order, each with the agent of its family.
+"""The driver: learn a list of parsed task specs in order, each with its family's plan.
 
-Everything that can be checked is checked before the first task trains: every spec's syntax,
-its name, its data source and its family's options, and that the library can be written (its
-folder is writable, no other writer holds the lock). A failure then costs seconds, not a
-finished task.
+A plan (:class:`Plan`) says how a family's tasks are learned — budget, target, options — and
+builds the family's agent; ``plans`` is the one table from family to plan. Everything that can
+be checked is checked before the first task trains: every name, every spec's data source and
+its plan's checks, and that the library can be written (its folders are writable, no other
+writer holds the lock). A failure then costs seconds, not a finished task.
 """
 
 from __future__ import annotations
 
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from agents import Report
+import torch
+
+from agents import Agent, Report
+from agents.task import TaskSpec
 from library_store import Library, TaskRecord
-from lifelong.errors import Interrupted
-from lifelong.tasks import TaskSpec, check_names, check_source, parse_spec
+from lifelong.device import resolve_device
+from lifelong.errors import Interrupted, TaskSpecError
+from lifelong.learn import learn
+from lifelong.tasks import check_names
+
+
+class Plan(Protocol):
+    """How the tasks of one family are learned."""
+
+    family: str
+
+    def check(
+        self, library: Library, spec: TaskSpec, *, data_dir: Path | None, learned_before: Sequence[str]
+    ) -> None:
+        """Raise a one-line error now if learning ``spec`` would fail for a reason known now."""
+
+    def agent(
+        self,
+        library: Library,
+        name: str,
+        *,
+        seed: int,
+        device: torch.device,
+        data_dir: Path | None,
+        report: Report,
+    ) -> Agent:
+        """The agent that learns task ``name``."""
+
+
+def quiet(*_: object, **__: object) -> None:
+    """A progress report that says nothing."""
 
 
 def learn_specs(
     library: Library,
-    specs: list[str],
+    specs: Sequence[TaskSpec],
     *,
-    names: list[str] | None = None,
-    classification: dict[str, Any],
-    atari: dict[str, Any],
+    plans: Mapping[str, Plan],
+    names: Sequence[str] | None = None,
     seed: int = 0,
     device: str = "auto",
     data_dir: Path | None = None,
-    report: Report | None = None,
+    report: Report = quiet,
     require_target: bool = False,
 ) -> list[TaskRecord]:
-    """Check every spec, then learn and commit each task in turn. ``classification`` / ``atari``
-    hold each family's keyword arguments. Ctrl-C raises :class:`Interrupted`, whose message says
-    what this call committed; the task in progress is never committed half-way."""
-    parsed = [parse_spec(text) for text in specs]
-    names = check_names(library, parsed, names)
-    _preflight(library, parsed, names, classification=classification, atari=atari, data_dir=data_dir)
+    """Check every task, then learn and commit each in turn. Ctrl-C raises :class:`Interrupted`,
+    whose message says what this call committed; the task in progress is never committed half-way."""
+    names = check_names(library, list(specs), list(names) if names else None)
+    torch_device = resolve_device(device)
+    for index, spec in enumerate(specs):
+        if spec.family not in plans:
+            raise TaskSpecError(f"{spec.text!r}: no plan for {spec.family} tasks was given")
+        plans[spec.family].check(library, spec, data_dir=data_dir, learned_before=names[:index])
+    library.check_writable()
+    command = shlex.join(["lifelong", *sys.argv[1:]])
     records = []
     try:
-        for spec, name in zip(parsed, names, strict=True):
+        for spec, name in zip(specs, names, strict=True):
             library.refresh()
-            common = {"seed": seed, "device": device, "report": report, "require_target": require_target}
-            if spec.family == "atari":
-                from lifelong.atari import learn_atari
-
-                records.append(learn_atari(library, spec, name=name, **common, **atari))
-            else:
-                from lifelong.classification import learn_tasks
-
-                records += learn_tasks(
-                    library, [spec.text], names=[name], data_dir=data_dir, **common, **classification
+            report("task", name=name)
+            agent = plans[spec.family].agent(
+                library, name, seed=seed, device=torch_device, data_dir=data_dir, report=report
+            )
+            records.append(
+                learn(
+                    library, agent, spec, name=name, seed=seed, command=command, require_target=require_target
                 )
+            )
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(library, names)) from None
     return records
-
-
-def _preflight(
-    library: Library,
-    specs: list[TaskSpec],
-    names: list[str],
-    *,
-    classification: dict[str, Any],
-    atari: dict[str, Any],
-    data_dir: Path | None,
-) -> None:
-    """Fail now, before any training, on anything that would fail later."""
-    for index, spec in enumerate(specs):
-        if spec.family == "atari":
-            from lifelong.atari import check_atari_task
-
-            check_atari_task(
-                library,
-                spec,
-                sources=atari["sources"],
-                condition=atari["condition"],
-                checkpoint_every=atari["checkpoint_every"],
-                learned_before=names[:index],
-            )
-        else:
-            from lifelong.classification import check_target
-
-            check_target(classification["target"])
-            check_source(spec, data_dir)
-    library.check_writable()
 
 
 def _interrupted(library: Library, names: list[str]) -> str:

@@ -35,13 +35,13 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from agents.task import DEFAULT_INPUT_SHAPE, TaskData, TaskSpec
 from lifelong.errors import TaskDataError, TaskSpecError
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
 SOURCES = (*DATASETS, "imagefolder", "npz", "atari")
-DEFAULT_INPUT_SHAPE = (1, 28, 28)
 VALIDATION_FRACTION, VALIDATION_MAX = 0.1, 1000
 NAME_MAX = 200
 SPLITS = ("train", "test")
@@ -60,23 +59,6 @@ KINDS = {"b": "booleans", "c": "complex numbers", "U": "text", "S": "bytes", "V"
 
 Split = tuple[torch.Tensor, torch.Tensor]
 Sample = tuple[str, int]  # an image file and its class index
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A parsed spec string. ``classes`` are the source labels, in new-label order; ``game`` is
-    the ROM id of an Atari game."""
-
-    text: str
-    source: str
-    classes: tuple[int, ...] | None = None
-    path: Path | None = None
-    game: str | None = None
-    train_size: int | None = None
-
-    @property
-    def family(self) -> str:
-        return "atari" if self.source == "atari" else "classification"
 
 
 def parse_spec(text: str) -> TaskSpec:
@@ -195,27 +177,6 @@ def _parse_classes(argument: str, text: str) -> tuple[int, ...]:
     if duplicates:
         raise TaskSpecError(f"bad spec {text!r}: class {duplicates[0]} is listed twice")
     return classes
-
-
-@dataclass
-class TaskData:
-    """A task's examples, as uint8 image tensors ``(N, C, H, W)`` and int64 labels."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    class_names: list[str]
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])
 
 
 def load_task_data(

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, fingerprint, run_cli
 
-from agents.atari.budget import ATARI_PRESETS
-from library_store import Library
-from lifelong.atari import evaluate_atari, learn_atari
-from lifelong.errors import LifelongError
+from agents import Report
+from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from library_store import Library, TaskRecord
+from lifelong.atari import AtariPlan, evaluate_atari
+from lifelong.errors import Interrupted, LifelongError
+from lifelong.runner import learn_specs, quiet
 from lifelong.tasks import parse_spec
 
 SMALL = ATARI_PRESETS["quick"].override(
@@ -21,15 +24,26 @@ SMALL = ATARI_PRESETS["quick"].override(
 TINY = SMALL.override(generations=2, evaluations=8, max_frames=600)
 
 
+def learn_game(
+    library: Library, game: str, budget: AtariBudget, *, seed: int = 0, report: Report = quiet, **options: Any
+) -> TaskRecord:
+    """Learn one game through the driver, as `lifelong learn atari:GAME` does."""
+    plan = AtariPlan(budget, **options)
+    (record,) = learn_specs(
+        library, [parse_spec(f"atari:{game}")], plans={"atari": plan}, seed=seed, device="cpu", report=report
+    )
+    return record
+
+
 @pytest.fixture(scope="module")
 def two_games(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """Freeway learned from scratch, then Boxing recruiting Freeway's frozen network."""
     path = tmp_path_factory.mktemp("atari") / "library"
     library = Library.create(path)
-    freeway = learn_atari(library, parse_spec("atari:Freeway"), budget=SMALL, seed=0, device="cpu")
+    freeway = learn_game(library, "Freeway", SMALL)
     source_id = freeway.layers[0][0]
     before = library.module_tensors(source_id)
-    boxing = learn_atari(library, parse_spec("atari:Boxing"), budget=TINY, seed=0, device="cpu")
+    boxing = learn_game(library, "Boxing", TINY)
     return path, {"boxing": boxing, "freeway": freeway, "source": source_id, "before": before}
 
 
@@ -108,7 +122,7 @@ def test_bad_atari_input_is_one_line_and_changes_nothing(
 
 def test_resume_continues_an_interrupted_run_exactly(tmp_path: Path) -> None:
     budget = TINY.override(generations=3, evaluations=6, max_frames=400)
-    whole = learn_atari(Library.create(tmp_path / "a"), parse_spec("atari:Freeway"), budget=budget, seed=5)
+    whole = learn_game(Library.create(tmp_path / "a"), "Freeway", budget, seed=5)
 
     library = Library.create(tmp_path / "b")
 
@@ -116,23 +130,16 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path: Path) -> None:
         if event == "generation" and info["step"] == 2:
             raise KeyboardInterrupt  # Ctrl-C after generation 2 was checkpointed
 
-    with pytest.raises(KeyboardInterrupt):
-        learn_atari(
-            library,
-            parse_spec("atari:Freeway"),
-            budget=budget,
-            seed=5,
-            checkpoint_every=1,
-            report=interrupt_after_two,
-        )
+    with pytest.raises(Interrupted):
+        learn_game(library, "Freeway", budget, seed=5, checkpoint_every=1, report=interrupt_after_two)
     assert library.tasks() == []  # nothing was committed
     assert list((tmp_path / "b" / "checkpoints").glob("*.pt"))
-    resumed = learn_atari(library, parse_spec("atari:Freeway"), budget=budget, seed=5, resume=True)
+    resumed = learn_game(library, "Freeway", budget, seed=5, resume=True)
     assert resumed.curves["best_so_far"] == whole.curves["best_so_far"]
     assert resumed.curves["mean_score"] == whole.curves["mean_score"]
     assert not list((tmp_path / "b" / "checkpoints").glob("*.pt"))  # cleaned up after the commit
     with pytest.raises(LifelongError, match="no checkpoint"):
-        learn_atari(library, parse_spec("atari:Boxing"), budget=budget, seed=5, resume=True)
+        learn_game(library, "Boxing", budget, seed=5, resume=True)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])

@@ -19,9 +19,11 @@ import torch
 from agents.classification.agent import load_task_network
 from agents.classification.budget import PRESETS
 from agents.classification.training import predict_logits
-from library_store import Library
-from lifelong.classification import learn_tasks
+from library_store import Library, TaskRecord
+from lifelong.classification import ClassificationPlan
 from lifelong.data import fetch
+from lifelong.runner import learn_specs
+from lifelong.tasks import parse_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["quick"].override(
@@ -29,12 +31,22 @@ TINY = PRESETS["quick"].override(
     batch_size=32,
     eval_every=20,
     population=2,
+    elite=1,
     generations=1,
     candidate_steps=40,
     final_steps=60,
     settle_steps=20,
     patience=2,
 )
+
+
+def learn(
+    library: Library, specs: list[str], *, target: float, seed: int, data_dir: Path
+) -> list[TaskRecord]:
+    """Learn ``specs`` in order through the driver with the TINY budget."""
+    plans = {"classification": ClassificationPlan(TINY, target)}
+    parsed = [parse_spec(text) for text in specs]
+    return learn_specs(library, parsed, plans=plans, seed=seed, device="cpu", data_dir=data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -55,24 +67,14 @@ def three_tasks(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tup
     """A library that learned 1v3 (grown from nothing), then 1v2 and 3v4 on top of it."""
     path = tmp_path_factory.mktemp("three") / "library"
     library = Library.create(path)
-    first = learn_tasks(
-        library, ["mnist:1v3@400"], budget=TINY, target=0.9, seed=1, device="cpu", data_dir=data_dir
-    )
+    first = learn(library, ["mnist:1v3@400"], target=0.9, seed=1, data_dir=data_dir)
     snapshot = {
         "after_first": probe_logits(library, "mnist:1v3@400"),
         "modules": {m.id: library.module_tensors(m.id) for m in library.modules()},
         "first": first[0],
     }
     library.snapshot("after-first")
-    learn_tasks(
-        library,
-        ["mnist:1v2@400", "mnist:3v4@400"],
-        budget=TINY,
-        target=0.9,
-        seed=2,
-        device="cpu",
-        data_dir=data_dir,
-    )
+    learn(library, ["mnist:1v2@400", "mnist:3v4@400"], target=0.9, seed=2, data_dir=data_dir)
     return path, snapshot
 
 
@@ -150,11 +152,9 @@ def test_zero_forgetting_across_restore_and_new_process(three_tasks: tuple[Path,
 
 def test_self_organization_adds_no_modules_when_it_suffices(tmp_path: Path, data_dir: Path) -> None:
     library = Library.create(tmp_path / "library")
-    learn_tasks(library, ["mnist:0v1@300"], budget=TINY, target=0.9, seed=0, device="cpu", data_dir=data_dir)
+    learn(library, ["mnist:0v1@300"], target=0.9, seed=0, data_dir=data_dir)
     before = {m.id for m in library.modules()}
-    record = learn_tasks(
-        library, ["mnist:1v7@300"], budget=TINY, target=0.6, seed=0, device="cpu", data_dir=data_dir
-    )[0]
+    record = learn(library, ["mnist:1v7@300"], target=0.6, seed=0, data_dir=data_dir)[0]
     library.refresh()
     assert record.metrics["phase"] == "self_organize"
     assert record.metrics["new_modules"] == 0
@@ -163,12 +163,10 @@ def test_self_organization_adds_no_modules_when_it_suffices(tmp_path: Path, data
 
 def test_growth_adds_modules_when_self_organization_falls_short(tmp_path: Path, data_dir: Path) -> None:
     library = Library.create(tmp_path / "library")
-    learn_tasks(library, ["mnist:0v1@300"], budget=TINY, target=0.9, seed=0, device="cpu", data_dir=data_dir)
+    learn(library, ["mnist:0v1@300"], target=0.9, seed=0, data_dir=data_dir)
     before = {m.id for m in library.modules()}
     # an unreachable target: self-organization cannot meet it, so the agent must grow
-    record = learn_tasks(
-        library, ["mnist:4v9@300"], budget=TINY, target=1.0, seed=0, device="cpu", data_dir=data_dir
-    )[0]
+    record = learn(library, ["mnist:4v9@300"], target=1.0, seed=0, data_dir=data_dir)[0]
     library.refresh()
     after = {m.id for m in library.modules()}
     assert record.metrics["phase"] == "grow"
@@ -179,10 +177,8 @@ def test_growth_adds_modules_when_self_organization_falls_short(tmp_path: Path, 
 
 def test_prune_keeps_validation_accuracy(tmp_path: Path, data_dir: Path) -> None:
     library = Library.create(tmp_path / "library")
-    learn_tasks(library, ["mnist:2v3@300"], budget=TINY, target=1.0, seed=3, device="cpu", data_dir=data_dir)
-    record = learn_tasks(
-        library, ["mnist:5v6@300"], budget=TINY, target=1.0, seed=3, device="cpu", data_dir=data_dir
-    )[0]
+    learn(library, ["mnist:2v3@300"], target=1.0, seed=3, data_dir=data_dir)
+    record = learn(library, ["mnist:5v6@300"], target=1.0, seed=3, data_dir=data_dir)[0]
     assert record.details["pruned_modules"] >= 0
     assert record.metrics["val_acc"] >= record.details["val_acc_before_prune"]  # accuracy held
     assert record.metrics["modules_used"] >= record.metrics["depth"]  # at least one module per layer

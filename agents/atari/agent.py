@@ -29,8 +29,8 @@ from agents.atari.esp import ESP, BatchedPolicy, ESPConfig, Network, Networks
 from agents.atari.evaluate import evaluate
 from agents.atari.games import Substrate, game_table, resolve_game, substrate_for
 from agents.atari.grusm import N_OUTPUTS, Source, random_source
+from agents.errors import LifelongError
 from library_store import Library, TaskArrays
-from lifelong.errors import LifelongError
 
 MODULE_KIND = "esp_network"
 CONDITIONS = ("transfer", "scratch", "random")
@@ -322,6 +322,11 @@ class AtariAgent:
             details,
             missed_target=None if met is not False else f"best training score {best_score:g} < {target:g}",
         )
+
+    def committed(self, problem: Problem) -> None:
+        """The game is stored: its checkpoint has nothing left to resume."""
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
 
     # -------------------------------------------------------------- helpers
     def _config(self) -> ESPConfig:

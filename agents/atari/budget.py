@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agents import override
+from agents import at_least, override
+from agents.errors import BudgetError
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,13 @@ class AtariBudget:
     stagnation: int = 20  # generations without a new best before a burst
     eval_episodes: int = 5  # episodes to score the committed network
     probe_steps: int = 64  # stored observations (and outputs) to verify the network later
+
+    def __post_init__(self) -> None:
+        at_least(self, generations=1, evaluations=1, trials=1, max_frames=1)
+        at_least(self, flags=False, members=1, stagnation=1, eval_episodes=1, probe_steps=1, hidden=0)
+        if not 0 <= self.self_organize_share <= 1:
+            share = self.self_organize_share
+            raise BudgetError(f"budget field self_organize_share must lie in [0, 1], not {share:g}")
 
     def override(self, **values: Any) -> AtariBudget:
         """A copy with the given (non-None) fields replaced."""

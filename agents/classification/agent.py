@@ -30,8 +30,8 @@ from agents.classification.modules import (
 )
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, TrainConfig, accuracy, predict_logits, train
+from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
 from library_store import Library, TaskArrays
-from lifelong.tasks import DEFAULT_INPUT_SHAPE, TaskData, TaskSpec, load_task_data
 
 HEAD_HIDDEN = 64
 MIN_FIRE_CHANNELS = 4
@@ -140,15 +140,16 @@ class ClassificationAgent:
         target: float = DEFAULT_TARGET,
         seed: int = 0,
         device: torch.device | None = None,
-        data_dir: Any = None,
+        load_data: DataLoader,
         prune_tolerance: float = 0.0,
         report: Report = _quiet,
     ) -> None:
+        """``load_data(spec, input_shape, seed)``: the task's data, resized to the library's input."""
         self.budget = budget
         self.target = target
         self.seed = seed
         self.device = device or torch.device("cpu")
-        self.data_dir = data_dir
+        self.load_data = load_data
         self.prune_tolerance = prune_tolerance
         self.report = report
         self.generator = torch.Generator().manual_seed(seed)
@@ -160,7 +161,7 @@ class ClassificationAgent:
         torch.manual_seed(self.seed)  # module initialisation draws from torch's global generator
         self.generator.manual_seed(self.seed)
         layers, input_shape = load_library_layers(library)
-        data = load_task_data(spec, data_dir=self.data_dir, input_shape=input_shape, seed=self.seed)
+        data = self.load_data(spec, input_shape, self.seed)
         for layer in layers:
             for module in layer:
                 module.to(self.device)
@@ -357,6 +358,9 @@ class ClassificationAgent:
             details,
             missed_target=None if met else f"validation accuracy {attempt.val_acc:.4f} < {problem.target:g}",
         )
+
+    def committed(self, problem: Problem) -> None:
+        """Nothing is kept to resume an image task."""
 
     # -------------------------------------------------------------- helpers
     def _network(

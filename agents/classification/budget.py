@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agents import override
+from agents import at_least, override
+from agents.classification.evolution import CRITERIA
+from agents.errors import BudgetError
 
 DEFAULT_TARGET = 0.97  # validation accuracy that counts as solved
+ROUNDINGS = ("stochastic", "floor")
+AT_LEAST_ONE = (
+    "so_steps", "batch_size", "eval_every", "patience", "generations", "candidate_steps", "final_steps",
+    "elite",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,20 @@ class Budget:
     # "stochastic" rounds up with probability equal to the fraction (same mean as the paper's rule).
     rounding: str = "stochastic"
     probe_size: int = 32  # stored validation inputs to verify a task never changes
+
+    def __post_init__(self) -> None:
+        at_least(self, settle_steps=0, population=2, **dict.fromkeys(AT_LEAST_ONE, 1))  # 2: elite + child
+        at_least(self, flags=False, probe_size=1)
+        if self.elite >= self.population:
+            raise BudgetError(f"--elite ({self.elite}) must be smaller than --population ({self.population})")
+        if self.fitness not in CRITERIA:
+            raise BudgetError(f"unknown --fitness {self.fitness!r} (choose {', '.join(CRITERIA)})")
+        if not 0 <= self.mutation_rate <= 1:
+            raise BudgetError("--mutation-rate must lie in [0, 1]")
+        if self.rounding not in ROUNDINGS:
+            raise BudgetError(f"--rounding must be {' or '.join(ROUNDINGS)}, not {self.rounding!r}")
+        if not self.lr > 0:
+            raise BudgetError("--lr must be positive")
 
     def override(self, **values: Any) -> Budget:
         """A copy with the given (non-None) fields replaced."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lifelong.errors import TrainingError
+from agents.errors import TrainingError
 
 EVAL_BATCH = 1000
 

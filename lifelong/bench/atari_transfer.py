@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 from agents.atari.budget import AtariBudget
-from library_store import Library
-from lifelong.atari import learn_atari
+from library_store import Library, TaskRecord
+from lifelong.atari import AtariPlan
 from lifelong.bench import BenchResult
+from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 
 PAIRS = (("Freeway", "SpaceInvaders"), ("Boxing", "Seaquest"), ("Pong", "Breakout"))
@@ -35,25 +36,26 @@ def checkpoints(generations: int) -> list[int]:
     return sorted({max(1, round(g * generations / 200)) for g in PAPER_GENERATIONS})
 
 
+def learn_game(
+    library: Library, game: str, plan: AtariPlan, seed: int, device: str, name: str | None = None
+) -> list[TaskRecord]:
+    library.refresh()
+    spec = parse_spec(f"atari:{game}")
+    return learn_specs(
+        library, [spec], plans={plan.family: plan}, names=name and [name], seed=seed, device=device
+    )
+
+
 def run_pair(
     source: str, target: str, seed: int, budget: AtariBudget, device: str, root: Path
 ) -> dict[str, list[float]]:
     """Best-so-far curve of the target under each condition, for one seed."""
     curves = {}
     library = Library.create(root / f"{source}-{target}-{seed}")
-    learn_atari(library, parse_spec(f"atari:{source}"), budget=budget, seed=seed, device=device)
+    learn_game(library, source, AtariPlan(budget), seed, device)
     for condition, (mode, sources) in CONDITIONS.items():
-        library.refresh()
-        record = learn_atari(
-            library,
-            parse_spec(f"atari:{target}"),
-            name=f"{target}-{condition}",
-            budget=budget,
-            seed=seed,
-            device=device,
-            condition=mode,
-            sources=sources,
-        )
+        plan = AtariPlan(budget, condition=mode, sources=sources)
+        (record,) = learn_game(library, target, plan, seed, device, name=f"{target}-{condition}")
         curves[condition] = record.curves["best_so_far"]
     return curves
 

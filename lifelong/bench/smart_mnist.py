@@ -13,30 +13,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents.classification.agent import ClassificationAgent
-from agents.classification.budget import Budget
 from agents.classification.training import accuracy
 from library_store import Library
 from lifelong.bench import BenchResult
-from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, learn_tasks
+from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, ClassificationPlan
 from lifelong.device import resolve_device
+from lifelong.runner import learn_specs, quiet
 from lifelong.tasks import parse_spec
 
 SEEN = DEMO_SEEN
 UNSEEN = (*DEMO_UNSEEN, "mnist:0v6", "mnist:7v8")
 
 
-def run_seed(
-    seed: int, budget: Budget, target: float, device: str, data_dir: Path | None, root: Path
-) -> dict:
+def run_seed(seed: int, plan: ClassificationPlan, device: str, data_dir: Path | None, root: Path) -> dict:
     library = Library.create(root / f"seed-{seed}")
     start = time.perf_counter()
-    seen = learn_tasks(
-        library, list(SEEN), budget=budget, target=target, seed=seed, device=device, data_dir=data_dir
-    )
+    specs = [parse_spec(text) for text in SEEN]
+    seen = learn_specs(library, specs, plans={plan.family: plan}, seed=seed, device=device, data_dir=data_dir)
     seen_seconds = time.perf_counter() - start
-    agent = ClassificationAgent(
-        budget, target=target, seed=seed, device=resolve_device(device), data_dir=data_dir
+    agent = plan.agent(
+        library, "unseen", seed=seed, device=resolve_device(device), data_dir=data_dir, report=quiet
     )
     unseen = []
     for text in UNSEEN:
@@ -57,10 +53,10 @@ def run_seed(
 
 
 def bench_smart_mnist(
-    seeds: list[int], budget: Budget, target: float, device: str, data_dir: Path | None
+    seeds: list[int], plan: ClassificationPlan, device: str, data_dir: Path | None
 ) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="lifelong-smart-") as tmp:
-        runs = {seed: run_seed(seed, budget, target, device, data_dir, Path(tmp)) for seed in seeds}
+        runs = {seed: run_seed(seed, plan, device, data_dir, Path(tmp)) for seed in seeds}
     unseen_acc = [u["test_acc"] for run in runs.values() for u in run["unseen"]]
     seed_means = [statistics.mean(u["test_acc"] for u in run["unseen"]) for run in runs.values()]
     unseen_seconds = [u["seconds"] for run in runs.values() for u in run["unseen"]]

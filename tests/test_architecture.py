@@ -1,0 +1,41 @@
+"""The project's rooms and doors: imports point down only, ``cli → lifelong → agents → library_store``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ("cli", "lifelong", "agents", "library_store")  # each may import only those after it
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level names of everything ``path`` imports (at module level or inside functions)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def sources(layer: str) -> list[Path]:
+    return [ROOT / "cli.py"] if layer == "cli" else sorted((ROOT / layer).rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_imports_point_down_only(layer: str) -> None:
+    above = set(LAYERS[: LAYERS.index(layer)])
+    wrong = {str(path.relative_to(ROOT)): sorted(imported_packages(path) & above) for path in sources(layer)}
+    assert {path: names for path, names in wrong.items() if names} == {}
+
+
+def test_library_store_knows_nothing_of_torch() -> None:
+    assert all("torch" not in imported_packages(path) for path in sources("library_store"))
+
+
+def test_the_cli_knows_nothing_of_zarr_or_icechunk() -> None:
+    assert not imported_packages(ROOT / "cli.py") & {"zarr", "icechunk", "library_store"}
