@@ -19,7 +19,6 @@ from rich.table import Table
 import lifelong
 from lifelong import reports
 from lifelong.errors import Interrupted
-from lifelong.runner import quiet
 
 app = typer.Typer(
     name="lifelong",
@@ -401,7 +400,7 @@ def learn(
             resume=resume,
         )
     library = settings.open()
-    with RichReport() if not settings.as_json else nullcontext(quiet) as report:
+    with RichReport() if not settings.as_json else nullcontext(lifelong.quiet) as report:
         records = learn_specs(
             library,
             parsed,
@@ -449,7 +448,7 @@ def demo(
     curriculum = [*DEMO_SEEN, *DEMO_UNSEEN]
     done = {task.name for task in library.tasks()}
     todo = [spec for spec in curriculum if spec not in done]
-    with RichReport() if not settings.as_json else nullcontext(quiet) as report:
+    with RichReport() if not settings.as_json else nullcontext(lifelong.quiet) as report:
         learn_specs(
             library,
             [parse_spec(text) for text in todo],

@@ -13,6 +13,10 @@ import numpy as np
 from library_store import Library, TaskArrays
 
 Report = Callable[..., None]  # progress events: report("phase", name=..., total=...), ...
+
+
+def quiet(*_: Any, **__: Any) -> None:
+    """A progress report that says nothing."""
 BudgetT = TypeVar("BudgetT")
 
 

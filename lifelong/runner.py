@@ -17,7 +17,7 @@ from typing import Protocol
 
 import torch
 
-from agents import Agent, Report
+from agents import Agent, Report, quiet
 from agents.task import TaskSpec
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
@@ -47,10 +47,6 @@ class Plan(Protocol):
         report: Report,
     ) -> Agent:
         """The agent that learns task ``name``."""
-
-
-def quiet(*_: object, **__: object) -> None:
-    """A progress report that says nothing."""
 
 
 def learn_specs(

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, fingerprint, run_cli
 
-from agents import Report
+from agents import Report, quiet
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from library_store import Library, TaskRecord
 from lifelong.atari import AtariPlan, evaluate_atari
 from lifelong.errors import Interrupted, LifelongError
-from lifelong.runner import learn_specs, quiet
+from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 
 SMALL = ATARI_PRESETS["quick"].override(

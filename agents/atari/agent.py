@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import NewModule, Report, Solution
+from agents import NewModule, Report, Solution, quiet
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import ESP, BatchedPolicy, ESPConfig, Network, Networks
 from agents.atari.evaluate import evaluate
@@ -34,10 +34,6 @@ from library_store import Library, TaskArrays
 
 MODULE_KIND = "esp_network"
 CONDITIONS = ("transfer", "scratch", "random")
-
-
-def _quiet(*_: Any, **__: Any) -> None:
-    pass
 
 
 @dataclass
@@ -149,7 +145,7 @@ class AtariAgent:
         device: torch.device | None = None,
         sources: str = "auto",
         condition: str = "transfer",
-        report: Report = _quiet,
+        report: Report = quiet,
         checkpoint: Path | None = None,
         checkpoint_every: int = 0,
         resume: bool = False,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import NewModule, Report, Solution
+from agents import NewModule, Report, Solution, quiet
 from agents.classification import evolution
 from agents.classification.budget import DEFAULT_TARGET, Budget
 from agents.classification.modules import (
@@ -35,10 +35,6 @@ from library_store import Library, TaskArrays
 
 HEAD_HIDDEN = 64
 MIN_FIRE_CHANNELS = 4
-
-
-def _quiet(*_: Any, **__: Any) -> None:
-    pass
 
 
 @dataclass
@@ -142,7 +138,7 @@ class ClassificationAgent:
         device: torch.device | None = None,
         load_data: DataLoader,
         prune_tolerance: float = 0.0,
-        report: Report = _quiet,
+        report: Report = quiet,
     ) -> None:
         """``load_data(spec, input_shape, seed)``: the task's data, resized to the library's input."""
         self.budget = budget

@@ -13,12 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from agents import quiet
 from agents.classification.training import accuracy
 from library_store import Library
 from lifelong.bench import BenchResult
 from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, ClassificationPlan
 from lifelong.device import resolve_device
-from lifelong.runner import learn_specs, quiet
+from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 
 SEEN = DEMO_SEEN
