@@ -23,11 +23,12 @@ from library_store.errors import (
     UnknownSnapshot,
     UnknownTask,
 )
-from library_store.library import SCHEMA_VERSION, Library, Transaction, task_key
+from library_store.layout import SCHEMA_VERSION, task_key
+from library_store.library import Library, Transaction
 from library_store.records import (
+    Finding,
     HistoryEntry,
     ModuleRecord,
-    Problem,
     SnapshotInfo,
     TaskArrays,
     TaskRecord,
@@ -37,6 +38,7 @@ from library_store.records import (
 __all__ = [
     "SCHEMA_VERSION",
     "Conflict",
+    "Finding",
     "HistoryEntry",
     "InvalidRecord",
     "InvalidSetting",
@@ -47,7 +49,6 @@ __all__ = [
     "ModuleRecord",
     "NotALibrary",
     "NotWritable",
-    "Problem",
     "SchemaTooNew",
     "SnapshotInfo",
     "StorageError",

@@ -1,30 +1,52 @@
 """``Library.check()``: re-read every record and tensor, recompute checksums, follow references,
-and hold the history against the snapshots and the current state."""
+and hold the history against the snapshots and the current state.
+
+The library hands over what to read as a :class:`StoredState` (its door for this check), so this
+module reads the store and never the library's internals."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from library_store import arrays
 from library_store.errors import first_line
-from library_store.records import ModuleRecord, Problem, TaskRecord, task_arrays_checksum, tensors_checksum
+from library_store.layout import ARRAYS_CHECKSUM, FORMAT, SCHEMA_VERSION, task_key
+from library_store.records import (
+    Finding,
+    HistoryEntry,
+    ModuleRecord,
+    TaskArrays,
+    TaskRecord,
+    snapshot_entries,
+    task_arrays_checksum,
+    tensors_checksum,
+)
 
-if TYPE_CHECKING:
-    from library_store.library import Library
+
+@dataclass(frozen=True)
+class StoredState:
+    """What the check reads: one committed state and the history around it."""
+
+    store: Any  # the state's zarr store, read-only
+    read_task_arrays: Callable[[TaskRecord], TaskArrays]  # a task's own arrays as stored, unverified
+    history: list[HistoryEntry]  # newest first
+    tags: dict[str, str]  # snapshot name → the state it names
+    newest: str  # the newest committed state of the library
+    unreadable: Callable[[str], str | None]  # why a state cannot be read; None if it can
 
 
-def find_problems(library: Library) -> list[Problem]:
+def find_problems(state: StoredState) -> list[Finding]:
     """Every problem in the library's current state, each with where it is."""
-    from library_store.library import ARRAYS_CHECKSUM, FORMAT, SCHEMA_VERSION, task_key
-
-    store = library._store
-    problems: list[Problem] = []
+    store = state.store
+    problems: list[Finding] = []
     root = arrays.read_attributes(store, "")
     if root.get("format") != FORMAT:
-        problems.append(Problem("library", f"unknown format {root.get('format')!r}"))
+        problems.append(Finding("library", f"unknown format {root.get('format')!r}"))
     if root.get("schema_version") != SCHEMA_VERSION:
         problems.append(
-            Problem(
+            Finding(
                 "library",
                 f"schema version {root.get('schema_version')!r}, expected {SCHEMA_VERSION}",
             )
@@ -36,69 +58,65 @@ def find_problems(library: Library) -> list[Problem]:
         try:
             record = ModuleRecord.from_json(attributes)
         except (KeyError, TypeError) as error:
-            problems.append(Problem(where, f"unreadable record ({first_line(error)})"))
+            problems.append(Finding(where, f"unreadable record ({first_line(error)})"))
             continue
         module_ids.add(name)
         if record.id != name:
-            problems.append(Problem(where, f"record says id {record.id!r}"))
+            problems.append(Finding(where, f"record says id {record.id!r}"))
         try:
             stored = set(arrays.array_names(store, f"modules/{name}"))
             if stored != set(record.tensors):
                 problems.append(
-                    Problem(where, f"tensors {sorted(stored)} != recorded {sorted(record.tensors)}")
+                    Finding(where, f"tensors {sorted(stored)} != recorded {sorted(record.tensors)}")
                 )
                 continue
             tensors = arrays.read_arrays(store, {t: f"modules/{name}/{t}" for t in record.tensors})
         except Exception as error:
-            problems.append(Problem(where, f"tensors cannot be read ({first_line(error)})"))
+            problems.append(Finding(where, f"tensors cannot be read ({first_line(error)})"))
             continue
         if tensors_checksum(tensors) != record.checksum:
-            problems.append(Problem(where, "checksum mismatch: tensors differ from those committed"))
+            problems.append(Finding(where, "checksum mismatch: tensors differ from those committed"))
 
     for key, attributes in sorted(arrays.child_groups(store, "tasks").items()):
         try:
             task = TaskRecord.from_json(attributes)
         except (KeyError, TypeError) as error:
-            problems.append(Problem(f"task group {key}", f"unreadable record ({first_line(error)})"))
+            problems.append(Finding(f"task group {key}", f"unreadable record ({first_line(error)})"))
             continue
         where = f"task {task.name!r}"
         if task_key(task.name) != key:
-            problems.append(Problem(where, f"stored under the wrong key {key!r}"))
+            problems.append(Finding(where, f"stored under the wrong key {key!r}"))
         for module_id in task.module_ids:
             if module_id not in module_ids:
-                problems.append(Problem(where, f"uses missing module {module_id}"))
+                problems.append(Finding(where, f"uses missing module {module_id}"))
         try:
-            task_arrays = library._read_task_arrays(task)
+            task_arrays = state.read_task_arrays(task)
         except Exception as error:
-            problems.append(Problem(where, f"task arrays cannot be read ({first_line(error)})"))
+            problems.append(Finding(where, f"task arrays cannot be read ({first_line(error)})"))
             continue
         if task_arrays_checksum(task_arrays) != attributes.get(ARRAYS_CHECKSUM):
-            problems.append(Problem(where, "checksum mismatch: task arrays (α/β, head, probe) changed"))
+            problems.append(Finding(where, "checksum mismatch: task arrays (α/β, head, probe) changed"))
 
-    for info in library.snapshots():
-        try:
-            next(library._repo.ancestry(snapshot_id=info.state))
-        except Exception as error:
-            problems.append(Problem(f"snapshot {info.name!r}", f"state unreadable ({first_line(error)})"))
-    return problems + _history_problems(library)
+    for name, named in sorted(state.tags.items()):
+        why = state.unreadable(named)
+        if why is not None:
+            problems.append(Finding(f"snapshot {name!r}", f"state unreadable ({why})"))
+    return problems + _history_problems(state)
 
 
-def _history_problems(library: Library) -> list[Problem]:
+def _history_problems(state: StoredState) -> list[Finding]:
     """Where the history and the repository disagree: snapshots it never logged, snapshots it
     logged that are gone, a current state it never logged. A writer killed in the middle of a
     change leaves the first and the last; the next change logs them."""
-    from library_store.library import MAIN, snapshot_entries
-
     why = "a change was interrupted, or made behind the library's back; the next change logs it"
-    entries = library.log()
-    logged, tags = set(snapshot_entries(entries)), library._repo.list_tags()
+    logged, tags = set(snapshot_entries(state.history)), set(state.tags)
     problems = [
-        Problem("history", f"snapshot {name!r} was never logged ({why})") for name in sorted(tags - logged)
+        Finding("history", f"snapshot {name!r} was never logged ({why})") for name in sorted(tags - logged)
     ]
     problems += [
-        Problem("history", f"it logs snapshot {name!r}, which is gone from the repository")
+        Finding("history", f"it logs snapshot {name!r}, which is gone from the repository")
         for name in sorted(logged - tags)
     ]
-    if entries and entries[0].state != library._repo.lookup_branch(MAIN):
-        problems.append(Problem("history", f"the current state was never logged ({why})"))
+    if state.history and state.history[0].state != state.newest:
+        problems.append(Finding("history", f"the current state was never logged ({why})"))
     return problems

@@ -62,25 +62,32 @@ from library_store.errors import (
     UnknownTask,
     first_line,
 )
+from library_store.integrity import StoredState, find_problems
+from library_store.layout import (
+    ARRAYS_CHECKSUM,
+    AUTO_SNAPSHOT_PREFIX,
+    FORMAT,
+    JOURNAL,
+    LOCK_FILE,
+    MAIN,
+    REPO_DIR,
+    SCHEMA_VERSION,
+    task_key,
+)
 from library_store.records import (
+    Finding,
     HistoryEntry,
     ModuleRecord,
-    Problem,
     SnapshotInfo,
     TaskArrays,
     TaskRecord,
     Tensors,
+    snapshot_entries,
     task_arrays_checksum,
     tensors_checksum,
     validate_tensors,
 )
 
-FORMAT = "lifelong-library"
-SCHEMA_VERSION = 1
-MAIN, JOURNAL = "main", "journal"
-REPO_DIR, LOCK_FILE = "repo", "writer.lock"
-AUTO_SNAPSHOT_PREFIX = "before-restore-"
-ARRAYS_CHECKSUM = "arrays_checksum"  # task group attribute: checksum of the task's own arrays
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_ENV = "LIFELONG_LOCK_TIMEOUT"
 _FIX_DAMAGE = "run `lifelong check`, then `lifelong restore <snapshot>`"
@@ -108,12 +115,6 @@ def _let_io_threads_finish() -> None:
 
 
 atexit.register(_let_io_threads_finish)
-
-
-def task_key(name: str) -> str:
-    """A zarr-safe group name for a task name such as ``mnist:3v8``: readable and unique."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] or "task"
-    return f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 class Library:
@@ -316,15 +317,19 @@ class Library:
             )
         return entries
 
+    def tags(self) -> dict[str, str]:
+        """Every snapshot's name and the state it names."""
+        return {name: self._repo.lookup_tag(name) for name in self._repo.list_tags()}
+
     def snapshots(self) -> list[SnapshotInfo]:
         taken = snapshot_entries(self.log())
         infos = []
-        for name in self._repo.list_tags():
+        for name, state in self.tags().items():
             entry = taken.get(name)
             infos.append(
                 SnapshotInfo(
                     name=name,
-                    state=self._repo.lookup_tag(name),
+                    state=state,
                     time=entry.time if entry else "",
                     message=entry.message if entry else "",
                     automatic=name.startswith(AUTO_SNAPSHOT_PREFIX),
@@ -509,11 +514,25 @@ class Library:
             self._record("recovered", f"{commit.message} (committed; {_INTERRUPTED})", self.state)
 
     # ------------------------------------------------------------------ integrity
-    def check(self) -> list[Problem]:
+    def check(self) -> list[Finding]:
         """Re-read everything, recompute checksums, verify references; name every problem."""
-        from library_store.integrity import find_problems
+        return find_problems(
+            StoredState(
+                store=self._store,
+                read_task_arrays=self._read_task_arrays,
+                history=self.log(),
+                tags=self.tags(),
+                newest=self._repo.lookup_branch(MAIN),
+                unreadable=self._unreadable,
+            )
+        )
 
-        return find_problems(self)
+    def _unreadable(self, state: str) -> str | None:
+        try:
+            next(self._repo.ancestry(snapshot_id=state))
+        except Exception as error:
+            return first_line(error)
+        return None
 
 
 class Transaction:
@@ -602,16 +621,6 @@ class Transaction:
     def _write(self, nodes: list[arrays.Node]) -> None:
         with _storage_errors(self._what):
             arrays.write_nodes(self._store, nodes)
-
-
-def snapshot_entries(entries: list[HistoryEntry]) -> dict[str, HistoryEntry]:
-    """The history entry that took each snapshot: a snapshot entry names it, a restore its backup."""
-    taken: dict[str, HistoryEntry] = {}
-    for entry in entries:
-        name = entry.details.get("snapshot" if entry.kind == "snapshot" else "backup")
-        if name:
-            taken.setdefault(name, entry)
-    return taken
 
 
 @contextmanager

@@ -189,7 +189,7 @@ class SnapshotInfo:
 
 
 @dataclass(frozen=True)
-class Problem:
+class Finding:
     """One thing ``check()`` found wrong, and where."""
 
     where: str
@@ -197,3 +197,13 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.what}"
+
+
+def snapshot_entries(entries: list[HistoryEntry]) -> dict[str, HistoryEntry]:
+    """The history entry that took each snapshot: a snapshot entry names it, a restore its backup."""
+    taken: dict[str, HistoryEntry] = {}
+    for entry in entries:
+        name = entry.details.get("snapshot" if entry.kind == "snapshot" else "backup")
+        if name:
+            taken.setdefault(name, entry)
+    return taken

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from library_store import Library, Problem, TaskRecord
+from library_store import Finding, Library, TaskRecord
 
 K = 2  # modules per learn
 ROUNDS = 20
@@ -286,11 +286,11 @@ print("not killed", flush=True)
 
 LATE = "(logged after an interruption)"
 WHY = "(a change was interrupted, or made behind the library's back; the next change logs it)"
-UNLOGGED_STATE = Problem("history", f"the current state was never logged {WHY}")
+UNLOGGED_STATE = Finding("history", f"the current state was never logged {WHY}")
 
 
-def unlogged(snapshot: str) -> Problem:
-    return Problem("history", f"snapshot {snapshot!r} was never logged {WHY}")
+def unlogged(snapshot: str) -> Finding:
+    return Finding("history", f"snapshot {snapshot!r} was never logged {WHY}")
 
 
 @dataclass
@@ -300,7 +300,7 @@ class Outcome:
     tasks: set[str]
     committed: bool  # the in-flight change moved main
     snapshots: set[str]
-    problems: list[Problem]  # check() right after the kill: where history and repository disagree
+    problems: list[Finding]  # check() right after the kill: where history and repository disagree
     logged: list[tuple[str, str, dict[str, str]]]  # the next writer's entries: kind, message, details
 
 

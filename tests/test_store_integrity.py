@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import zarr
 
-from library_store import Library, LibraryDamaged, Problem, TaskArrays, TaskRecord
+from library_store import Finding, Library, LibraryDamaged, TaskArrays, TaskRecord
 
 WEIGHT_BYTES = 4096  # > 1 KB: stored as a chunk file, not inlined in a manifest
-UNLOGGED = Problem(
+UNLOGGED = Finding(
     "history",
     "the current state was never logged "
     "(a change was interrupted, or made behind the library's back; the next change logs it)",
@@ -67,7 +67,7 @@ def assert_one_line_naming(error: LibraryDamaged, *needles: str) -> None:
         assert needle in message, (needle, message)
 
 
-def wheres(problems: list[Problem]) -> list[str]:
+def wheres(problems: list[Finding]) -> list[str]:
     return [problem.where for problem in problems]
 
 
@@ -173,7 +173,7 @@ def test_task_using_a_module_deleted_behind_the_library_is_reported(
     reopened = Library.open(library_path)
     assert gone not in {m.id for m in reopened.modules()}
     problems = reopened.check()
-    assert problems == [Problem("task 'user'", f"uses missing module {gone}"), UNLOGGED]
+    assert problems == [Finding("task 'user'", f"uses missing module {gone}"), UNLOGGED]
     assert kept not in str(problems)
     assert reopened.users(kept) == ["other"]
 
@@ -227,7 +227,7 @@ def test_wrong_schema_version_is_reported_when_opened_with_any_schema(
     raw_root_group(session).attrs["schema_version"] = 99
     session.commit("a newer writer")
     checked = Library.open(library_path, any_schema=True)
-    assert checked.check() == [Problem("library", "schema version 99, expected 1"), UNLOGGED]
+    assert checked.check() == [Finding("library", "schema version 99, expected 1"), UNLOGGED]
 
 
 def test_snapshot_whose_state_is_gone_is_reported(library: Library, library_path: Path, rng) -> None:
@@ -251,7 +251,7 @@ def test_snapshots_deleted_from_disk_are_reported(library: Library, library_path
     reopened = Library.open(library_path)
     assert [info.name for info in reopened.snapshots()] == ["kept"]
     gone = [
-        Problem("history", f"it logs snapshot {name!r}, which is gone from the repository")
+        Finding("history", f"it logs snapshot {name!r}, which is gone from the repository")
         for name in sorted([backup, "lost"])
     ]
     assert reopened.check() == gone

@@ -1,0 +1,19 @@
+"""Names and keys of a library on disk, shared by the library and its integrity check."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+FORMAT = "lifelong-library"
+SCHEMA_VERSION = 1
+MAIN, JOURNAL = "main", "journal"  # the library state's branch, the history's branch
+REPO_DIR, LOCK_FILE = "repo", "writer.lock"
+AUTO_SNAPSHOT_PREFIX = "before-restore-"
+ARRAYS_CHECKSUM = "arrays_checksum"  # task group attribute: checksum of the task's own arrays
+
+
+def task_key(name: str) -> str:
+    """A zarr-safe group name for a task name such as ``mnist:3v8``: readable and unique."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:60] or "task"
+    return f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
