@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import lifelong
@@ -107,6 +107,14 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _progress(settings: Settings) -> AbstractContextManager[Callable[..., None]]:
+    """Live progress bars for a person; nothing for --json."""
+    from lifelong.progress import LiveProgress
+
+    return nullcontext(lifelong.quiet) if settings.as_json else LiveProgress()
+
+
+# ---------------------------------------------------------------------------- the library
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Create an empty library."""
@@ -193,74 +201,7 @@ def check(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
-@bench_app.command("store")
-def bench_store(
-    ctx: typer.Context,
-    sizes: Annotated[str, typer.Option(help="Library sizes in modules, comma-separated.")] = "10,100,1000",
-    seed: Annotated[int, typer.Option(help="Seed for the module tensors.")] = 0,
-    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
-) -> None:
-    """Time commit, snapshot, restore and open+list for libraries of growing size."""
-    from lifelong import bench
-    from lifelong.bench.store import bench_store as body
-
-    counts = sorted(set(_int_list(sizes, "--sizes")))
-    if counts[0] < 1:
-        raise typer.BadParameter("--sizes must be positive")
-    report, path = bench.run(
-        "store", lambda: body(counts, seed), seeds=[seed], device="cpu", out_dir=results_dir
-    )
-    _show_bench(_settings(ctx), report, path)
-
-
 # ---------------------------------------------------------------------------- learning
-class RichReport:
-    """Turns the agent's progress events into rich progress bars on stderr."""
-
-    def __init__(self) -> None:
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.bar: TaskID | None = None
-
-    def __enter__(self) -> RichReport:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.progress.stop()
-
-    def __call__(self, event: str, **info: Any) -> None:
-        if event == "task":
-            self.console.print(f"[bold]learning {info['name']}[/bold]")
-        elif event == "phase":
-            if self.bar is not None:
-                self.progress.remove_task(self.bar)
-            self.bar = self.progress.add_task(f"  {info['name']}", total=info["total"], status="")
-        elif event == "eval" and self.bar is not None:
-            self.progress.update(self.bar, completed=info["step"], status=f"val {info['val_acc']:.4f}")
-        elif event == "phase_done":
-            self.console.print(f"  {info['name']}: val {info['val_acc']:.4f} in {info['seconds']:.1f} s")
-        elif event == "generation" and self.bar is not None:
-            self.progress.update(
-                self.bar,
-                completed=info["step"],
-                status=f"best {info['best']:.1f} mean {info['mean']:.1f} {info['outcome']}",
-            )
-        elif event == "candidate":
-            self.console.print(
-                f"  generation {info['generation']} candidate {info['index']}: {info['genome']} "
-                f"→ val {info['val_acc']:.4f}"
-            )
-
-
 def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
     rows = [
         {
@@ -400,7 +341,7 @@ def learn(
             resume=resume,
         )
     library = settings.open()
-    with RichReport() if not settings.as_json else nullcontext(lifelong.quiet) as report:
+    with _progress(settings) as report:
         records = learn_specs(
             library,
             parsed,
@@ -448,7 +389,7 @@ def demo(
     curriculum = [*DEMO_SEEN, *DEMO_UNSEEN]
     done = {task.name for task in library.tasks()}
     todo = [spec for spec in curriculum if spec not in done]
-    with RichReport() if not settings.as_json else nullcontext(lifelong.quiet) as report:
+    with _progress(settings) as report:
         learn_specs(
             library,
             [parse_spec(text) for text in todo],
@@ -525,6 +466,7 @@ def export(ctx: typer.Context, task: str, out: Path) -> None:
     _show(settings, export_task(settings.open(), task, out), "exported")
 
 
+# ---------------------------------------------------------------------------- data
 @data_app.command("fetch")
 def data_fetch(
     ctx: typer.Context,
@@ -544,6 +486,33 @@ def data_fetch(
             {"name": name, "path": str(path), "source": (source_info(name, data_dir) or {}).get("source")}
         )
     _show(settings, rows, "data")
+
+
+# ---------------------------------------------------------------------------- benchmarks
+@bench_app.command("store")
+def bench_store(
+    ctx: typer.Context,
+    sizes: Annotated[str, typer.Option(help="Library sizes in modules, comma-separated.")] = "10,100,1000",
+    seed: Annotated[int, typer.Option(help="Seed for the module tensors.")] = 0,
+    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+) -> None:
+    """Time commit, snapshot, restore and open+list for libraries of growing size."""
+    from lifelong import bench
+    from lifelong.bench.store import bench_store as body
+
+    counts = sorted(set(_int_list(sizes, "--sizes")))
+    if counts[0] < 1:
+        raise typer.BadParameter("--sizes must be positive")
+    with _progress(_settings(ctx)) as progress:
+        report, path = bench.run(
+            "store",
+            lambda report: body(counts, seed, report),
+            seeds=[seed],
+            device="cpu",
+            out_dir=results_dir,
+            report=progress,
+        )
+    _show_bench(_settings(ctx), report, path)
 
 
 @bench_app.command("smart-mnist")
@@ -568,7 +537,7 @@ def bench_smart_mnist(
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
     report, path = bench.run(
         "smart-mnist",
-        lambda: body(seed_list, plan, device, data_dir),
+        lambda _: body(seed_list, plan, device, data_dir),
         seeds=seed_list,
         device=str(resolve_device(device)),
         out_dir=results_dir,
@@ -592,7 +561,7 @@ def bench_atari_throughput(
     settings = _settings(ctx)
     report, path = bench.run(
         "atari-throughput",
-        lambda: body(game, episodes, max_frames, seed),
+        lambda _: body(game, episodes, max_frames, seed),
         seeds=[seed],
         device="cpu",
         out_dir=results_dir,
@@ -630,7 +599,7 @@ def bench_atari_transfer(
     )
     report, path = bench.run(
         "atari-transfer",
-        lambda: body(chosen, seed_list, plan, device),
+        lambda _: body(chosen, seed_list, plan, device),
         seeds=seed_list,
         device=str(resolve_device(device)),
         out_dir=results_dir,
@@ -658,6 +627,7 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
+# ---------------------------------------------------------------------------- entry point
 def _fail(message: str, code: int = EXIT_ERROR) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)

@@ -1,7 +1,7 @@
 """Benchmarks: protocols whose results are JSON files, never timed unit tests.
 
-Every result follows the convention in shared DESIGN.md: ``protocol``, ``command``, ``seeds``,
-``versions``, ``device``, ``wall_s``, ``results`` (condition → metric → number) and ``ratios``.
+Every result holds ``protocol``, ``command``, ``seeds``, ``versions``, ``device``, ``wall_s``,
+``results`` (condition → metric → number) and ``ratios``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agents import Report, quiet
 from lifelong.reports import to_json
 
 BenchResult = tuple[dict[str, dict[str, float]], dict[str, float]]  # (results, ratios)
@@ -32,15 +33,17 @@ def versions() -> dict[str, str]:
 
 def run(
     protocol: str,
-    body: Callable[[], BenchResult],
+    body: Callable[[Report], BenchResult],
     *,
     seeds: list[int],
     device: str,
     out_dir: Path,
+    report: Report = quiet,
 ) -> tuple[dict[str, Any], Path]:
-    """Run one benchmark protocol and write its JSON result under ``out_dir``."""
+    """Run one benchmark protocol (``body(report)``, which reports its progress) and write its
+    JSON result under ``out_dir``."""
     start = time.perf_counter()
-    results, ratios = body()
+    results, ratios = body(report)
     report = {
         "protocol": protocol,
         "command": shlex.join(["lifelong", *sys.argv[1:]]),

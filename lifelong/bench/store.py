@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents import Report, quiet
 from library_store import Library, TaskRecord
 from lifelong.bench import BenchResult
 
@@ -75,9 +76,13 @@ def measure(size: int, root: Path, seed: int) -> dict[str, float]:
     }
 
 
-def bench_store(sizes: list[int], seed: int) -> BenchResult:
+def bench_store(sizes: list[int], seed: int, report: Report = quiet) -> BenchResult:
+    results = {}
+    report("stage", name="bench store", total=len(sizes))
     with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as tmp:
-        results = {f"library_{size}": measure(size, Path(tmp), seed) for size in sizes}
+        for done, size in enumerate(sizes, 1):
+            results[f"library_{size}"] = measure(size, Path(tmp), seed)
+            report("stage_step", step=done, status=f"{size} modules")
     small, large = results[f"library_{min(sizes)}"], results[f"library_{max(sizes)}"]
     tag = f"{max(sizes)}_vs_{min(sizes)}"
     ratios = {
