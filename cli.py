@@ -178,7 +178,7 @@ def restore(ctx: typer.Context, name: str) -> None:
 
 @app.command()
 def log(ctx: typer.Context) -> None:
-    """History: every change (learn, prune, snapshot, restore), newest first."""
+    """History: every change (init, learn, snapshot, restore), newest first."""
     settings = _settings(ctx)
     _show(settings, reports.log(settings.open()), "history", ["time", "kind", "message"])
 
