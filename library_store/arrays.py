@@ -2,8 +2,8 @@
 
 Reads go through zarr's API. Writes build each node's metadata with zarr itself (cached per
 shape and dtype) and then put metadata and chunk bytes into the store in one batch: zarr's
-per-array ``create_array`` costs about 3 ms of Python on this machine, and a library of a
-thousand modules holds several thousand arrays. Every array is a single uncompressed chunk
+per-array ``create_array`` costs milliseconds of Python (see benchmarks/README.md), and a library
+of a thousand modules holds several thousand arrays. Every array is a single uncompressed chunk
 (``bytes`` codec, little endian), so its chunk is exactly ``array.tobytes()``.
 """
 
