@@ -10,18 +10,21 @@ import torch
 from agents.atari.evaluate import evaluate, raw_ale, sticky_delays
 from agents.atari.games import (
     ACTION_TABLE,
+    N_ACTIONS,
+    GameError,
+    action_names,
+    actions_from_outputs,
+    new_emulator,
+    resolve_game,
+)
+from agents.atari.substrate import (
     CELLS,
     GAME_TABLES,
-    GameError,
     GameTable,
     ObjectClass,
     Substrate,
-    action_names,
-    actions_from_outputs,
     fallback_table,
     game_table,
-    new_emulator,
-    resolve_game,
     substrate_for,
 )
 
@@ -35,7 +38,7 @@ def random_screens(rom: str, steps: int, seed: int = 0) -> np.ndarray:
     ale.reset_game()
     rng = np.random.default_rng(seed)
     screens = []
-    for action in rng.integers(18, size=steps).tolist():
+    for action in rng.integers(N_ACTIONS, size=steps).tolist():
         ale.act(action)
         if ale.game_over():
             ale.reset_game()
@@ -162,7 +165,7 @@ def test_action_mapping_covers_the_full_action_set() -> None:
         "UPLEFTFIRE", "UPFIRE", "UPRIGHTFIRE", "LEFTFIRE", "FIRE",
         "RIGHTFIRE", "DOWNLEFTFIRE", "DOWNFIRE", "DOWNRIGHTFIRE",
     ]  # fmt: skip
-    assert ACTION_TABLE.shape == (2, 9)
+    assert ACTION_TABLE.shape == (2, 9) and N_ACTIONS == 18
 
 
 def test_fire_threshold_is_strictly_positive() -> None:

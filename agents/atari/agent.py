@@ -27,8 +27,9 @@ from agents import NewModule, Report, Solution, quiet
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import ESP, BatchedPolicy, ESPConfig, Network, Networks
 from agents.atari.evaluate import evaluate
-from agents.atari.games import Substrate, game_table, resolve_game, substrate_for
-from agents.atari.grusm import N_OUTPUTS, Source, random_source
+from agents.atari.games import N_OUTPUTS, resolve_game
+from agents.atari.grusm import Source, random_source
+from agents.atari.substrate import Substrate, game_table, substrate_for
 from agents.errors import LifelongError
 from library_store import Library, TaskArrays
 

@@ -9,21 +9,21 @@ step: an episode stops after ``max_frames // 4`` steps or at game over).
 **Reproducibility.** Every episode starts with ``reset_game()``, and episode ``e`` of a call draws
 its sticky-action decisions from ``numpy.random.default_rng([seed, e])``. Stickiness is applied
 here, per frame, exactly as ALE's ``StellaEnvironment::act`` does it, because ALE's own generator
-belongs to the emulator and can only be re-seeded by reloading the ROM (0.2 s). ALE is
+belongs to the emulator and can only be re-seeded by reloading the ROM (slow). ALE is
 deterministic given the actions, so the same ``(game, policy, n_episodes, max_frames, seed,
 sticky)`` gives the same scores whichever emulator runs which episode, how many run at once and
 what they ran before.
 
 **Lock-step.** Up to ``emulators`` episodes run at once (default :data:`DEFAULT_EMULATORS`); per
 step the running emulators' palette screens are copied into one buffer, turned into substrate
-inputs in one vectorised call (:class:`agents.atari.games.Substrate`), the policy is called once
+inputs in one vectorised call (:class:`agents.atari.substrate.Substrate`), the policy is called once
 for all of them (``policy(observations (k, n_inputs), slots (k,)) -> (k, 10)``) and the actions
 are mapped in one call. Finished episodes drop out; a waiting episode takes the freed emulator.
 Emulators live in a per-game pool and are reset, never reloaded.
 
-**Threads.** ale-py 0.12.1 does not release the GIL in ``act()`` or ``getScreen()`` (measured: a
-thread waiting for the GIL while another calls ``act()`` in a loop waits a full switch interval,
-exactly as behind pure Python code), so threads cannot step two emulators at once:
+**Threads.** ale-py 0.12.1 does not release the GIL in ``act()`` or ``getScreen()`` (a thread
+waiting for the GIL while another calls ``act()`` in a loop waits a full switch interval, exactly
+as behind pure Python code), so threads cannot step two emulators at once:
 ``workers=None`` steps them sequentially. ``workers > 1`` splits them among a thread pool anyway
 (useful if a later ale-py releases the GIL); ``lifelong bench atari-throughput`` measures both.
 """
@@ -42,23 +42,22 @@ import torch
 
 from agents.atari.games import (
     FRAMESKIP,
+    N_ACTIONS,
     SCREEN_HEIGHT,
     SCREEN_WIDTH,
-    Substrate,
     actions_from_outputs,
     new_emulator,
     resolve_game,
-    substrate_for,
 )
+from agents.atari.substrate import Substrate, substrate_for
 
 STICKY = 0.25
 """Per-frame probability of repeating the previous action (``ALE/<Game>-v5``; the paper's ε)."""
 DEFAULT_EMULATORS = 32
-"""Emulators stepped in lock-step by default. Measured on Pong with a recurrent batched policy
-(agent steps/s ÷ raw ALE steps/s): 16 → 0.875 (the per-step policy call and substrate set-up are
-not yet amortised), 32 → 0.90, 48 and 64 → no better (the batch's screens and comparison images
-outgrow the caches). Each new emulator also costs a 0.2 s ROM load on first use in a process."""
-N_ACTIONS = 18
+"""Emulators stepped in lock-step by default: fewer leave the per-step policy call and substrate
+set-up unamortised, more gain nothing (the batch's screens and comparison images outgrow the
+caches), and each new emulator costs a ROM load on first use in a process (measurements:
+``benchmarks/README.md``)."""
 
 Policy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``policy(observations (k, n_inputs) float32, slots (k,) int64) -> (k, 10)``; optionally with
@@ -81,8 +80,8 @@ class EpisodeResults:
 
     @property
     def stepping_steps_per_s(self) -> float:
-        """Agent steps per second of the loop without starting episodes (``reset_game`` takes
-        2–10 ms): comparable between loops whose episodes end at different times."""
+        """Agent steps per second of the loop without starting episodes (``reset_game`` costs
+        many steps' worth): comparable between loops whose episodes end at different times."""
         stepping = self.wall_s - self.seconds.get("episode_starts", 0.0)
         return self.total_frames / FRAMESKIP / stepping if stepping > 0 else 0.0
 

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-N_OUTPUTS = 10
-"""Outputs of every network, source or target: a 3×3 joystick substrate + one fire node. Fixed so
-that any source's outputs can feed any target's outputs through a 10×10 ``T_out``."""
+from agents.atari.games import N_OUTPUTS
 
 DEFAULT_INIT_SCALE = 1.0
 """Initial genes are drawn uniformly from ``[-scale, scale]`` (ESP's initial populations, new

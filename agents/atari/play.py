@@ -18,8 +18,8 @@ from agents.atari.games import (
     actions_from_outputs,
     new_emulator,
     resolve_game,
-    substrate_for,
 )
+from agents.atari.substrate import substrate_for
 
 
 def record_episode(

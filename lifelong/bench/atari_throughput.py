@@ -18,8 +18,8 @@ from other processes on this shared machine hits every condition alike:
   their cheapest), random actions, the same loop: the alternative to driving ``ALEInterface``
   directly.
 
-``steps_per_s`` leaves out the time spent starting episodes (``reset_game`` takes 2–10 ms, and a
-random policy dies sooner than a network in some games, so the loops reset at different rates);
+``steps_per_s`` leaves out the time spent starting episodes (``reset_game`` costs many steps'
+worth, and a random policy dies sooner than a network in some games, so the loops reset at different rates);
 ``steps_per_s_with_episode_starts`` includes it. ``agent_loop.policy_steps_per_s_batched_forward``
 times the batched forward alone for ``networks`` networks at once (einsum over stacked weights),
 with ``policy_steps_per_s_python_loop`` (one network at a time) for comparison. The headline
@@ -36,17 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.atari.evaluate import (
-    DEFAULT_EMULATORS,
-    FRAMESKIP,
-    N_ACTIONS,
-    STICKY,
-    EpisodeResults,
-    evaluate,
-    raw_ale,
-    warm_pool,
-)
-from agents.atari.games import N_OUTPUTS, resolve_game, rom_path, substrate_for
+from agents.atari.evaluate import DEFAULT_EMULATORS, STICKY, EpisodeResults, evaluate, raw_ale, warm_pool
+from agents.atari.games import FRAMESKIP, N_ACTIONS, N_OUTPUTS, resolve_game, rom_path
+from agents.atari.substrate import substrate_for
 from lifelong.bench import BenchResult
 
 HIDDEN = 8
