@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from agents.classification.evolution import (
     CRITERIA,
+    EXTRA_KINDS,
     GeneRanges,
     Genome,
     LayerGene,
@@ -36,14 +37,19 @@ from agents.classification.evolution import (
 
 
 @st.composite
-def gene_ranges(draw: st.DrawFn) -> GeneRanges:
+def gene_ranges(draw: st.DrawFn, n_layers: int) -> GeneRanges:
+    """Any gene space over ``n_layers`` library layers, with or without the library's shape bounds."""
     min_filters = draw(st.integers(1, 40))
+    shaped = draw(st.booleans())
     return GeneRanges(
         max_extra_modules=draw(st.integers(0, 4)),
         max_new_layers=draw(st.integers(1, 5)),
         min_filters=min_filters,
         max_filters=draw(st.integers(min_filters, 64)),
         max_new_reductions=draw(st.none() | st.integers(0, 3)),
+        extra_kinds=tuple(draw(st.sampled_from(EXTRA_KINDS)) for _ in range(n_layers)) if shaped else None,
+        top_channels=draw(st.integers(1, 8)) if shaped else None,
+        min_fire_channels=draw(st.integers(1, 12)),
     )
 
 
@@ -51,16 +57,18 @@ def gene_ranges(draw: st.DrawFn) -> GeneRanges:
 def genomes(draw: st.DrawFn, ranges: GeneRanges, n_layers: int) -> Genome:
     """Any legal genome for ``ranges`` over ``n_layers`` library layers."""
     counts = tuple(draw(st.integers(0, ranges.max_extra_modules)) for _ in range(n_layers))
-    bits = tuple(draw(st.booleans()) for _ in range(n_layers))
+    bits = tuple(draw(st.booleans()) and ranges.residual_beside(i) for i in range(n_layers))
     n_new = draw(st.integers(0 if sum(counts) else 1, ranges.max_new_layers))
     layers = []
     reductions_left = ranges.max_new_reductions if ranges.max_new_reductions is not None else n_new
+    channels = ranges.top_channels
     for _ in range(n_new):
         reduce = draw(st.booleans()) and reductions_left > 0
         reductions_left -= reduce
-        layers.append(
-            LayerGene(reduce, draw(st.booleans()), draw(st.integers(ranges.min_filters, ranges.max_filters)))
-        )
+        residual = draw(st.booleans()) and (reduce or ranges.fire_fits(channels))
+        gene = LayerGene(reduce, residual, draw(st.integers(ranges.min_filters, ranges.max_filters)))
+        channels = gene.filters if gene.kind == "conv" else channels
+        layers.append(gene)
     genome = Genome(counts, bits, tuple(layers))
     genome.validate(ranges)
     return genome
@@ -68,14 +76,23 @@ def genomes(draw: st.DrawFn, ranges: GeneRanges, n_layers: int) -> Genome:
 
 @st.composite
 def ranges_and_genome(draw: st.DrawFn) -> tuple[GeneRanges, Genome]:
-    ranges = draw(gene_ranges())
     n_layers = draw(st.integers(0, 5))
+    ranges = draw(gene_ranges(n_layers))
     return ranges, draw(genomes(ranges, n_layers))
 
 
 def floor_blends(value: int, low: int, high: int) -> set[int]:
     """Every value SMART's rule int(0.8 v + 0.2 u) can give, computed exactly."""
     return {math.floor(Fraction(4, 5) * value + Fraction(1, 5) * u) for u in range(low, high + 1)}
+
+
+def may_clear_layer_bits(ranges: GeneRanges) -> bool:
+    """Whether repair may clear a new layer's bits: a reduction cap, or res_fire on too few channels."""
+    return (
+        ranges.max_new_reductions is not None
+        or not ranges.fire_fits(ranges.top_channels)
+        or not ranges.fire_fits(ranges.min_filters)
+    )
 
 
 def bits_of(genome: Genome) -> list[bool]:
@@ -235,8 +252,8 @@ def test_genome_json_round_trip_and_description():
 
 @st.composite
 def parent_pairs(draw: st.DrawFn) -> tuple[GeneRanges, Genome, Genome]:
-    ranges = draw(gene_ranges())
     n_layers = draw(st.integers(0, 5))
+    ranges = draw(gene_ranges(n_layers))
     return ranges, draw(genomes(ranges, n_layers)), draw(genomes(ranges, n_layers))
 
 
@@ -262,7 +279,7 @@ def test_crossover_scalars_lie_between_parents(case, seed):
         owners = [p.new_layers[j] for p in (a, b) if j < len(p.new_layers)]
         low, high = min(g.filters for g in owners), max(g.filters for g in owners)
         assert low <= gene.filters <= high
-        if ranges.max_new_reductions is None:  # else repair may clear a reduce bit
+        if not may_clear_layer_bits(ranges):
             assert any((gene.reduce, gene.residual) == (g.reduce, g.residual) for g in owners)
 
 
@@ -448,3 +465,57 @@ def test_evolve_rejects_bad_settings():
             rng=np.random.default_rng(0),
             initial=initial_genome(0, GeneRanges(), np.random.default_rng(0)),
         )
+
+
+# --- a gene space bounded by the library's shapes ---------------------------------------------------
+
+CONV_OR_FIRE, CONV_ONLY, REDUCE_ONLY = EXTRA_KINDS
+# A library of a conv layer that changes channels, then a dimension reduction down to 2×3×3: no
+# res_fire beside either layer, no room to halve again, too few channels for res_fire on top.
+SMALL_LIBRARY = GeneRanges(
+    max_new_reductions=0, extra_kinds=(CONV_ONLY, REDUCE_ONLY), top_channels=2, min_fire_channels=4
+)
+
+
+def test_repair_clears_kinds_the_library_cannot_build():
+    ranges = replace(SMALL_LIBRARY, extra_kinds=(CONV_OR_FIRE, REDUCE_ONLY))
+    wish = Genome((1, 1), (True, True), (LayerGene(False, True, 8), LayerGene(True, False, 8)))
+    with pytest.raises(ValueError, match="res_fire"):
+        wish.validate(ranges)
+    fixed = repair(wish, ranges, np.random.default_rng(0))
+    fixed.validate(ranges)
+    assert fixed.describe(ranges) == "+1 res_fire@L0, +1 dim_reduce@L1, +conv(8), +conv(8)"
+    above_a_conv = Genome((0, 0), (False, False), (LayerGene(False, False, 8), LayerGene(False, True, 8)))
+    assert repair(above_a_conv, ranges, np.random.default_rng(0)) == above_a_conv  # 8 channels: fits
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_evolution_offers_only_what_the_library_can_build(seed):
+    def search(ranges: GeneRanges) -> list[Genome]:
+        counter = Counter()
+        evolve(
+            counter,
+            2,
+            rng=np.random.default_rng(seed),
+            population=6,
+            generations=8,
+            mutation_rate=0.5,
+            ranges=ranges,
+            crossover=True,
+            rounding="stochastic",
+        )
+        return counter.calls
+
+    bounded = search(SMALL_LIBRARY)
+    for genome in bounded:
+        genome.validate(SMALL_LIBRARY)
+        assert not any(genome.extra_residual)
+        assert all(gene.kind != "dim_reduce" for gene in genome.new_layers)
+        channels = 2
+        for gene in genome.new_layers:
+            assert gene.kind != "res_fire" or channels >= 4
+            channels = gene.filters if gene.kind == "conv" else channels
+    described = " ".join(genome.describe(SMALL_LIBRARY) for genome in bounded)
+    assert "res_fire@" not in described and "conv@L1" not in described
+    free = search(GeneRanges())  # the same search, unbounded, does use what the library forbids
+    assert any(any(g.extra_residual) or any(gene.reduce for gene in g.new_layers) for g in free)

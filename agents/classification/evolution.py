@@ -19,8 +19,9 @@ The algorithm (SMART, mutation-only GA, elitist)::
 
 Mutation of a scalar gene ``v`` with range ``{lo..hi}``: with probability ``rate``,
 ``v' = int(0.8·v + 0.2·u)``, ``u ~ U{lo..hi}``; bit genes (layer types) flip with probability
-``rate``. Pure Python + numpy; every random choice goes through one ``numpy.random.Generator``,
-so the same seed gives the same genomes.
+``rate``. The gene space is bounded by the library's shapes (:class:`GeneRanges`), so every
+genome reads as what gets built. Pure Python + numpy; every random choice goes through one
+``numpy.random.Generator``, so the same seed gives the same genomes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-Curve = Sequence[tuple[int, float]]  # (training step, validation accuracy), in step order
+CurvePoints = Sequence[tuple[int, float]]  # a learning curve: (training step, validation accuracy)
 Rounding = Literal["floor", "stochastic"]
 
 # --- named constants (all overridable where they are used) -----------------------------------------
@@ -52,7 +53,7 @@ P_REDUCE = 0.5
 """Chance that a freshly drawn new layer is a dimension-reduction layer."""
 
 P_RESIDUAL = 0.5
-"""Chance that a freshly drawn conv-or-res_fire choice is res_fire."""
+"""Chance that a freshly drawn conv-or-res_fire choice is res_fire (where res_fire can be built)."""
 
 SLOPE_PER_STEPS = 1000
 """The ``slope`` criterion is in accuracy per this many training steps."""
@@ -69,17 +70,26 @@ DISTINCT_TRIES = 200
 CRITERIA = ("acc+slope", "max", "mean", "slope", "fit")
 """Fitness criteria of :func:`fitness`; SMART's default is ``acc+slope``."""
 
+EXTRA_KINDS = (("conv", "res_fire"), ("conv",), ("dim_reduce",))
+"""What new modules beside one library layer can be: conv or res_fire (the residual bit picks),
+conv only, or dim_reduce only (beside a layer that halves H and W)."""
+
 
 # --- genomes ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class GeneRanges:
-    """The gene space: inclusive bounds of every scalar gene.
+    """The gene space: inclusive bounds of every scalar gene, and the kinds the library's shapes
+    let a gene build. The caller, who knows those shapes, sets the last four; their defaults
+    leave every kind open.
 
     ``max_new_reductions`` (extension beyond SMART) caps how many of the new layers may be
     dimension reductions, because each one halves H and W and a 28×28 input survives only a few;
-    ``None`` means no cap. The caller, who knows the library's output size, sets it.
+    ``None`` means no cap. ``extra_kinds[i]``: what new modules beside library layer i can be,
+    one of :data:`EXTRA_KINDS` (``None``: conv or res_fire beside every layer). A res_fire new
+    layer needs at least ``min_fire_channels`` input channels; ``top_channels`` is what the
+    library outputs (``None``: unknown, taken to be enough).
     """
 
     max_extra_modules: int = 2
@@ -87,6 +97,9 @@ class GeneRanges:
     min_filters: int = 8
     max_filters: int = 32
     max_new_reductions: int | None = None
+    extra_kinds: tuple[tuple[str, ...], ...] | None = None
+    top_channels: int | None = None
+    min_fire_channels: int = 1
 
     def __post_init__(self) -> None:
         if self.max_extra_modules < 0 or self.max_new_layers < 0:
@@ -95,6 +108,23 @@ class GeneRanges:
             raise ValueError(f"need 1 <= min_filters <= max_filters: {self}")
         if self.max_new_reductions is not None and self.max_new_reductions < 0:
             raise ValueError(f"max_new_reductions must be None or >= 0: {self}")
+        if self.extra_kinds is not None and any(kinds not in EXTRA_KINDS for kinds in self.extra_kinds):
+            raise ValueError(f"extra_kinds must each be one of {EXTRA_KINDS}: {self}")
+        if min(self.top_channels or 1, self.min_fire_channels) < 1:
+            raise ValueError(f"top_channels and min_fire_channels must be >= 1: {self}")
+
+    def residual_beside(self, layer: int) -> bool:
+        """Whether new modules beside library layer ``layer`` can be res_fire."""
+        return self.extra_kinds is None or "res_fire" in self.extra_kinds[layer]
+
+    def extra_kind(self, layer: int, residual: bool) -> str:
+        """The kind of the new modules beside library layer ``layer``, as its residual bit picks it."""
+        kinds = EXTRA_KINDS[0] if self.extra_kinds is None else self.extra_kinds[layer]
+        return kinds[int(residual)]
+
+    def fire_fits(self, channels: int | None) -> bool:
+        """Whether a res_fire new layer can read ``channels`` channels (``None``: unknown)."""
+        return channels is None or channels >= self.min_fire_channels
 
 
 DEFAULT_RANGES = GeneRanges()
@@ -166,10 +196,11 @@ class Genome:
         )
         return (existing, tuple(gene.phenotype() for gene in self.new_layers))
 
-    def describe(self) -> str:
-        """Short human text, e.g. ``+1 conv@L0, +dim_reduce, +conv(16)``."""
+    def describe(self, ranges: GeneRanges = DEFAULT_RANGES) -> str:
+        """Short human text, e.g. ``+1 conv@L0, +dim_reduce, +conv(16)``; ``ranges`` says what the
+        library's layers take (:meth:`GeneRanges.extra_kind`)."""
         parts = [
-            f"+{count} {'res_fire' if residual else 'conv'}@L{layer}"
+            f"+{count} {ranges.extra_kind(layer, residual)}@L{layer}"
             for layer, (count, residual) in enumerate(
                 zip(self.extra_modules, self.extra_residual, strict=True)
             )
@@ -179,8 +210,21 @@ class Genome:
         return ", ".join(parts) if parts else "nothing"
 
     def validate(self, ranges: GeneRanges) -> None:
-        """Raise ValueError if any gene lies outside ``ranges`` or the genome adds nothing."""
+        """Raise ValueError if any gene lies outside ``ranges`` (a kind it cannot build included)
+        or the genome adds nothing."""
         problems = []
+        if ranges.extra_kinds is not None and len(ranges.extra_kinds) != self.n_library_layers:
+            problems.append(
+                f"ranges for {len(ranges.extra_kinds)} library layers, not {self.n_library_layers}"
+            )
+        elif any(bit and not ranges.residual_beside(i) for i, bit in enumerate(self.extra_residual)):
+            problems.append("res_fire beside a library layer that cannot take one")
+        inputs = _input_channels(self.new_layers, ranges.top_channels)
+        if any(
+            gene.kind == "res_fire" and not ranges.fire_fits(channels)
+            for gene, channels in zip(self.new_layers, inputs, strict=False)
+        ):
+            problems.append(f"res_fire on fewer than {ranges.min_fire_channels} channels")
         if any(not 0 <= count <= ranges.max_extra_modules for count in self.extra_modules):
             problems.append(f"extra_modules {self.extra_modules} outside 0..{ranges.max_extra_modules}")
         if len(self.new_layers) > ranges.max_new_layers:
@@ -232,6 +276,15 @@ class Genome:
         return cls.from_dict(json.loads(text))
 
 
+def _input_channels(layers: Sequence[LayerGene], top: int | None) -> list[int | None]:
+    """Channels into each new layer, then out of the last, given the library's output ``top``
+    (``None``: unknown). A conv layer sets its filters; res_fire and dim_reduce keep the count."""
+    channels = [top]
+    for gene in layers:
+        channels.append(gene.filters if gene.kind == "conv" else channels[-1])
+    return channels
+
+
 # --- operators --------------------------------------------------------------------------------------
 
 
@@ -258,7 +311,8 @@ def _add_one_module(
     Empty library: a new conv layer (the first task starts from one conv module and grows).
     Otherwise, with chance ``p_new_layer``, a new same-size layer on top (conv or res_fire; a
     dimension reduction alone adds little capacity), else one extra module, conv or res_fire, in
-    parallel to a uniformly chosen library layer. Choices the ranges forbid are skipped.
+    parallel to a uniformly chosen library layer. Choices the ranges forbid are skipped, and
+    res_fire is drawn only where it can be built.
     """
     n = genome.n_library_layers
     layer_room = len(genome.new_layers) < ranges.max_new_layers
@@ -274,9 +328,10 @@ def _add_one_module(
         return replace(genome, new_layers=(*genome.new_layers, new))
     as_layer = layer_room and (not extra_room or rng.random() < p_new_layer)
     if as_layer:
+        top = _input_channels(genome.new_layers, ranges.top_channels)[-1]
         new = LayerGene(
             reduce=False,
-            residual=bool(rng.random() < P_RESIDUAL),
+            residual=bool(rng.random() < P_RESIDUAL) and ranges.fire_fits(top),
             filters=_uniform(ranges.min_filters, ranges.max_filters, rng),
         )
         return replace(genome, new_layers=(*genome.new_layers, new))
@@ -285,7 +340,7 @@ def _add_one_module(
     residual = list(genome.extra_residual)
     counts[layer] += 1
     if genome.extra_modules[layer] == 0:  # the type bit was latent: draw it afresh
-        residual[layer] = bool(rng.random() < P_RESIDUAL)
+        residual[layer] = bool(rng.random() < P_RESIDUAL) and ranges.residual_beside(layer)
     return replace(genome, extra_modules=tuple(counts), extra_residual=tuple(residual))
 
 
@@ -337,7 +392,9 @@ def repair(genome: Genome, ranges: GeneRanges, rng: np.random.Generator) -> Geno
 
     1. Too many dimension reductions (``ranges.max_new_reductions``): the topmost excess reduce
        bits are cleared (those layers become same-size layers of their residual type).
-    2. A genome that adds nothing is self-organization, which has already failed for this task:
+    2. res_fire where the library's shapes cannot take it: the residual bit is cleared (beside a
+       library layer; a new layer, bottom-up, becomes a conv layer of its filters).
+    3. A genome that adds nothing is self-organization, which has already failed for this task:
        add one module by the initial-genome rule (:func:`_add_one_module`).
     """
     layers = list(genome.new_layers)
@@ -349,7 +406,12 @@ def repair(genome: Genome, ranges: GeneRanges, rng: np.random.Generator) -> Geno
             if layers[position].reduce:
                 layers[position] = replace(layers[position], reduce=False)
                 excess -= 1
-    genome = replace(genome, new_layers=tuple(layers))
+    for position, gene in enumerate(layers):
+        below = _input_channels(layers[:position], ranges.top_channels)[-1]
+        if gene.kind == "res_fire" and not ranges.fire_fits(below):
+            layers[position] = replace(gene, residual=False)
+    residual = tuple(bit and ranges.residual_beside(i) for i, bit in enumerate(genome.extra_residual))
+    genome = replace(genome, extra_residual=residual, new_layers=tuple(layers))
     if genome.new_module_count == 0:
         genome = _add_one_module(genome, ranges, rng)
     return genome
@@ -459,7 +521,7 @@ _crossover = crossover  # evolve's `crossover` flag shadows the operator inside 
 # --- fitness ----------------------------------------------------------------------------------------
 
 
-def _arrays(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(curve: CurvePoints) -> tuple[np.ndarray, np.ndarray]:
     if len(curve) == 0:
         raise ValueError("empty learning curve: the candidate was never validated")
     points = sorted((int(step), float(acc)) for step, acc in curve)
@@ -468,20 +530,20 @@ def _arrays(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
     return steps, accs
 
 
-def final_accuracy(curve: Curve) -> float:
+def final_accuracy(curve: CurvePoints) -> float:
     """Validation accuracy at the last step."""
     return float(_arrays(curve)[1][-1])
 
 
-def max_accuracy(curve: Curve) -> float:
+def max_accuracy(curve: CurvePoints) -> float:
     return float(np.max(_arrays(curve)[1]))
 
 
-def mean_accuracy(curve: Curve) -> float:
+def mean_accuracy(curve: CurvePoints) -> float:
     return float(np.mean(_arrays(curve)[1]))
 
 
-def late_slope(curve: Curve, *, per_steps: int = SLOPE_PER_STEPS) -> float:
+def late_slope(curve: CurvePoints, *, per_steps: int = SLOPE_PER_STEPS) -> float:
     """Least-squares slope of accuracy vs step over the curve's second half, per ``per_steps`` steps.
 
     The second half is the last ``max(2, ⌈n/2⌉)`` points — what the candidate is doing now, not
@@ -498,7 +560,7 @@ def late_slope(curve: Curve, *, per_steps: int = SLOPE_PER_STEPS) -> float:
     return float(np.sum((steps - steps.mean()) * (accs - accs.mean())) / spread * per_steps)
 
 
-def extrapolate(curve: Curve, horizon: int, *, exponents: Sequence[float] = FIT_EXPONENTS) -> float:
+def extrapolate(curve: CurvePoints, horizon: int, *, exponents: Sequence[float] = FIT_EXPONENTS) -> float:
     """Predicted accuracy at step ``horizon`` from a power-law fit, clipped to [0, 1].
 
     Model ``acc(t) = a − b·t^(−c)`` with ``t = step + FIT_STEP_OFFSET``: for each c on the grid,
@@ -532,7 +594,9 @@ def _check_criterion(criterion: str, horizon: int | None) -> None:
         raise ValueError("the 'fit' criterion needs a horizon (the step to extrapolate the curve to)")
 
 
-def fitness(curve: Curve, criterion: str = "acc+slope", horizon: int | None = None) -> tuple[float, ...]:
+def fitness(
+    curve: CurvePoints, criterion: str = "acc+slope", horizon: int | None = None
+) -> tuple[float, ...]:
     """A sort key for a learning curve: bigger is better, compared lexicographically.
 
     ``acc+slope`` (default): (final accuracy, late slope) — accuracy decides, slope breaks ties.
@@ -564,7 +628,7 @@ class Evaluated(Protocol):
     trained candidate itself, so the winner need not be retrained)."""
 
     @property
-    def curve(self) -> Curve: ...
+    def curve(self) -> CurvePoints: ...
 
 
 E = TypeVar("E", bound=Evaluated)
@@ -580,8 +644,8 @@ class Candidate(Generic[E]):
     generation: int
 
 
-class HistoryEntry(NamedTuple):
-    """One individual of one generation, JSON-able: (genome dict, fitness key, learning curve)."""
+class CandidateRecord(NamedTuple):
+    """A candidate as the history keeps it, JSON-able: (genome dict, fitness key, learning curve)."""
 
     genome: dict[str, Any]
     fitness: tuple[float, ...]
@@ -594,14 +658,14 @@ class EvolutionResult(Generic[E]):
     first (elites included). ``evaluations``: calls to ``evaluate``."""
 
     best: Candidate[E]
-    history: list[list[HistoryEntry]]
+    history: list[list[CandidateRecord]]
     evaluations: int
     stopped_early: bool
 
 
-def _history_entry(member: Candidate[Any]) -> HistoryEntry:
+def _record(member: Candidate[Any]) -> CandidateRecord:
     curve = [(int(step), float(acc)) for step, acc in member.evaluated.curve]
-    return HistoryEntry(member.genome.to_dict(), member.fitness, curve)
+    return CandidateRecord(member.genome.to_dict(), member.fitness, curve)
 
 
 def _fresh(make: Callable[[], Genome], seen: set[tuple[Any, ...]], tries: int) -> Genome:
@@ -654,6 +718,10 @@ def evolve(
     if not 1 <= elite <= population:
         raise ValueError(f"elite must be in 1..population ({population}), got {elite}")
     _check_criterion(criterion, horizon)
+    if ranges.extra_kinds is not None and len(ranges.extra_kinds) != n_library_layers:
+        raise ValueError(
+            f"gene ranges are for {len(ranges.extra_kinds)} library layers, not {n_library_layers}"
+        )
     if initial is not None:
         if initial.n_library_layers != n_library_layers:
             raise ValueError(
@@ -676,7 +744,7 @@ def evolve(
     newborn = [start] + [_fresh(lambda: mutant(start), seen, distinct_tries) for _ in range(population - 1)]
 
     members: list[Candidate[E]] = []
-    history: list[list[HistoryEntry]] = []
+    history: list[list[CandidateRecord]] = []
     evaluations = 0
     stopped = False
     for generation in range(generations):
@@ -694,7 +762,7 @@ def evolve(
                 stopped = True
                 break
         members.sort(key=lambda member: member.fitness, reverse=True)  # stable: earlier wins ties
-        history.append([_history_entry(member) for member in members])
+        history.append([_record(member) for member in members])
         if stopped:
             break
         members = members[:elite]
