@@ -2,7 +2,9 @@
 
 ``ClassificationAgent`` implements :class:`agents.Agent`. The library's classification modules
 form a stack of layers (``config["layer"]``); every module of a layer reads the same input
-shape and writes the same output shape, so any subset of a layer can be mixed by α/β.
+shape and writes the same output shape, so any subset of a layer can be mixed by α/β. All of a
+task's randomness comes from seeds derived from the agent's seed alone, so a task learns the same
+way wherever it comes in a run.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from agents import NewModule, Report, Solution, quiet
 from agents.classification import evolution
 from agents.classification.budget import DEFAULT_TARGET, Budget
 from agents.classification.modules import (
+    HEAD_HIDDEN,
     KINDS,
+    LAYER,
+    MIN_FIRE_CHANNELS,
+    MIN_REDUCE_SIZE,
     Head,
+    Member,
     Shape,
-    build,
     freeze,
-    from_tensors,
-    module_config,
-    output_shape,
+    initialise,
     to_tensors,
 )
 from agents.classification.network import MixedLayer, TaskNetwork
@@ -33,20 +37,18 @@ from agents.classification.training import Curve, TrainConfig, accuracy, predict
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
 from library_store import Library, TaskArrays
 
-HEAD_HIDDEN = 64
-MIN_FIRE_CHANNELS = 4
-
 
 @dataclass
 class Problem:
-    """A task to learn, with its data and the library's frozen layers (torch modules)."""
+    """A task to learn: its data, the library's frozen layers, and its own random streams —
+    ``generator`` (module, α/β and head initialisation; batches) and ``rng`` (evolution)."""
 
-    name: str
-    spec: TaskSpec
     data: TaskData
-    library_layers: list[list[torch.nn.Module]]
+    library_layers: list[list[Member]]
     input_shape: Shape
     target: float
+    generator: torch.Generator
+    rng: np.random.Generator
 
 
 @dataclass
@@ -61,51 +63,94 @@ class Attempt:
 
 
 @dataclass
-class Candidate:
-    """A growth candidate after its T training steps (what ``evolution.evolve`` ranks)."""
+class TrainedGenome:
+    """A genome built on the library and trained for its candidate steps (what
+    ``evolution.evolve`` ranks)."""
 
     genome: evolution.Genome
     network: TaskNetwork
-    training: Curve
+    validation: Curve
 
     @property
-    def curve(self) -> list[tuple[int, float]]:
-        return self.training.points()
+    def curve(self) -> evolution.CurvePoints:
+        return self.validation.points()
 
 
-def layer_shapes(layers: list[list[torch.nn.Module]], input_shape: Shape) -> list[tuple[Shape, Shape]]:
+def task_streams(seed: int) -> tuple[torch.Generator, np.random.Generator]:
+    """A task's torch generator and evolution generator, two independent streams of ``seed``."""
+    torch_seed, evolution_seed = np.random.SeedSequence(seed).spawn(2)
+    generator = torch.Generator().manual_seed(int(torch_seed.generate_state(1, np.uint64)[0]))
+    return generator, np.random.default_rng(evolution_seed)
+
+
+def layer_shapes(layers: list[list[Member]], input_shape: Shape) -> list[tuple[Shape, Shape]]:
     """(input, output) shape of every library layer."""
     shapes = []
     for layer in layers:
-        out = tuple(layer[0].signature["output"])
-        shapes.append((input_shape, out))
-        input_shape = out
+        shapes.append((input_shape, layer[0].output_shape))
+        input_shape = layer[0].output_shape
     return shapes
 
 
-def load_library_layers(library: Library) -> tuple[list[list[torch.nn.Module]], Shape]:
+def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.GeneRanges:
+    """The genes evolution may use on this library: only kinds its shapes can build. Beside a
+    layer that halves H and W only dim_reduce fits; res_fire needs a layer that keeps its shape,
+    or new layers' input, with at least MIN_FIRE_CHANNELS channels; new layers halve H and W only
+    while both are at least MIN_REDUCE_SIZE."""
+    conv_or_fire, conv, reduce = evolution.EXTRA_KINDS
+    extra_kinds = []
+    for into, out in layer_shapes(layers, input_shape):
+        if out[1:] != into[1:]:
+            extra_kinds.append(reduce)
+        elif into == out and into[0] >= MIN_FIRE_CHANNELS:
+            extra_kinds.append(conv_or_fire)
+        else:
+            extra_kinds.append(conv)
+    top = layers[-1][0].output_shape if layers else input_shape
+    halvings, size = 0, min(top[1:])
+    while size >= MIN_REDUCE_SIZE:
+        halvings, size = halvings + 1, size // 2
+    return evolution.GeneRanges(
+        max_new_reductions=halvings,
+        extra_kinds=tuple(extra_kinds),
+        top_channels=top[0],
+        min_fire_channels=MIN_FIRE_CHANNELS,
+    )
+
+
+def extended_layers(
+    problem: Problem, genome: evolution.Genome, ranges: evolution.GeneRanges
+) -> list[list[Member]]:
+    """The frozen library plus the genome's new trainable modules and layers, exactly as
+    ``genome.describe(ranges)`` reads (a genome outside ``ranges`` is refused)."""
+    genome.validate(ranges)
+    library = problem.library_layers
+    layers = [list(layer) for layer in library]
+    shapes = layer_shapes(library, problem.input_shape)
+    for index, (count, residual) in enumerate(zip(genome.extra_modules, genome.extra_residual, strict=True)):
+        (into, out), kind = shapes[index], ranges.extra_kind(index, residual)
+        layers[index] += [Member.new(kind, into, out[0], problem.generator) for _ in range(count)]
+    shape = shapes[-1][1] if shapes else problem.input_shape
+    for gene in genome.new_layers:
+        member = Member.new(gene.kind, shape, gene.filters, problem.generator)
+        layers.append([member])
+        shape = member.output_shape
+    return layers
+
+
+def load_library_layers(library: Library) -> tuple[list[list[Member]], Shape]:
     """Every classification module of the library, frozen, grouped by layer; and the input shape."""
-    by_layer: dict[int, list[torch.nn.Module]] = {}
+    by_layer: dict[int, list[Member]] = {}
     for record in library.modules():
-        if record.kind not in KINDS or "layer" not in record.config:
+        if record.kind not in KINDS or LAYER not in record.config:
             continue
-        module = load_module(library, record.id)
-        by_layer.setdefault(record.config["layer"], []).append(module)
+        member = Member.stored(record, library.module_tensors(record.id))
+        by_layer.setdefault(record.config[LAYER], []).append(member)
     layers = [by_layer[i] for i in sorted(by_layer)]
     if sorted(by_layer) != list(range(len(layers))):
         raise ValueError(f"library layers {sorted(by_layer)} are not contiguous")
-    input_shape = tuple(layers[0][0].signature["input"]) if layers else DEFAULT_INPUT_SHAPE
+    input_shape = layers[0][0].input_shape if layers else DEFAULT_INPUT_SHAPE
     return layers, input_shape
-
-
-def load_module(library: Library, module_id: str) -> torch.nn.Module:
-    """A stored module as a frozen torch module that remembers its library id and signature."""
-    record = library.module(module_id)
-    config = {k: v for k, v in record.config.items() if k != "layer"}
-    module = from_tensors(record.kind, config, library.module_tensors(module_id))
-    module.library_id, module.kind, module.config = record.id, record.kind, record.config
-    module.signature = record.signature
-    return module
 
 
 def load_task_network(library: Library, name: str) -> TaskNetwork:
@@ -115,7 +160,8 @@ def load_task_network(library: Library, name: str) -> TaskNetwork:
     for ids, uses in zip(record.layers, arrays.uses, strict=True):
         alpha = torch.tensor(np.stack([use["alpha"] for use in uses]))
         beta = torch.tensor(np.stack([use["beta"] for use in uses]))
-        layers.append(MixedLayer([load_module(library, i) for i in ids], alpha, beta))
+        members = [Member.stored(library.module(i), library.module_tensors(i)) for i in ids]
+        layers.append(MixedLayer(members, alpha, beta))
     head_config = record.details["head"]
     head = Head(tuple(head_config["input_shape"]), head_config["n_classes"], head_config["hidden"])
     head.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.head.items()})
@@ -148,20 +194,17 @@ class ClassificationAgent:
         self.load_data = load_data
         self.prune_tolerance = prune_tolerance
         self.report = report
-        self.generator = torch.Generator().manual_seed(seed)
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: TaskSpec, name: str) -> Problem:
-        # Every task starts from the same seeded state, so a task learns the same way whether it
-        # comes first in a `learn` call or in a later one.
-        torch.manual_seed(self.seed)  # module initialisation draws from torch's global generator
-        self.generator.manual_seed(self.seed)
+        """Fresh random streams from the seed for every task, so a task learns the same way
+        whether it comes first in a ``learn`` call or in a later one."""
         layers, input_shape = load_library_layers(library)
-        data = self.load_data(spec, input_shape, self.seed)
+        data = self.load_data(spec, input_shape, self.seed)  # `lifelong eval` splits with the seed too
         for layer in layers:
-            for module in layer:
-                module.to(self.device)
-        return Problem(name, spec, data, layers, input_shape, self.target)
+            for member in layer:
+                member.module.to(self.device)
+        return Problem(data, layers, input_shape, self.target, *task_streams(self.seed))
 
     def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:
         return attempt is not None and attempt.val_acc >= problem.target
@@ -184,28 +227,29 @@ class ClassificationAgent:
     def grow(self, problem: Problem, attempt: Attempt | None) -> Attempt:
         """Evolve extension genomes (new modules per layer, new layers); train the winner on."""
         b = self.budget
-        rng = np.random.default_rng(self.seed)
-        horizon = b.final_steps
+        ranges = gene_space(problem.library_layers, problem.input_shape)
 
-        def evaluate(genome: evolution.Genome) -> Candidate:
-            network = self._network(problem, self._extended_layers(problem, genome), genome=genome)
+        def evaluate(genome: evolution.Genome) -> TrainedGenome:
+            network = self._network(problem, extended_layers(problem, genome, ranges))
             curve = self._train(
                 network,
                 _trainable(network),
                 problem,
                 b.candidate_steps,
-                f"candidate {genome.describe()}",
+                f"candidate {genome.describe(ranges)}",
                 target=2.0,
             )
-            return Candidate(genome, network, curve)
+            return TrainedGenome(genome, network, curve)
 
-        def on_candidate(generation: int, index: int, genome: evolution.Genome, candidate: Candidate) -> None:
+        def on_candidate(
+            generation: int, index: int, genome: evolution.Genome, trained: TrainedGenome
+        ) -> None:
             self.report(
                 "candidate",
                 generation=generation,
                 index=index,
-                genome=genome.describe(),
-                val_acc=candidate.training.best,
+                genome=genome.describe(ranges),
+                val_acc=trained.validation.best,
             )
 
         result = evolution.evolve(
@@ -216,15 +260,15 @@ class ClassificationAgent:
             mutation_rate=b.mutation_rate,
             elite=b.elite,
             criterion=b.fitness,
-            horizon=horizon,
-            ranges=evolution.GeneRanges(),
-            rng=rng,
+            horizon=b.final_steps,
+            ranges=ranges,
+            rng=problem.rng,
             crossover=b.crossover,
             on_candidate=on_candidate,
-            good_enough=lambda c: c.training.best >= problem.target,
+            good_enough=lambda trained: trained.validation.best >= problem.target,
             rounding=b.rounding,
         )
-        winner: Candidate = result.best.evaluated
+        winner: TrainedGenome = result.best.evaluated
         network = winner.network
         final = self._train(
             network, _trainable(network), problem, b.final_steps, "train winner", problem.target
@@ -247,7 +291,7 @@ class ClassificationAgent:
         }
         details = {
             "genome": winner.genome.to_json(),
-            "genome_text": winner.genome.describe(),
+            "genome_text": winner.genome.describe(ranges),
             "evaluations": result.evaluations,
         }
         val = accuracy(network, problem.data.val_x, problem.data.val_y, self.device)
@@ -267,12 +311,12 @@ class ClassificationAgent:
             key=lambda pair: pair[0],
         )
         dropped = 0
-        for _, module in order:
+        for _, member in order:
             position = next(
                 (li, mi)
                 for li, layer in enumerate(network.layers)
-                for mi, member in enumerate(layer.members)
-                if member is module
+                for mi, other in enumerate(layer.members)
+                if other is member
             )
             layer = network.layers[position[0]]
             if len(layer.members) == 1:
@@ -291,22 +335,20 @@ class ClassificationAgent:
         freeze(network)
         layers: list[list[str | NewModule]] = []
         uses = []
-        shape = problem.input_shape
         for index, layer in enumerate(network.layers):
-            entries: list[str | NewModule] = []
-            for member in layer.members:
-                if hasattr(member, "library_id"):
-                    entries.append(member.library_id)
-                else:
-                    entries.append(
-                        NewModule(
-                            member.kind,
-                            to_tensors(member),
-                            {**member.config, "layer": index},
-                            member.signature,
-                        )
+            layers.append(
+                [
+                    member.library_id
+                    if member.library_id is not None
+                    else NewModule(
+                        member.kind,
+                        to_tensors(member.module),
+                        {**member.config, LAYER: index},
+                        member.signature,
                     )
-            layers.append(entries)
+                    for member in layer.members
+                ]
+            )
             uses.append(
                 [
                     {
@@ -316,7 +358,6 @@ class ClassificationAgent:
                     for i in range(len(layer.members))
                 ]
             )
-            shape = tuple(layer.members[0].signature["output"])
         probe_x, probe_y = data.val_x[: self.budget.probe_size], data.val_y[: self.budget.probe_size]
         probe = {
             "inputs": probe_x.numpy(),
@@ -339,7 +380,11 @@ class ClassificationAgent:
             **attempt.details,
             "class_names": data.class_names,
             "input_shape": list(problem.input_shape),
-            "head": {"input_shape": list(shape), "n_classes": data.n_classes, "hidden": HEAD_HIDDEN},
+            "head": {
+                "input_shape": list(network.layers[-1].members[0].output_shape),
+                "n_classes": data.n_classes,
+                "hidden": HEAD_HIDDEN,
+            },
             "target": problem.target,
             "budget": self.budget.__dict__,
             "device": str(self.device),
@@ -359,43 +404,12 @@ class ClassificationAgent:
         """Nothing is kept to resume an image task."""
 
     # -------------------------------------------------------------- helpers
-    def _network(
-        self, problem: Problem, layers: list[list[torch.nn.Module]], genome: evolution.Genome | None = None
-    ) -> TaskNetwork:
-        shape = problem.input_shape
-        mixed = []
-        for members in layers:
-            mixed.append(MixedLayer(members, generator=self.generator))
-            shape = tuple(members[0].signature["output"])
-        network = TaskNetwork(mixed, Head(shape, problem.data.n_classes, HEAD_HIDDEN))
+    def _network(self, problem: Problem, layers: list[list[Member]]) -> TaskNetwork:
+        """The layers mixed by fresh α/β, under a fresh head, all drawn from the task's generator."""
+        mixed = [MixedLayer(members, generator=problem.generator) for members in layers]
+        head = Head(layers[-1][0].output_shape, problem.data.n_classes)
+        network = TaskNetwork(mixed, initialise(head, problem.generator))
         return network.to(self.device)
-
-    def _extended_layers(self, problem: Problem, genome: evolution.Genome) -> list[list[torch.nn.Module]]:
-        """The frozen library plus the genome's new trainable modules and layers."""
-        layers = [list(layer) for layer in problem.library_layers]
-        shapes = layer_shapes(problem.library_layers, problem.input_shape)
-        for index, (count, residual) in enumerate(
-            zip(genome.extra_modules, genome.extra_residual, strict=True)
-        ):
-            (in_shape, out_shape), template = shapes[index], layers[index][0]
-            for _ in range(count):
-                if template.kind == "dim_reduce":
-                    kind = "dim_reduce"
-                else:
-                    fits = in_shape == out_shape and in_shape[0] >= MIN_FIRE_CHANNELS
-                    kind = "res_fire" if residual and fits else "conv"
-                layers[index].append(_new_module(kind, in_shape, out_shape[0]))
-        shape = shapes[-1][1] if shapes else problem.input_shape
-        for gene in genome.new_layers:
-            kind = "dim_reduce" if gene.reduce else "res_fire" if gene.residual else "conv"
-            if kind == "dim_reduce" and min(shape[1:]) < 4:
-                kind = "conv"  # too small to halve usefully: keep the size instead
-            if kind == "res_fire" and shape[0] < MIN_FIRE_CHANNELS:
-                kind = "conv"  # a Fire module needs channels to squeeze and split
-            module = _new_module(kind, shape, gene.filters)
-            layers.append([module])
-            shape = output_shape(kind, module.config, shape)
-        return layers
 
     def _train(
         self,
@@ -422,7 +436,7 @@ class ClassificationAgent:
             parameters,
             problem.data,
             config,
-            generator=self.generator,
+            generator=problem.generator,
             device=self.device,
             on_eval=lambda step, acc: self.report("eval", step=step, val_acc=acc),
         )
@@ -432,14 +446,6 @@ class ClassificationAgent:
     @staticmethod
     def _curves(prefix: str, curve: Curve) -> dict[str, list[float]]:
         return {f"{prefix}_step": [float(s) for s in curve.steps], f"{prefix}_val_acc": curve.accuracies}
-
-
-def _new_module(kind: str, input_shape: Shape, filters: int) -> torch.nn.Module:
-    config = module_config(kind, input_shape, filters)
-    module = build(kind, config)
-    module.kind, module.config = kind, config
-    module.signature = {"input": list(input_shape), "output": list(output_shape(kind, config, input_shape))}
-    return module
 
 
 def _trainable(network: TaskNetwork) -> list[torch.nn.Parameter]:

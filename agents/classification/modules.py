@@ -1,4 +1,5 @@
-"""SMART's module kinds as torch modules, and their round trip to library tensors.
+"""SMART's module kinds as torch modules, their round trip to library tensors, and
+:class:`Member`: a module with what it is (kind, config, shapes, library id once stored).
 
 Every module maps a ``(C, H, W)`` feature map to another and ends in BatchNorm + ReLU (or a
 residual add), so modules of one layer can be mixed by per-task scales. BatchNorm keeps running
@@ -8,14 +9,22 @@ function: an older task's outputs cannot drift when a newer task trains beside i
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from library_store import ModuleRecord
+
 Shape = tuple[int, int, int]  # (channels, height, width)
 KINDS = ("conv", "res_fire", "dim_reduce")
+LAYER = "layer"  # the key of a stored module's config that says which layer of the stack it is in
+MIN_FIRE_CHANNELS = 4  # a Fire module needs channels to squeeze and split
+MIN_REDUCE_SIZE = 4  # a smaller height or width is not halved any more
+HEAD_HIDDEN = 64
 
 
 class Conv(nn.Module):
@@ -91,16 +100,28 @@ def build(kind: str, config: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown module kind {kind!r}; kinds: {', '.join(KINDS)}")
 
 
-def freeze(module: nn.Module) -> nn.Module:
-    """Make ``module`` a fixed function: no gradients, BatchNorm on its running statistics."""
-    module.requires_grad_(False)
-    module.eval()
-    module.frozen = True
+def initialise(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Draw every convolution and linear weight and bias of ``module`` afresh from ``generator``,
+    by torch's default rule (uniform in ±1/√fan-in), so its start depends on that generator only."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                bound = 1 / math.sqrt(layer.weight[0].numel())
+                for tensor in (layer.weight, layer.bias):
+                    if tensor is not None:
+                        tensor.uniform_(-bound, bound, generator=generator)
     return module
 
 
+def freeze(module: nn.Module) -> nn.Module:
+    """Make ``module`` a fixed function: no gradients, BatchNorm on its running statistics."""
+    module.requires_grad_(False)
+    return module.eval()
+
+
 def is_frozen(module: nn.Module) -> bool:
-    return getattr(module, "frozen", False)
+    """Whether ``module`` is a fixed function (see :func:`freeze`): none of its parameters learns."""
+    return not any(p.requires_grad for p in module.parameters())
 
 
 def to_tensors(module: nn.Module) -> dict[str, np.ndarray]:
@@ -115,10 +136,45 @@ def from_tensors(kind: str, config: dict[str, Any], tensors: dict[str, np.ndarra
     return freeze(module)
 
 
+@dataclass(frozen=True, eq=False)
+class Member:
+    """A module of a task network and what it is: kind, constructor ``config``, ``signature``
+    (``{"input": [C, H, W], "output": [C, H, W]}``) and, when it comes from the library, its id
+    (``None``: grown for this task, not stored yet)."""
+
+    module: nn.Module
+    kind: str
+    config: dict[str, Any]
+    signature: dict[str, Any]
+    library_id: str | None = None
+
+    @property
+    def input_shape(self) -> Shape:
+        return tuple(self.signature["input"])
+
+    @property
+    def output_shape(self) -> Shape:
+        return tuple(self.signature["output"])
+
+    @classmethod
+    def new(cls, kind: str, input_shape: Shape, filters: int, generator: torch.Generator) -> Member:
+        """A fresh trainable module of ``kind`` reading ``input_shape``, initialised from ``generator``."""
+        config = module_config(kind, input_shape, filters)
+        shapes = {"input": list(input_shape), "output": list(output_shape(kind, config, input_shape))}
+        return cls(initialise(build(kind, config), generator), kind, config, shapes)
+
+    @classmethod
+    def stored(cls, record: ModuleRecord, tensors: dict[str, np.ndarray]) -> Member:
+        """A library module, rebuilt exactly and frozen."""
+        config = {k: v for k, v in record.config.items() if k != LAYER}
+        module = from_tensors(record.kind, config, tensors)
+        return cls(module, record.kind, config, record.signature, record.id)
+
+
 class Head(nn.Module):
     """A task's own output layers: pool to at most 7×7, then FC + ReLU, then the class scores."""
 
-    def __init__(self, input_shape: Shape, n_classes: int, hidden: int = 64) -> None:
+    def __init__(self, input_shape: Shape, n_classes: int, hidden: int = HEAD_HIDDEN) -> None:
         super().__init__()
         channels, height, width = input_shape
         self.pool_to = (min(height, 7), min(width, 7))

@@ -10,15 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.classification.modules import Head, is_frozen
+from agents.classification.modules import Head, Member, is_frozen
 
 
 class MixedLayer(nn.Module):
-    """One layer of a task network: the scaled mean of its modules' outputs."""
+    """One layer of a task network: the scaled mean of its members' outputs. α and β are given
+    (a stored task) or drawn from ``generator``."""
 
     def __init__(
         self,
-        members: list[nn.Module],
+        members: list[Member],
         alpha: torch.Tensor | None = None,
         beta: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
@@ -26,26 +27,30 @@ class MixedLayer(nn.Module):
         super().__init__()
         if not members:
             raise ValueError("a layer needs at least one module")
-        self.members = nn.ModuleList(members)
+        self.members = list(members)
+        self.units = nn.ModuleList(member.module for member in members)  # registers their parameters
 
         def scales(given: torch.Tensor | None) -> nn.Parameter:
-            fresh = 1 + 0.1 * torch.randn(len(members), generator=generator)
-            return nn.Parameter(given.clone() if given is not None else fresh)
+            if given is not None:
+                return nn.Parameter(given.clone())
+            if generator is None:
+                raise ValueError("fresh α and β need a generator to draw them from")
+            return nn.Parameter(1 + 0.1 * torch.randn(len(members), generator=generator))
 
         self.alpha = scales(alpha)
         self.beta = scales(beta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = self.alpha[0] * self.members[0](self.beta[0] * x)
-        for i in range(1, len(self.members)):
-            total = total + self.alpha[i] * self.members[i](self.beta[i] * x)
-        return total / len(self.members)
+        total = self.alpha[0] * self.units[0](self.beta[0] * x)
+        for i in range(1, len(self.units)):
+            total = total + self.alpha[i] * self.units[i](self.beta[i] * x)
+        return total / len(self.units)
 
     def train(self, mode: bool = True) -> MixedLayer:
         super().train(mode)
-        for member in self.members:  # frozen modules stay fixed functions (BN running stats)
-            if is_frozen(member):
-                member.eval()
+        for unit in self.units:  # frozen modules stay fixed functions (BN running stats)
+            if is_frozen(unit):
+                unit.eval()
         return self
 
     def without(self, index: int) -> MixedLayer:
@@ -78,4 +83,4 @@ class TaskNetwork(nn.Module):
         return [p for layer in self.layers for p in (layer.alpha, layer.beta)]
 
     def trainable_modules(self) -> list[nn.Module]:
-        return [m for layer in self.layers for m in layer.members if not is_frozen(m)]
+        return [unit for layer in self.layers for unit in layer.units if not is_frozen(unit)]

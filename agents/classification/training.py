@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from agents.errors import TrainingError
+from agents.task import TaskData
 
 EVAL_BATCH = 1000
 
@@ -73,7 +74,7 @@ class TrainConfig:
 def train(
     network: nn.Module,
     parameters: list[nn.Parameter],
-    data,
+    data: TaskData,
     config: TrainConfig,
     *,
     generator: torch.Generator,
