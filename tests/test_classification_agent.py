@@ -1,0 +1,262 @@
+"""The classification agent's steps on constructed networks and small synthetic images: pruning,
+growth that builds exactly its genome, and tasks that learn the same way wherever they come.
+
+No MNIST here: every network and data set is made in the test, so each runs in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_classification import TINY
+
+from agents import NewModule
+from agents.classification import evolution
+from agents.classification.agent import (
+    Attempt,
+    ClassificationAgent,
+    Problem,
+    TrainedGenome,
+    extended_layers,
+    gene_space,
+    task_streams,
+)
+from agents.classification.modules import Conv, Head, Member, freeze
+from agents.classification.network import MixedLayer, TaskNetwork
+from agents.classification.training import Curve, accuracy
+from agents.task import TaskData, TaskSpec
+from library_store import Library
+from lifelong.learn import learn
+
+CONV_OR_FIRE, CONV_ONLY, REDUCE_ONLY = evolution.EXTRA_KINDS
+
+
+def task_data(x: torch.Tensor, y: torch.Tensor, class_names: list[str]) -> TaskData:
+    """The same examples for every split (the tests here look at validation accuracy only)."""
+    return TaskData(x, y, x, y, x, y, class_names)
+
+
+def halves(spec: TaskSpec, shape: tuple[int, int, int], seed: int) -> TaskData:
+    """``left``/``right`` half bright (spec ``a``) or ``top``/``bottom`` (spec ``b``), 10 % of the
+    validation labels flipped so no network meets a target of 1.0 and every task grows."""
+    generator = torch.Generator().manual_seed(seed)
+    n, (channels, height, width) = 240, shape
+    y = torch.randint(2, (n,), generator=generator)
+    x = torch.randn(n, channels, height, width, generator=generator) * 20 + 40
+    for i, label in enumerate(y.tolist()):
+        if spec.text == "a":
+            x[i, :, :, label * width // 2 : (label + 1) * width // 2] += 150
+        else:
+            x[i, :, label * height // 2 : (label + 1) * height // 2] += 150
+    x = x.clamp(0, 255).to(torch.uint8)
+    noisy = y.clone()
+    noisy[:24] = 1 - noisy[:24]
+    return TaskData(x, y, x, noisy, x, y, ["0", "1"])
+
+
+def problem(library_layers: list[list[Member]], input_shape: tuple[int, int, int], data: TaskData) -> Problem:
+    return Problem(data, library_layers, input_shape, 1.0, *task_streams(0))
+
+
+def agent(seed: int = 0) -> ClassificationAgent:
+    return ClassificationAgent(TINY, target=1.0, seed=seed, load_data=halves)
+
+
+# ---------------------------------------------------------------------------- prune
+SIGNATURE = {"input": [2, 1, 1], "output": [2, 1, 1]}
+
+
+def channel_copy(channel: int | None, library_id: str | None) -> Member:
+    """A frozen conv module (2 → 2 channels, 1×1 images) that copies input ``channel`` to the same
+    output channel and writes zero elsewhere; ``None``: writes zero everywhere."""
+    module = Conv(2, 2)
+    with torch.no_grad():
+        module.conv.weight.zero_()
+        if channel is not None:
+            module.conv.weight[channel, channel, 1, 1] = 1.0
+    return Member(freeze(module), "conv", {"in_channels": 2, "out_channels": 2}, SIGNATURE, library_id)
+
+
+def bigger_channel_problem() -> Problem:
+    """Which of two pixel values (channels 0 and 1 of a 1×1 image) is larger; ties left out."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (400, 2, 1, 1), generator=generator)
+    x = x[(x[:, 0] - x[:, 1]).abs().flatten() >= 30].to(torch.uint8)
+    y = (x[:, 0] > x[:, 1]).long().flatten()
+    return problem([], (2, 1, 1), task_data(x, y, ["second", "first"]))
+
+
+def comparing_network(members: list[Member], alpha: list[float]) -> TaskNetwork:
+    """One mixed layer over ``members``, and a head that says "first" iff channel 0, divided by
+    the α of the module that copies it, exceeds channel 1 divided by its α."""
+    layer = MixedLayer(members, torch.tensor(alpha), torch.ones(len(members)))
+    head = Head((2, 1, 1), 2)
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.zero_()
+        head.hidden.weight[0, :2] = torch.tensor([1 / alpha[0], -1 / alpha[1]])
+        head.hidden.weight[1, :2] = -head.hidden.weight[0, :2]
+        head.out.weight[1, 0] = head.out.weight[0, 1] = 1.0
+    return freeze(TaskNetwork([layer], head))
+
+
+def attempt(network: TaskNetwork) -> Attempt:
+    return Attempt(network, 0.0, "self_organize")
+
+
+def test_prune_drops_a_module_that_adds_nothing_and_keeps_those_that_matter() -> None:
+    first, second, silent = channel_copy(0, "conv-a"), channel_copy(1, "conv-b"), channel_copy(None, None)
+    task = bigger_channel_problem()
+    # |α·β| orders them first (0.5), silent (1.0), second (2.0): the smallest is tried, and kept
+    network = comparing_network([first, second, silent], [0.5, 2.0, 1.0])
+    assert accuracy(network, task.data.val_x, task.data.val_y, torch.device("cpu")) == 1.0
+
+    pruned = agent().prune(task, attempt(network))
+
+    assert pruned.details == {"pruned_modules": 1, "val_acc_before_prune": 1.0}
+    assert pruned.val_acc == 1.0
+    (layer,) = pruned.network.layers
+    assert layer.members == [first, second]
+    assert agent().solution(task, pruned).layers == [["conv-a", "conv-b"]]  # library ids, no new module
+
+
+def test_prune_keeps_every_module_whose_loss_costs_accuracy() -> None:
+    first, second = channel_copy(0, "conv-a"), channel_copy(1, None)  # the second is the task's own
+    task = bigger_channel_problem()
+    network = comparing_network([first, second], [1.0, 1.0])
+    (layer,) = network.layers
+    for index in range(2):  # dropping either one leaves a network that always says the same class
+        network.layers[0] = layer.without(index)
+        assert accuracy(network, task.data.val_x, task.data.val_y, torch.device("cpu")) < 0.6
+    network.layers[0] = layer
+
+    pruned = agent().prune(task, attempt(network))
+
+    assert pruned.details["pruned_modules"] == 0
+    assert pruned.network.layers[0].members == [first, second]
+    stored, grown = agent().solution(task, pruned).layers[0]
+    assert stored == "conv-a"
+    assert isinstance(grown, NewModule) and grown.kind == "conv" and grown.signature == SIGNATURE
+    assert grown.config == {"in_channels": 2, "out_channels": 2, "layer": 0}
+
+
+# ---------------------------------------------------------------------------- growth
+def library(*kinds_and_filters: tuple[str, int], input_shape: tuple[int, int, int]) -> list[list[Member]]:
+    """Frozen one-module layers of the given kinds, stacked on ``input_shape``."""
+    generator, layers, shape = torch.Generator().manual_seed(0), [], input_shape
+    for index, (kind, filters) in enumerate(kinds_and_filters):
+        member = Member.new(kind, shape, filters, generator)
+        freeze(member.module)
+        layers.append([dataclasses.replace(member, library_id=f"{kind}-{index}")])
+        shape = member.output_shape
+    return layers
+
+
+SMALL = library(("conv", 2), ("dim_reduce", 2), input_shape=(1, 6, 6))  # ends at 2×3×3
+ROOMY = library(("conv", 8), ("conv", 8), input_shape=(1, 16, 16))  # ends at 8×16×16
+
+
+def built(layers: list[list[Member]], n_library: int) -> tuple[list[list[str]], list[tuple[str, int]]]:
+    """The new modules of each library layer (kinds), and the new layers (kind, output channels)."""
+    beside = [[m.kind for m in layer if m.library_id is None] for layer in layers[:n_library]]
+    return beside, [(layer[0].kind, layer[0].output_shape[0]) for layer in layers[n_library:]]
+
+
+def meant(genome: evolution.Genome, ranges: evolution.GeneRanges, top_channels: int):
+    """What ``genome.describe(ranges)`` says is built, in the form of :func:`built`."""
+    beside = [
+        [ranges.extra_kind(i, bit)] * count
+        for i, (count, bit) in enumerate(zip(genome.extra_modules, genome.extra_residual, strict=True))
+    ]
+    on_top, channels = [], top_channels
+    for gene in genome.new_layers:
+        channels = gene.filters if gene.kind == "conv" else channels
+        on_top.append((gene.kind, channels))
+    return beside, on_top
+
+
+def test_the_gene_space_follows_the_library_shapes() -> None:
+    small = gene_space(SMALL, (1, 6, 6))
+    assert small.extra_kinds == (CONV_ONLY, REDUCE_ONLY)  # 1 → 2 channels; a halving layer
+    assert (small.max_new_reductions, small.top_channels) == (0, 2)  # 3×3: no halving; 2 channels
+    roomy = gene_space(ROOMY, (1, 16, 16))
+    assert roomy.extra_kinds == (CONV_ONLY, CONV_OR_FIRE)
+    assert (roomy.max_new_reductions, roomy.top_channels) == (3, 8)  # 16 → 8 → 4 → 2
+    empty = gene_space([], (1, 28, 28))
+    assert (empty.extra_kinds, empty.max_new_reductions, empty.top_channels) == ((), 3, 1)
+
+
+@pytest.mark.parametrize(("layers", "input_shape"), [(SMALL, (1, 6, 6)), (ROOMY, (1, 16, 16))])
+def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_shape) -> None:
+    task = problem(layers, input_shape, halves(TaskSpec("a", "npz"), input_shape, 0))
+    ranges = gene_space(layers, input_shape)
+    top_channels = layers[-1][0].output_shape[0]
+    kinds: set[str] = set()
+
+    def evaluate(genome: evolution.Genome) -> TrainedGenome:
+        network = extended_layers(task, genome, ranges)
+        assert built(network, len(layers)) == meant(genome, ranges, top_channels), genome.describe(ranges)
+        kinds.update(m.kind for layer in network for m in layer if m.library_id is None)
+        curve = Curve([0, 10], [0.5, 0.5 + 0.01 * genome.new_module_count])
+        return TrainedGenome(genome, None, curve)
+
+    for seed in range(3):
+        evolution.evolve(
+            evaluate,
+            len(layers),
+            rng=np.random.default_rng(seed),
+            population=6,
+            generations=6,
+            mutation_rate=0.5,
+            ranges=ranges,
+            crossover=True,
+            rounding="stochastic",
+        )
+    if layers is SMALL:  # only what fits: dim_reduce beside the halving layer, convs, res_fire on a conv
+        assert {"conv", "dim_reduce"} <= kinds
+    else:
+        assert kinds == {"conv", "res_fire", "dim_reduce"}
+
+
+def test_grow_records_the_genome_it_built() -> None:
+    task = problem(SMALL, (1, 6, 6), halves(TaskSpec("a", "npz"), (1, 6, 6), 0))
+    grown = agent().grow(task, None)
+    genome = evolution.Genome.from_json(grown.details["genome"])
+    ranges = gene_space(SMALL, (1, 6, 6))
+    layers = [layer.members for layer in grown.network.layers]
+    assert built(layers, len(SMALL)) == meant(genome, ranges, 2)
+    assert grown.details["genome_text"] == genome.describe(ranges)
+
+
+# ---------------------------------------------------------------------------- seeds
+def test_the_task_streams_are_the_seeds_alone() -> None:
+    (g1, r1), (g2, r2), (g3, _) = task_streams(5), task_streams(5), task_streams(6)
+    assert torch.equal(torch.rand(8, generator=g1), torch.rand(8, generator=g2))
+    assert r1.integers(1 << 30, size=8).tolist() == r2.integers(1 << 30, size=8).tolist()
+    assert not torch.equal(torch.rand(8, generator=task_streams(5)[0]), torch.rand(8, generator=g3))
+
+
+def stored(library: Library, name: str) -> tuple:
+    record, arrays = library.task(name), library.task_arrays(name)
+    uses = [[(u["alpha"].tolist(), u["beta"].tolist()) for u in layer] for layer in arrays.uses]
+    head = {k: v.tolist() for k, v in arrays.head.items()}
+    return record.layers, record.metrics, record.details, uses, head, arrays.probe["logits"].tolist()
+
+
+def test_a_task_learns_the_same_way_first_or_later(tmp_path: Path) -> None:
+    """Task b learned second by the agent that learned a, or first by a fresh agent (with torch's
+    global generator disturbed in between): the same stored task, bit for bit."""
+    a, b = TaskSpec("a", "npz"), TaskSpec("b", "npz")
+    together, apart = Library.create(tmp_path / "together"), Library.create(tmp_path / "apart")
+    shared = agent(seed=3)
+    for library, first, second in ((together, shared, shared), (apart, agent(seed=3), agent(seed=3))):
+        learn(library, first, a, name="a", seed=3, command="test")
+        torch.rand(100)
+        learn(library, second, b, name="b", seed=3, command="test")
+    assert together.task("b").metrics["phase"] == "grow"  # evolution's stream was used too
+    for name in ("a", "b"):
+        assert stored(together, name) == stored(apart, name)
