@@ -26,6 +26,7 @@ from lifelong.data import fetch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NPZ_TASK, FOLDER_TASK = "synthetic-npz", "synthetic-folder"
+pytestmark = pytest.mark.slow  # learns tasks end to end through the console script
 
 
 # ---------------------------------------------------------------------------- helpers

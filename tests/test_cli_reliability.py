@@ -27,6 +27,7 @@ from library_store import Library
 from lifelong.reports import to_json
 
 TASK = "halves"
+pytestmark = pytest.mark.slow  # learns tasks end to end through the console script
 
 
 def run(library: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -332,11 +332,13 @@ def learned(tmp_path_factory: pytest.TempPathFactory, halves: Path, data_dir: Pa
     return library
 
 
+@pytest.mark.slow
 def test_the_stored_name_and_spec_are_stripped(learned: Path, halves: Path) -> None:
     record = Library.open(learned).task(f"npz:{halves}")
     assert record.spec == f"npz:{halves}"
 
 
+@pytest.mark.slow
 def test_bad_data_names_and_specs_through_the_cli(
     learned: Path, halves: Path, data_dir: Path, tmp_path: Path
 ) -> None:
