@@ -13,9 +13,9 @@ import torch
 from agents import Report
 from agents.atari.agent import CONDITIONS, AtariAgent, choose_sources, load_network, replay_probe
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
-from agents.atari.esp import BatchedPolicy, Networks
 from agents.atari.evaluate import evaluate
 from agents.atari.games import resolve_game
+from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
 from library_store import Library, task_key
 from lifelong.device import resolve_device

@@ -25,10 +25,11 @@ import torch
 
 from agents import NewModule, Report, Solution, quiet
 from agents.atari.budget import AtariBudget
-from agents.atari.esp import ESP, BatchedPolicy, ESPConfig, Network, Networks
+from agents.atari.esp import ESP, ESPConfig
 from agents.atari.evaluate import evaluate
 from agents.atari.games import N_OUTPUTS, resolve_game
 from agents.atari.grusm import Source, random_source
+from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate, game_table, substrate_for
 from agents.errors import LifelongError
 from library_store import Library, TaskArrays

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents import at_least, override
+from agents.atari.esp import ESPConfig
 from agents.errors import BudgetError
 
 
@@ -18,9 +19,9 @@ class AtariBudget:
     trials: int  # episodes per evaluation; its fitness is their mean raw score (paper: 5)
     max_frames: int  # emulator frames per episode (4 per agent step)
     self_organize_share: float = 0.5  # of the generations, for transfer-only evolution
-    hidden: int = 8  # own hidden neurons of a network grown from scratch
-    members: int = 20  # members per subpopulation
-    stagnation: int = 20  # generations without a new best before a burst
+    hidden: int = 8  # own neurons a game without sources starts with (the paper gives none; growth adapts it)
+    members: int = ESPConfig.members  # members per subpopulation
+    stagnation: int = ESPConfig.stagnation  # generations without a new best before a burst
     eval_episodes: int = 5  # episodes to score the committed network
     probe_steps: int = 64  # stored observations (and outputs) to verify the network later
 
@@ -38,7 +39,7 @@ class AtariBudget:
 
 # fmt: off
 ATARI_PRESETS: dict[str, AtariBudget] = {
-    # a minute or two of emulation on 2 cores
+    # a first try: a few thousand short episodes
     "quick": AtariBudget(generations=10, evaluations=16, trials=1, max_frames=2000, stagnation=3,
                          eval_episodes=3),
     "standard": AtariBudget(generations=50, evaluations=50, trials=3, max_frames=10000, stagnation=10),

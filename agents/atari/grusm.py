@@ -1,5 +1,7 @@
 """GRUSM (General ReUse of Static Modules): frozen source networks and the transfer genome.
 
+GRUSM-ESP (Braylan, Hollenbeck, Meyerson & Miikkulainen, *Reuse of Neural Modules for General
+Video Game Playing*, AAAI 2016) learns a new game by reusing the frozen networks of earlier games.
 A *source* is the best ESP network of an earlier game, frozen. A target network recruits it with
 the source's own inputs clamped to 0, so a source hidden neuron ``j`` computes::
 
@@ -7,13 +9,28 @@ the source's own inputs clamped to 0, so a source hidden neuron ``j`` computes::
     o(t)   = tanh(W_out h(t) + b_out)                                    (the source's 10 outputs)
 
 and the target adds ``T_out · o(t)`` to its own output pre-activation. Only the transfer weights
-``T_in`` (target inputs → source hidden) and ``T_out`` (source outputs → target outputs) evolve:
-one ESP subpopulation per source whose genome is both matrices flattened (see
-:func:`transfer_genome_size`). The source's tensors are copied and made read-only here, so no
-code path can change a stored network.
+``T_in`` (target inputs → source hidden) and ``T_out`` (source outputs → target outputs) evolve.
 
-This file knows nothing of populations or forwards (that is :mod:`agents.atari.esp`); it holds
-the frozen side of GRUSM and the layout of its genome, in numpy, as stored in the library.
+The algorithm, per new game, and where each step lives::
+
+    recruit sources   the library's networks of other games, frozen     agent.choose_sources, Source
+                      (or random ones with their shapes: the control)   random_source
+    transfer genomes  one ESP subpopulation per source: T_in, T_out     transfer_genome_size,
+                      flattened; forward with the target's own units    split_transfer, BatchedPolicy
+    self-organize     ESP over transfer genomes + output biases only,   AtariAgent.self_organize
+                      for a share of the generations or until target
+    growth            ESP goes on with adaptation: after stagnation a   AtariAgent.grow, ESP.tell,
+                      burst; after repeated bursts lesion, else add a   ESP.adapt, ESP.add_neuron
+                      recruit (a new hidden neuron)
+    lesion            drop the best network's neurons and sources it    ESP.lesion, AtariAgent.prune
+                      does not need (at least one unit stays)
+    commit            its own part frozen as a module (a later game's   AtariAgent.solution
+                      source), transfer weights stored per task
+
+This file holds the frozen side and the layout of the transfer genome, in numpy as stored in the
+library: the source's tensors are copied and made read-only here, so no code path can change a
+stored network. The network format and forward are :mod:`agents.atari.network`, the search
+:mod:`agents.atari.esp`, the steps above :mod:`agents.atari.agent`.
 """
 
 from __future__ import annotations
