@@ -11,10 +11,16 @@ import numpy as np
 import torch
 
 from agents import Report
-from agents.atari.agent import CONDITIONS, AtariAgent, choose_sources, load_network, replay_probe
+from agents.atari.agent import (
+    CONDITIONS,
+    AtariAgent,
+    choose_sources,
+    evaluate_networks,
+    load_network,
+    replay_probe,
+)
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
-from agents.atari.evaluate import evaluate
-from agents.atari.games import resolve_game
+from agents.atari.games import FRAMESKIP, resolve_game
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
 from library_store import Library, task_key
@@ -106,13 +112,11 @@ def evaluate_atari(
     torch_device = resolve_device(device)
     probe = library.task_arrays(name).probe
     outputs = replay_probe(network, probe["observations"], torch_device)
-    policy = BatchedPolicy(Networks.stack([network]), trials=episodes, device=torch_device)
-    budget = record.details["budget"]
-    result = evaluate(
+    result = evaluate_networks(
         game,
-        policy,
+        Networks.stack([network]),
         episodes,
-        max_frames=max_frames or budget["max_frames"],
+        max_frames=max_frames or record.details["budget"]["max_frames"],
         seed=record.details["eval_seed"] if seed is None else seed,
         device=torch_device,
     )
@@ -152,7 +156,8 @@ def play_atari(
     )
     writer = _write_mp4 if video.suffix.lower() == ".mp4" else _write_gif
     write_file(video, lambda path: writer(frames, path))
-    return {"task": name, "game": game, "score": score, "frames": (len(frames) - 1) * 4, "video": str(video)}
+    frames_played = (len(frames) - 1) * FRAMESKIP
+    return {"task": name, "game": game, "score": score, "frames": frames_played, "video": str(video)}
 
 
 def _write_gif(frames: list[np.ndarray], path: Path) -> None:

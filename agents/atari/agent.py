@@ -11,12 +11,17 @@
 - **prune**: lesion the best network, dropping neurons and sources it does not need;
 - the best network is committed as a frozen ``esp_network`` module; the task records which
   sources it uses with which transfer weights.
+
+Each task's random numbers come from its own streams (:data:`SEED_STREAMS`), all derived from the
+seed with numpy's ``SeedSequence``. What a task has spent and found so far lives in its
+:class:`Attempt`, never on the agent.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +31,8 @@ import torch
 from agents import NewModule, Report, Solution, quiet
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import ESP, ESPConfig
-from agents.atari.evaluate import evaluate
-from agents.atari.games import N_OUTPUTS, resolve_game
+from agents.atari.evaluate import EpisodeResults, evaluate
+from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
 from agents.atari.grusm import Source, random_source
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate, game_table, substrate_for
@@ -36,27 +41,85 @@ from library_store import Library, TaskArrays
 
 MODULE_KIND = "esp_network"
 CONDITIONS = ("transfer", "scratch", "random")
+CHECKPOINT_FORMAT = 2
+"""Version of the checkpoint contents (2: evaluation counter and seed streams)."""
+
+SEED_STREAMS = ("evolution", "random_controls", "training_episodes", "eval_episodes")
+"""A task's independent random streams, each derived from its seed by :func:`stream_seed`: ESP's
+generator, the random-control sources, the episodes that score networks while learning (one seed
+per evaluation call), and the committed network's evaluation (that seed is stored with the task,
+so ``lifelong eval`` replays it)."""
 
 
-@dataclass
-class Problem:
-    """A game to learn, its input substrate, and the frozen sources it may recruit."""
-
-    name: str
-    game: str
-    substrate: Substrate
-    sources: list[Source]  # Source.name = library module id, or "" for a random control
-    target: float | None
+def stream_seed(seed: int, stream: str, index: int = 0) -> int:
+    """The 32-bit seed of draw ``index`` of ``stream`` (one of :data:`SEED_STREAMS`) of a task
+    learned with ``seed``: ``SeedSequence([seed, stream, index])`` hashes all three, so streams and
+    draws never share seeds the way offsets added to ``seed`` can."""
+    entropy = [seed, SEED_STREAMS.index(stream), index]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 @dataclass
 class Attempt:
-    """An ESP run so far: its state, learning curves, emulation spent."""
+    """An ESP run so far: its state, learning curves, emulation spent (``frames``) and evaluation
+    calls made (``evaluations``: the index of the next one's seed)."""
 
     esp: ESP
     phase: str
     curves: dict[str, list[float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    frames: int = 0
+    evaluations: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A game to learn (its task name and spec), its input substrate, the frozen sources it may
+    recruit, and, with ``--resume``, the checkpointed attempt to go on from."""
+
+    name: str
+    spec: str
+    game: str
+    substrate: Substrate
+    sources: list[Source]  # Source.name = library module id, or "" for a random control
+    target: float | None
+    resumed: Attempt | None = None
+
+
+def new_esp(budget: AtariBudget, n_inputs: int, seed: int, sources: Sequence[Source] = ()) -> ESP:
+    """The ESP a game starts from: over ``sources`` alone (self-organization: transfer genomes and
+    output biases) or, without sources, over ``budget.hidden`` own neurons."""
+    return ESP(
+        n_inputs,
+        hidden=0 if sources else budget.hidden,
+        sources=sources,
+        config=ESPConfig(members=budget.members, stagnation=budget.stagnation),
+        generator=stream_seed(seed, "evolution"),
+    )
+
+
+def evaluate_networks(
+    game: str,
+    networks: Networks,
+    trials: int,
+    *,
+    max_frames: int,
+    seed: int,
+    device: torch.device,
+    substrate: Substrate | None = None,
+) -> EpisodeResults:
+    """Play each of ``networks`` ``trials`` times, all episodes in lock-step through one
+    :class:`BatchedPolicy` (episode ``n * trials + t`` is trial ``t`` of network ``n``): how the
+    agent scores a generation, a lesion and the network it commits."""
+    return evaluate(
+        game,
+        BatchedPolicy(networks, trials=trials, device=device),
+        len(networks) * trials,
+        max_frames=max_frames,
+        seed=seed,
+        device=device,
+        substrate=substrate,
+    )
 
 
 def source_from_module(library: Library, module_id: str) -> Source:
@@ -160,8 +223,6 @@ class AtariAgent:
         self.device = device or torch.device("cpu")
         self.sources, self.condition, self.report = sources, condition, report
         self.checkpoint, self.checkpoint_every, self.resume = checkpoint, checkpoint_every, resume
-        self.frames = 0
-        self._resumed: Attempt | None = None
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: Any, name: str) -> Problem:
@@ -169,50 +230,35 @@ class AtariAgent:
         chosen = [] if self.condition == "scratch" else choose_sources(library, self.sources, game)
         sources = [source_from_module(library, module_id) for module_id in chosen]
         if self.condition == "random":
-            rng = np.random.default_rng(self.seed)
+            rng = np.random.default_rng(stream_seed(self.seed, "random_controls"))
             sources = [random_source(s, rng, name="") for s in sources]
-        self.frames = 0
-        problem = Problem(name, game, substrate_for(game), sources, self.target)
-        self._spec_text = spec.text
-        self._resumed = self._load_checkpoint(problem, spec.text) if self.resume else None
-        return problem
+        problem = Problem(name, spec.text, game, substrate_for(game), sources, self.target)
+        return replace(problem, resumed=self._load_checkpoint(problem)) if self.resume else problem
 
     def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:
         return attempt is not None and problem.target is not None and attempt.esp.best_score >= problem.target
 
     def self_organize(self, problem: Problem) -> Attempt | None:
-        """Transfer-only evolution over the frozen sources (no own neurons, no adaptation)."""
-        if self._resumed is not None:
-            attempt, self._resumed = self._resumed, None
-            if attempt.phase == "grow":
-                return attempt  # self-organization had finished before the interruption
-            share = max(1, round(self.budget.generations * self.budget.self_organize_share))
-            self._generations(problem, attempt, share - attempt.esp.generation, adapt=False)
-            return attempt
-        if not problem.sources:
-            return None
-        esp = ESP(
-            problem.substrate.n_inputs,
-            hidden=0,
-            sources=problem.sources,
-            config=self._config(),
-            generator=self.seed,
-        )
-        attempt = Attempt(esp, "self_organize")
+        """Transfer-only evolution over the frozen sources (no own neurons, no adaptation) for
+        ``self_organize_share`` of the generations, or until the target is reached."""
+        attempt = problem.resumed
+        if attempt is not None and attempt.phase == "grow":
+            return attempt  # self-organization had finished before the interruption
+        if attempt is None:
+            if not problem.sources:
+                return None
+            esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, problem.sources)
+            attempt = Attempt(esp, "self_organize")
         share = max(1, round(self.budget.generations * self.budget.self_organize_share))
-        self._generations(problem, attempt, share, adapt=False)
+        self._generations(problem, attempt, share - attempt.esp.generation, adapt=False)
+        attempt.details["self_organize_generations"] = attempt.esp.generation
         return attempt
 
     def grow(self, problem: Problem, attempt: Attempt | None) -> Attempt:
         """Go on with adaptation (bursts add recruits: new neurons); from scratch if no sources."""
         if attempt is None:
-            esp = ESP(
-                problem.substrate.n_inputs,
-                hidden=self.budget.hidden,
-                config=self._config(),
-                generator=self.seed,
-            )
-            attempt = Attempt(esp, "grow")
+            esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed)
+            attempt = Attempt(esp, "grow", details={"self_organize_generations": 0})
         attempt.phase = "grow"
         remaining = self.budget.generations - attempt.esp.generation
         self._generations(problem, attempt, max(1, remaining), adapt=True)
@@ -220,7 +266,7 @@ class AtariAgent:
 
     def prune(self, problem: Problem, attempt: Attempt) -> Attempt:
         """Lesion: remove the best network's neurons and sources that do not help."""
-        lesion = attempt.esp.lesion(score_batch=lambda nets: self._scores(problem, nets, "lesion"))
+        lesion = attempt.esp.lesion(score_batch=lambda nets: self._scores(problem, attempt, nets))
         attempt.details.update(
             lesion_baseline=lesion.baseline,
             removed_neurons=len(lesion.removed_neurons),
@@ -233,12 +279,13 @@ class AtariAgent:
         arrays = best.to_arrays()
         own = {k: v for k, v in arrays.items() if not k.startswith("transfer_")}
         n_in = problem.substrate.n_inputs
-        result = evaluate(
+        eval_seed = stream_seed(self.seed, "eval_episodes")
+        result = evaluate_networks(
             problem.game,
-            BatchedPolicy(Networks.stack([best]), trials=self.budget.eval_episodes, device=self.device),
+            Networks.stack([best]),
             self.budget.eval_episodes,
             max_frames=self.budget.max_frames,
-            seed=self._eval_seed(),
+            seed=eval_seed,
             device=self.device,
             substrate=problem.substrate,
         )
@@ -251,12 +298,11 @@ class AtariAgent:
             problem.game,
             recorder,
             1,
-            max_frames=min(self.budget.max_frames, 4 * self.budget.probe_steps),
-            seed=self._eval_seed(),
+            max_frames=min(self.budget.max_frames, FRAMESKIP * self.budget.probe_steps),
+            seed=eval_seed,
             device=self.device,
             substrate=problem.substrate,
         )
-        self.frames += int(result.total_frames) + int(probe_run.total_frames)
         scores = result.scores
         entries: list[str | NewModule] = [
             NewModule(
@@ -296,7 +342,7 @@ class AtariAgent:
             "new_modules": sum(isinstance(e, NewModule) for e in entries),
             "modules_used": len(entries),
             "generations": attempt.esp.generation,
-            "frames": self.frames,
+            "frames": attempt.frames + result.total_frames + probe_run.total_frames,
         }
         details = {
             **attempt.details,
@@ -306,7 +352,7 @@ class AtariAgent:
             "condition": self.condition,
             "target": problem.target,
             "budget": self.budget.__dict__,
-            "eval_seed": self._eval_seed(),
+            "eval_seed": eval_seed,
             "device": str(self.device),
         }
         best_score, target = attempt.esp.best_score, problem.target
@@ -327,17 +373,12 @@ class AtariAgent:
             self.checkpoint.unlink(missing_ok=True)
 
     # -------------------------------------------------------------- helpers
-    def _config(self) -> ESPConfig:
-        return ESPConfig(members=self.budget.members, stagnation=self.budget.stagnation)
-
-    def _eval_seed(self) -> int:
-        return 1_000_003 * (self.seed + 1)
-
     def _save_checkpoint(self, problem: Problem, attempt: Attempt) -> None:
         """Write the evolution state atomically (temporary file, then rename)."""
         state = {
+            "format": CHECKPOINT_FORMAT,
             "name": problem.name,
-            "spec": self._spec_text,
+            "spec": problem.spec,
             "seed": self.seed,
             "condition": self.condition,
             "budget": self.budget.__dict__,
@@ -345,25 +386,27 @@ class AtariAgent:
             "esp": attempt.esp.state_dict(),
             "curves": attempt.curves,
             "details": attempt.details,
-            "frames": self.frames,
+            "frames": attempt.frames,
+            "evaluations": attempt.evaluations,
         }
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         partial = self.checkpoint.with_suffix(".partial")
         torch.save(state, partial)
         partial.replace(self.checkpoint)
 
-    def _load_checkpoint(self, problem: Problem, spec_text: str) -> Attempt:
+    def _load_checkpoint(self, problem: Problem) -> Attempt:
         if self.checkpoint is None or not self.checkpoint.exists():
             raise LifelongError(f"--resume: no checkpoint of {problem.name!r} to resume from")
         state = torch.load(self.checkpoint, weights_only=False)
         mine = {
-            "spec": spec_text,
+            "format": CHECKPOINT_FORMAT,
+            "spec": problem.spec,
             "seed": self.seed,
             "condition": self.condition,
             "budget": self.budget.__dict__,
         }
         for key, value in mine.items():
-            if state[key] != value:
+            if state.get(key) != value:
                 raise LifelongError(f"--resume: the checkpoint was made with another {key} ({state[key]!r})")
         by_name = {source.name: source for source in problem.sources}
         try:
@@ -371,8 +414,9 @@ class AtariAgent:
             esp = ESP.from_state_dict(state["esp"], sources)
         except (KeyError, ValueError) as error:
             raise LifelongError(f"--resume: the checkpoint does not fit this library ({error})") from None
-        self.frames = int(state["frames"])
-        return Attempt(esp, state["phase"], state["curves"], state["details"])
+        return Attempt(
+            esp, state["phase"], state["curves"], state["details"], state["frames"], state["evaluations"]
+        )
 
     def _generations(self, problem: Problem, attempt: Attempt, count: int, *, adapt: bool) -> None:
         esp, b = attempt.esp, self.budget
@@ -380,13 +424,13 @@ class AtariAgent:
         for step in range(1, count + 1):
             started = time.perf_counter()
             members, networks = esp.ask(b.evaluations)
-            scores = self._scores(problem, networks, f"generation {esp.generation}")
-            scorer = (lambda nets: self._scores(problem, nets, "lesion")) if adapt else None
+            scores = self._scores(problem, attempt, networks)
+            scorer = (lambda nets: self._scores(problem, attempt, nets)) if adapt else None
             event = esp.tell(members, scores, score_batch=scorer)
             curves = attempt.curves
             curves.setdefault("best_so_far", []).append(esp.best_score)
             curves.setdefault("mean_score", []).append(float(np.mean(scores)))
-            curves.setdefault("frames", []).append(float(self.frames))
+            curves.setdefault("frames", []).append(float(attempt.frames))
             curves.setdefault("seconds", []).append(time.perf_counter() - started)
             curves.setdefault("hidden_neurons", []).append(float(esp.n_hidden))
             self.report(
@@ -401,21 +445,21 @@ class AtariAgent:
             if problem.target is not None and esp.best_score >= problem.target:
                 break
 
-    def _scores(self, problem: Problem, networks: Networks, label: str) -> np.ndarray:
-        """Mean raw score of each network over ``trials`` episodes, all emulators in lock-step."""
+    def _scores(self, problem: Problem, attempt: Attempt, networks: Networks) -> np.ndarray:
+        """Mean raw score of each network over ``trials`` episodes, all emulators in lock-step; the
+        episodes' seed is the attempt's next draw of the training stream."""
         trials = self.budget.trials
-        policy = BatchedPolicy(networks, trials=trials, device=self.device)
-        seed = self.seed * 1_000_003 + len(problem.name) + int(self.frames % 1_000_003)
-        result = evaluate(
+        result = evaluate_networks(
             problem.game,
-            policy,
-            len(networks) * trials,
+            networks,
+            trials,
             max_frames=self.budget.max_frames,
-            seed=seed,
+            seed=stream_seed(self.seed, "training_episodes", attempt.evaluations),
             device=self.device,
             substrate=problem.substrate,
         )
-        self.frames += int(result.total_frames)
+        attempt.evaluations += 1
+        attempt.frames += result.total_frames
         return result.scores.reshape(len(networks), trials).mean(axis=1)
 
     @staticmethod
