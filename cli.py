@@ -437,9 +437,7 @@ def play(
     task: str,
     video: Annotated[Path, typer.Option(help="Where to write the episode (.mp4 or .gif).")],
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Episode seed (sticky actions).")] = 0,
-    max_frames: Annotated[
-        int | None, typer.Option(min=1, help="Frame cap (default: the task's).")
-    ] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Frame cap (default: the task's).")] = None,
 ) -> None:
     """Play one episode of a stored Atari task and record it."""
     from lifelong.atari import play_atari
@@ -497,22 +495,12 @@ def bench_store(
     results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
 ) -> None:
     """Time commit, snapshot, restore and open+list for libraries of growing size."""
-    from lifelong import bench
     from lifelong.bench.store import bench_store as body
 
     counts = sorted(set(_int_list(sizes, "--sizes")))
     if counts[0] < 1:
         raise typer.BadParameter("--sizes must be positive")
-    with _progress(_settings(ctx)) as progress:
-        report, path = bench.run(
-            "store",
-            lambda report: body(counts, seed, report),
-            seeds=[seed],
-            device="cpu",
-            out_dir=results_dir,
-            report=progress,
-        )
-    _show_bench(_settings(ctx), report, path)
+    _bench(ctx, "store", lambda report: body(counts, seed, report), [seed], "cpu", results_dir)
 
 
 @bench_app.command("smart-mnist")
@@ -527,22 +515,14 @@ def bench_smart_mnist(
     results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
 ) -> None:
     """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
-    from lifelong import bench
     from lifelong.bench.smart_mnist import bench_smart_mnist as body
     from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.device import resolve_device
 
-    settings = _settings(ctx)
     seed_list = _int_list(seeds, "--seeds")
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
-    report, path = bench.run(
-        "smart-mnist",
-        lambda _: body(seed_list, plan, device, data_dir),
-        seeds=seed_list,
-        device=str(resolve_device(device)),
-        out_dir=results_dir,
-    )
-    _show_bench(settings, report, path)
+    run = lambda _: body(seed_list, plan, device, data_dir)  # noqa: E731
+    _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
 
 
 @bench_app.command("atari-throughput")
@@ -555,18 +535,11 @@ def bench_atari_throughput(
     results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
 ) -> None:
     """Raw ALE stepping vs the agent's evaluation loop (ratio target ≥ 0.9), batched forward speed."""
-    from lifelong import bench
     from lifelong.bench.atari_throughput import bench_atari_throughput as body
 
-    settings = _settings(ctx)
-    report, path = bench.run(
-        "atari-throughput",
-        lambda _: body(game, episodes, max_frames, seed),
-        seeds=[seed],
-        device="cpu",
-        out_dir=results_dir,
+    _bench(
+        ctx, "atari-throughput", lambda _: body(game, episodes, max_frames, seed), [seed], "cpu", results_dir
     )
-    _show_bench(settings, report, path)
 
 
 @bench_app.command("atari-transfer")
@@ -583,13 +556,11 @@ def bench_atari_transfer(
     results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
 ) -> None:
     """Scratch vs random vs transfer on source → target game pairs; transfer effectiveness."""
-    from lifelong import bench
     from lifelong.atari import atari_budget
     from lifelong.bench.atari_transfer import PAIRS
     from lifelong.bench.atari_transfer import bench_atari_transfer as body
     from lifelong.device import resolve_device
 
-    settings = _settings(ctx)
     seed_list = _int_list(seeds, "--seeds")
     chosen = [tuple(p.split(">")) for p in pairs.split(",")] if pairs else list(PAIRS[: 1 if quick else 3])
     if any(len(p) != 2 for p in chosen):
@@ -597,17 +568,27 @@ def bench_atari_transfer(
     plan = atari_budget(
         "quick" if quick else budget, generations=generations, evaluations=evaluations, max_frames=max_frames
     )
-    report, path = bench.run(
-        "atari-transfer",
-        lambda _: body(chosen, seed_list, plan, device),
-        seeds=seed_list,
-        device=str(resolve_device(device)),
-        out_dir=results_dir,
-    )
-    _show_bench(settings, report, path)
+    run = lambda _: body(chosen, seed_list, plan, device)  # noqa: E731
+    _bench(ctx, "atari-transfer", run, seed_list, str(resolve_device(device)), results_dir)
 
 
-def _show_bench(settings: Settings, report: dict[str, Any], path: Path) -> None:
+def _bench(
+    ctx: typer.Context,
+    protocol: str,
+    body: Callable[[Callable[..., None]], Any],
+    seeds: list[int],
+    device: str,
+    results_dir: Path,
+) -> None:
+    """Run a benchmark with live progress, write its JSON result, print it."""
+    from lifelong import bench
+
+
+    settings = _settings(ctx)
+    with _progress(settings) as progress:
+        report, path = bench.run(
+            protocol, body, seeds=seeds, device=device, out_dir=results_dir, report=progress
+        )
     if settings.as_json:
         _show(settings, report)
         return
