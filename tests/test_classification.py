@@ -25,6 +25,7 @@ from lifelong.data import fetch
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 
+pytestmark = pytest.mark.slow  # learns on real MNIST end to end
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["quick"].override(
     so_steps=60,
