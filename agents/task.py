@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-Shape = tuple[int, ...]
 DEFAULT_INPUT_SHAPE = (1, 28, 28)  # what an empty library's first image task is resized to
 
 
