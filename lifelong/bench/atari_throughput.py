@@ -1,4 +1,4 @@
-"""``lifelong bench atari-throughput``: the Atari evaluation loop against the emulator's own speed.
+"""``lifelong bench atari-throughput``: the agent's evaluation of a generation against the emulator's speed.
 
 Conditions, all on the same pooled emulators of one game, the same number of them, the same
 episodes and frame cap, run in interleaved rounds (raw, agent, agent-random, raw, …) so that load
@@ -6,9 +6,12 @@ from other processes on this shared machine hits every condition alike:
 
 - ``raw_ale``: the physical limit: emulators stepped in lock-step with uniform-random actions and
   nothing else (:func:`agents.atari.evaluate.raw_ale`).
-- ``agent_loop``: :func:`agents.atari.evaluate.evaluate` with a realistic batched policy, one
-  recurrent network per episode (substrate inputs → 8 tanh hidden neurons with self-loops → 10
-  tanh outputs), every step two batched matmuls over all the stacked networks.
+- ``agent_loop``: what the agent runs to score one ESP generation: ``episodes`` networks assembled
+  by :meth:`ESP.ask <agents.atari.esp.ESP.ask>` from the population a game without sources starts
+  from (:func:`agents.atari.agent.new_esp`, the ``quick`` budget's hidden neurons and members), one
+  trial each, played by :func:`agents.atari.agent.evaluate_networks` (their
+  :class:`~agents.atari.network.BatchedPolicy`, ``evaluate()`` with the agent's settings: default
+  emulators, no worker threads, torch's own thread count, which the agent leaves alone).
 - ``agent_loop_random_policy``: ``evaluate`` with random outputs from one batched torch op.
 - ``agent_loop_threads`` (``workers`` ≥ 2): ``evaluate`` stepping the emulators in a thread pool.
 - ``raw_ale_internal_frameskip`` (``extras``): fresh emulators using ALE's own ``frame_skip=4``
@@ -19,12 +22,13 @@ from other processes on this shared machine hits every condition alike:
   directly.
 
 ``steps_per_s`` leaves out the time spent starting episodes (``reset_game`` costs many steps'
-worth, and a random policy dies sooner than a network in some games, so the loops reset at different rates);
-``steps_per_s_with_episode_starts`` includes it. ``agent_loop.policy_steps_per_s_batched_forward``
-times the batched forward alone for ``networks`` networks at once (einsum over stacked weights),
-with ``policy_steps_per_s_python_loop`` (one network at a time) for comparison. The headline
-ratio ``ratios.agent_vs_raw_ale`` = agent-loop steps/s ÷ raw steps/s over all rounds; the target
-is ≥ 0.9 (shared DESIGN.md).
+worth, and a random policy dies sooner than a network in some games, so the loops reset at
+different rates); ``steps_per_s_with_episode_starts`` includes it.
+``agent_loop.policy_steps_per_s_batched_forward`` times the agent's ``BatchedPolicy`` alone for
+``networks`` networks of that population at once (every episode running, sparse binary inputs
+like a substrate's), with ``policy_steps_per_s_python_loop`` (one ``BatchedPolicy`` per network)
+for comparison. The headline ratio ``ratios.agent_vs_raw_ale`` = agent-loop steps/s ÷ raw steps/s
+over all rounds; the target is ≥ 0.9.
 """
 
 from __future__ import annotations
@@ -36,45 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.atari.agent import evaluate_networks, new_esp
+from agents.atari.budget import ATARI_PRESETS
 from agents.atari.evaluate import DEFAULT_EMULATORS, STICKY, EpisodeResults, evaluate, raw_ale, warm_pool
 from agents.atari.games import FRAMESKIP, N_ACTIONS, N_OUTPUTS, resolve_game, rom_path
+from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.substrate import substrate_for
 from lifelong.bench import BenchResult
-
-HIDDEN = 8
-"""Hidden neurons per network: the size of a scratch ESP network."""
-
-
-class RecurrentPolicy:
-    """One recurrent tanh network per episode slot, weights stacked: ``h = tanh(x W_in + b + s ⊙ h)``,
-    ``y = tanh(h W_out + c)``: the cost an ESP generation pays per step. Like the ESP's batched
-    policy it runs every network each step (two batched matmuls over the stacked weights, no
-    gather of weights) with the observations of finished episodes zeroed, and keeps only the
-    running episodes' new states."""
-
-    def __init__(self, n_networks: int, n_in: int, hidden: int = HIDDEN, seed: int = 0) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.w_in = torch.randn(n_networks, n_in, hidden, generator=g) / n_in**0.5
-        self.bias = torch.randn(n_networks, hidden, generator=g) * 0.5
-        self.loop = torch.randn(n_networks, hidden, generator=g) * 0.5
-        self.w_out = torch.randn(n_networks, hidden, N_OUTPUTS, generator=g)
-        self.out_bias = torch.randn(n_networks, N_OUTPUTS, generator=g) * 0.5
-        self.h = torch.zeros(n_networks, hidden)
-        self.x = torch.zeros(n_networks, n_in)
-
-    def reset(self, n_episodes: int) -> None:
-        if n_episodes != self.w_in.shape[0]:
-            raise ValueError(f"{n_episodes} episodes for {self.w_in.shape[0]} networks")
-        self.h.zero_()
-
-    def __call__(self, observations: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        self.x.zero_()
-        self.x.index_copy_(0, slots, observations)
-        hidden = torch.baddbmm(self.bias.unsqueeze(1), self.x.unsqueeze(1), self.w_in).squeeze(1)
-        h = torch.tanh(hidden + self.loop * self.h)
-        self.h.index_copy_(0, slots, h.index_select(0, slots))
-        out = torch.baddbmm(self.out_bias.unsqueeze(1), h.unsqueeze(1), self.w_out).squeeze(1)
-        return out.index_select(0, slots).tanh_()
 
 
 class RandomPolicy:
@@ -87,39 +59,37 @@ class RandomPolicy:
         return torch.rand(observations.shape[0], N_OUTPUTS, generator=self.generator) * 2 - 1
 
 
-def batched_forward_rate(n_networks: int, n_in: int, steps: int = 300, seed: int = 0) -> float:
-    """Policy-steps/s of the forward of ``n_networks`` recurrent networks at once: einsum over
-    stacked weights (every network one step per call)."""
-    g = torch.Generator().manual_seed(seed)
-    w_in = torch.randn(n_networks, n_in, HIDDEN, generator=g) / n_in**0.5
-    loop, bias = torch.randn(n_networks, HIDDEN, generator=g), torch.randn(n_networks, HIDDEN, generator=g)
-    w_out = torch.randn(n_networks, HIDDEN, N_OUTPUTS, generator=g)
-    x = (torch.rand(n_networks, n_in, generator=g) < 0.05).float()
-    h = torch.zeros(n_networks, HIDDEN)
-    with torch.no_grad():
-        start = time.perf_counter()
-        for _ in range(steps):
-            h = torch.tanh(torch.einsum("ni,nih->nh", x, w_in) + bias + loop * h)
-            torch.tanh(torch.einsum("nh,nho->no", h, w_out))
-        return n_networks * steps / (time.perf_counter() - start)
+def _sparse_inputs(n: int, n_in: int, seed: int) -> torch.Tensor:
+    """``(n, n_in)`` binary inputs, 5% ones: about as sparse as an object substrate."""
+    return (torch.rand(n, n_in, generator=torch.Generator().manual_seed(seed)) < 0.05).float()
 
 
-def python_loop_rate(n_networks: int, n_in: int, steps: int = 30, seed: int = 0) -> float:
-    """Policy-steps/s of the same forward, one network per Python call (the slow alternative)."""
-    g = torch.Generator().manual_seed(seed)
-    nets = [
-        (torch.randn(n_in, HIDDEN, generator=g), torch.randn(HIDDEN, N_OUTPUTS, generator=g))
-        for _ in range(n_networks)
-    ]
-    x = (torch.rand(n_in, generator=g) < 0.05).float()
-    h = [torch.zeros(HIDDEN) for _ in range(n_networks)]
-    with torch.no_grad():
-        start = time.perf_counter()
-        for _ in range(steps):
-            for i, (w_in, w_out) in enumerate(nets):
-                h[i] = torch.tanh(x @ w_in + h[i])
-                torch.tanh(h[i] @ w_out)
-        return n_networks * steps / (time.perf_counter() - start)
+def batched_forward_rate(networks: Networks, steps: int = 300, seed: int = 0) -> float:
+    """Policy-steps/s of the agent's :class:`BatchedPolicy` over all ``networks`` at once (one
+    trial each, every episode running: one call steps every network)."""
+    n = len(networks)
+    policy = BatchedPolicy(networks, trials=1)
+    policy.reset(n)
+    x, slots = _sparse_inputs(n, networks.n_in, seed), torch.arange(n)
+    start = time.perf_counter()
+    for _ in range(steps):
+        policy(x, slots)
+    return n * steps / (time.perf_counter() - start)
+
+
+def python_loop_rate(networks: Networks, steps: int = 30, seed: int = 0) -> float:
+    """Policy-steps/s of the same forward with one :class:`BatchedPolicy` per network, called in a
+    Python loop (the slow alternative)."""
+    n = len(networks)
+    policies = [BatchedPolicy(Networks.stack([networks[i]]), trials=1) for i in range(n)]
+    for policy in policies:
+        policy.reset(1)
+    x, slot = _sparse_inputs(n, networks.n_in, seed), torch.zeros(1, dtype=torch.int64)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for i, policy in enumerate(policies):
+            policy(x[i : i + 1], slot)
+    return n * steps / (time.perf_counter() - start)
 
 
 class _Lockstep:
@@ -232,105 +202,95 @@ def bench_atari_throughput(
     workers: int = 2,
     extras: bool = True,
 ) -> BenchResult:
-    """Raw ALE stepping vs the agent's evaluation loop on ``game`` (see the module docstring).
+    """Raw ALE stepping vs the agent's evaluation of a generation on ``game`` (see the module
+    docstring).
 
-    ``episodes`` per condition and round, at most :data:`DEFAULT_EMULATORS` at once; ``rounds``
-    interleaved repetitions; ``networks`` for the batched-forward timing; ``workers`` for the
+    ``episodes`` per condition and round (for the agent: networks, one trial each), at most
+    :data:`DEFAULT_EMULATORS` at once; ``rounds`` interleaved repetitions, each with its own seed
+    and its own networks; ``networks`` for the batched-forward timing; ``workers`` for the
     thread-pool condition (< 2 skips it); ``extras`` adds the internal-frameskip and gymnasium
-    references (their emulators load before the rounds, outside the timing). Torch runs on one
-    thread here (restored after): on 2 shared cores a second intra-op thread only fights the
-    emulators.
+    references (their emulators load before the rounds, outside the timing). Torch's thread count
+    is left as the agent leaves it.
     """
     if episodes < 1 or max_frames < FRAMESKIP or rounds < 1 or networks < 1:
         raise ValueError("episodes, rounds and networks must be >= 1 and max_frames >= 4")
     rom = resolve_game(game)
     n_envs = min(episodes, DEFAULT_EMULATORS)
     n_in = substrate_for(rom).n_inputs
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        warm_pool(rom, n_envs)
-        references = (
-            {
-                "raw_ale_internal_frameskip": internal_frameskip_loop(rom, n_envs, seed),
-                "gymnasium_env": gymnasium_loop(rom, n_envs, seed),
-            }
-            if extras
-            else {}
-        )
-        runs: dict[str, list[EpisodeResults]] = {
-            "raw_ale": [],
-            "agent_loop": [],
-            "agent_loop_random_policy": [],
+    budget = ATARI_PRESETS["quick"].override(evaluations=episodes, trials=1, max_frames=max_frames)
+    esp = new_esp(budget, n_in, seed)
+    cpu = torch.device("cpu")
+    warm_pool(rom, n_envs)
+    references = (
+        {
+            "raw_ale_internal_frameskip": internal_frameskip_loop(rom, n_envs, seed),
+            "gymnasium_env": gymnasium_loop(rom, n_envs, seed),
         }
-        if workers >= 2:
-            runs["agent_loop_threads"] = []
-        reference_runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in references}
-        common = {"max_frames": max_frames, "emulators": n_envs}
-        for r in range(rounds):
-            s = seed + 1000 * r
-            runs["raw_ale"].append(raw_ale(rom, episodes, seed=s, **common))
-            policy = RecurrentPolicy(episodes, n_in, seed=s)
-            runs["agent_loop"].append(evaluate(rom, policy, episodes, seed=s, **common))
-            runs["agent_loop_random_policy"].append(
-                evaluate(rom, RandomPolicy(s), episodes, seed=s, **common)
-            )
-            if workers >= 2:
-                runs["agent_loop_threads"].append(
-                    evaluate(rom, RandomPolicy(s), episodes, seed=s, workers=workers, **common)
-                )
-            for name, loop in references.items():
-                reference_runs[name].append(loop.run(episodes, max_frames, s))
-        results: dict[str, dict[str, float]] = {name: _totals(rs) for name, rs in runs.items()}
-        for name, triples in reference_runs.items():
-            steps, wall, resets = (sum(t[i] for t in triples) for i in range(3))
-            results[name] = {
-                "steps_per_s": round(steps / (wall - resets), 1),
-                "steps_per_s_with_episode_starts": round(steps / wall, 1),
-                "frames": steps * FRAMESKIP,
-                "wall_s": round(wall, 3),
-                "episode_starts_s": round(resets, 3),
-            }
-        raw = results["raw_ale"]["steps_per_s"]
-        results["raw_ale"]["emulators"] = n_envs
-        agent = runs["agent_loop"]
-        per_round = [
-            a.stepping_steps_per_s / b.stepping_steps_per_s
-            for a, b in zip(agent, runs["raw_ale"], strict=True)
-        ]
-        wall = sum(r.wall_s for r in agent)
-        shares = {f"share_{k}": round(sum(r.seconds[k] for r in agent) / wall, 4) for k in agent[0].seconds}
-        results["agent_loop"].update(
-            {
-                "emulators": n_envs,
-                "inputs": n_in,
-                "hidden": HIDDEN,
-                "ratio_min_over_rounds": round(min(per_round), 4),
-                "ratio_max_over_rounds": round(max(per_round), 4),
-                **shares,
-                "policy_steps_per_s_batched_forward": round(
-                    batched_forward_rate(networks, n_in, seed=seed), 1
-                ),
-                "policy_steps_per_s_python_loop": round(python_loop_rate(networks, n_in, seed=seed), 1),
-                "batched_forward_networks": networks,
-            }
+        if extras
+        else {}
+    )
+    runs: dict[str, list[EpisodeResults]] = {"raw_ale": [], "agent_loop": [], "agent_loop_random_policy": []}
+    if workers >= 2:
+        runs["agent_loop_threads"] = []
+    reference_runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in references}
+    common = {"max_frames": max_frames, "emulators": n_envs}
+    for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
+        runs["raw_ale"].append(raw_ale(rom, episodes, seed=s, **common))
+        _, generation = esp.ask(budget.evaluations)
+        runs["agent_loop"].append(
+            evaluate_networks(rom, generation, budget.trials, max_frames=max_frames, seed=s, device=cpu)
         )
-        ratios = {
-            "agent_vs_raw_ale": round(results["agent_loop"]["steps_per_s"] / raw, 4),
-            "agent_random_policy_vs_raw_ale": round(
-                results["agent_loop_random_policy"]["steps_per_s"] / raw, 4
-            ),
-        }
+        runs["agent_loop_random_policy"].append(evaluate(rom, RandomPolicy(s), episodes, seed=s, **common))
         if workers >= 2:
-            results["agent_loop_threads"]["workers"] = workers
-            sequential = results["agent_loop_random_policy"]["steps_per_s"]
-            ratios["threads_vs_sequential"] = round(
-                results["agent_loop_threads"]["steps_per_s"] / sequential, 4
+            runs["agent_loop_threads"].append(
+                evaluate(rom, RandomPolicy(s), episodes, seed=s, workers=workers, **common)
             )
-        if extras:
-            internal = results["raw_ale_internal_frameskip"]["steps_per_s"]
-            ratios["internal_frameskip_vs_raw_ale"] = round(internal / raw, 4)
-            ratios["gymnasium_vs_raw_ale"] = round(results["gymnasium_env"]["steps_per_s"] / raw, 4)
-        return results, ratios
-    finally:
-        torch.set_num_threads(threads)
+        for name, loop in references.items():
+            reference_runs[name].append(loop.run(episodes, max_frames, s))
+    results: dict[str, dict[str, float]] = {name: _totals(rs) for name, rs in runs.items()}
+    for name, triples in reference_runs.items():
+        steps, wall, resets = (sum(t[i] for t in triples) for i in range(3))
+        results[name] = {
+            "steps_per_s": round(steps / (wall - resets), 1),
+            "steps_per_s_with_episode_starts": round(steps / wall, 1),
+            "frames": steps * FRAMESKIP,
+            "wall_s": round(wall, 3),
+            "episode_starts_s": round(resets, 3),
+        }
+    raw = results["raw_ale"]["steps_per_s"]
+    results["raw_ale"]["emulators"] = n_envs
+    agent = runs["agent_loop"]
+    per_round = [
+        a.stepping_steps_per_s / b.stepping_steps_per_s for a, b in zip(agent, runs["raw_ale"], strict=True)
+    ]
+    wall = sum(r.wall_s for r in agent)
+    shares = {f"share_{k}": round(sum(r.seconds[k] for r in agent) / wall, 4) for k in agent[0].seconds}
+    _, forward_networks = esp.ask(networks)
+    results["agent_loop"].update(
+        {
+            "emulators": agent[0].emulators,
+            "inputs": n_in,
+            "hidden": budget.hidden,
+            "members": budget.members,
+            "torch_threads": torch.get_num_threads(),
+            "ratio_min_over_rounds": round(min(per_round), 4),
+            "ratio_max_over_rounds": round(max(per_round), 4),
+            **shares,
+            "policy_steps_per_s_batched_forward": round(batched_forward_rate(forward_networks, seed=seed), 1),
+            "policy_steps_per_s_python_loop": round(python_loop_rate(forward_networks, seed=seed), 1),
+            "batched_forward_networks": networks,
+        }
+    )
+    ratios = {
+        "agent_vs_raw_ale": round(results["agent_loop"]["steps_per_s"] / raw, 4),
+        "agent_random_policy_vs_raw_ale": round(results["agent_loop_random_policy"]["steps_per_s"] / raw, 4),
+    }
+    if workers >= 2:
+        results["agent_loop_threads"]["workers"] = workers
+        sequential = results["agent_loop_random_policy"]["steps_per_s"]
+        ratios["threads_vs_sequential"] = round(results["agent_loop_threads"]["steps_per_s"] / sequential, 4)
+    if extras:
+        internal = results["raw_ale_internal_frameskip"]["steps_per_s"]
+        ratios["internal_frameskip_vs_raw_ale"] = round(internal / raw, 4)
+        ratios["gymnasium_vs_raw_ale"] = round(results["gymnasium_env"]["steps_per_s"] / raw, 4)
+    return results, ratios
