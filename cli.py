@@ -521,7 +521,7 @@ def bench_smart_mnist(
 
     seed_list = _int_list(seeds, "--seeds")
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
-    run = lambda _: body(seed_list, plan, device, data_dir)  # noqa: E731
+    run = lambda report: body(seed_list, plan, device, data_dir, report)  # noqa: E731
     _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
 
 
@@ -568,7 +568,7 @@ def bench_atari_transfer(
     plan = atari_budget(
         "quick" if quick else budget, generations=generations, evaluations=evaluations, max_frames=max_frames
     )
-    run = lambda _: body(chosen, seed_list, plan, device)  # noqa: E731
+    run = lambda report: body(chosen, seed_list, plan, device, report)  # noqa: E731
     _bench(ctx, "atari-transfer", run, seed_list, str(resolve_device(device)), results_dir)
 
 

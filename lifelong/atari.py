@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from agents import Report
 from agents.atari.agent import (
     CONDITIONS,
     AtariAgent,
@@ -27,6 +25,7 @@ from library_store import Library, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
+from lifelong.runner import Run
 from lifelong.tasks import TaskSpec
 
 
@@ -57,9 +56,7 @@ class AtariPlan:
         if self.checkpoint_every < 0:
             raise LifelongError("--checkpoint-every must be 0 (never) or more")
 
-    def check(
-        self, library: Library, spec: TaskSpec, *, data_dir: Path | None, learned_before: Sequence[str]
-    ) -> None:
+    def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
         """Before any work: ``--sources`` names networks of other games (or tasks that this call
         learns first, ``learned_before``)."""
         if self.sources in ("auto", "none"):
@@ -68,25 +65,16 @@ class AtariPlan:
         if listed:
             choose_sources(library, ",".join(listed), resolve_game(spec.game))
 
-    def agent(
-        self,
-        library: Library,
-        name: str,
-        *,
-        seed: int,
-        device: torch.device,
-        data_dir: Path | None,
-        report: Report,
-    ) -> AtariAgent:
+    def agent(self, library: Library, name: str, run: Run) -> AtariAgent:
         """An agent for task ``name``; its checkpoint lives in ``<library>/checkpoints/``."""
         return AtariAgent(
             self.budget,
             target=self.target,
-            seed=seed,
-            device=device,
+            seed=run.seed,
+            device=run.device,
             sources=self.sources,
             condition=self.condition,
-            report=report,
+            report=run.report,
             checkpoint=library.path / "checkpoints" / f"{task_key(name)}.pt",
             checkpoint_every=self.checkpoint_every,
             resume=self.resume,

@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents import Report
 from agents.classification.agent import ClassificationAgent, load_task_network
 from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
 from agents.classification.training import accuracy, predict_logits
@@ -20,6 +19,7 @@ from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError, TaskDataError
 from lifelong.files import check_output_file, write_file
+from lifelong.runner import Run
 from lifelong.tasks import TaskData, TaskSpec, check_source, load_task_data, parse_spec
 
 DEMO_SEEN = ("mnist:1v3", "mnist:1v2", "mnist:3v4", "mnist:4v5", "mnist:0v9")
@@ -49,25 +49,19 @@ class ClassificationPlan:
         if not 0 < self.target <= 1:
             raise LifelongError(f"--target must lie in (0, 1] for image tasks, got {self.target:g}")
 
-    def check(
-        self, library: Library, spec: TaskSpec, *, data_dir: Path | None, learned_before: Sequence[str]
-    ) -> None:
+    def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
         """Before any work: the task's data can be had and suits the spec."""
-        check_source(spec, data_dir)
+        check_source(spec, run.data_dir)
 
-    def agent(
-        self,
-        library: Library,
-        name: str,
-        *,
-        seed: int,
-        device: torch.device,
-        data_dir: Path | None,
-        report: Report,
-    ) -> ClassificationAgent:
-        load = functools.partial(_load, data_dir=data_dir)
+    def agent(self, library: Library, name: str, run: Run) -> ClassificationAgent:
+        load = functools.partial(_load, data_dir=run.data_dir)
         return ClassificationAgent(
-            self.budget, target=self.target, seed=seed, device=device, load_data=load, report=report
+            self.budget,
+            target=self.target,
+            seed=run.seed,
+            device=run.device,
+            load_data=load,
+            report=run.report,
         )
 
 

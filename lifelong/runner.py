@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -26,26 +27,26 @@ from lifelong.learn import learn
 from lifelong.tasks import check_names
 
 
+@dataclass(frozen=True)
+class Run:
+    """What every task of one ``learn`` call shares."""
+
+    seed: int
+    device: torch.device
+    data_dir: Path | None = None  # the image data cache (None: $LIFELONG_DATA, else ./data)
+    report: Report = quiet
+
+
 class Plan(Protocol):
     """How the tasks of one family are learned."""
 
     family: str
 
-    def check(
-        self, library: Library, spec: TaskSpec, *, data_dir: Path | None, learned_before: Sequence[str]
-    ) -> None:
-        """Raise a one-line error now if learning ``spec`` would fail for a reason known now."""
+    def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
+        """Raise a one-line error now if learning ``spec`` would fail for a reason known now;
+        ``learned_before``: the tasks this call learns first."""
 
-    def agent(
-        self,
-        library: Library,
-        name: str,
-        *,
-        seed: int,
-        device: torch.device,
-        data_dir: Path | None,
-        report: Report,
-    ) -> Agent:
+    def agent(self, library: Library, name: str, run: Run) -> Agent:
         """The agent that learns task ``name``."""
 
 
@@ -64,11 +65,11 @@ def learn_specs(
     """Check every task, then learn and commit each in turn. Ctrl-C raises :class:`Interrupted`,
     whose message says what this call committed; the task in progress is never committed half-way."""
     names = check_names(library, list(specs), list(names) if names else None)
-    torch_device = resolve_device(device)
+    run = Run(seed, resolve_device(device), data_dir, report)
     for index, spec in enumerate(specs):
         if spec.family not in plans:
             raise TaskSpecError(f"{spec.text!r}: no plan for {spec.family} tasks was given")
-        plans[spec.family].check(library, spec, data_dir=data_dir, learned_before=names[:index])
+        plans[spec.family].check(library, spec, run, names[:index])
     library.check_writable()
     command = shlex.join(["lifelong", *sys.argv[1:]])
     records = []
@@ -76,9 +77,7 @@ def learn_specs(
         for spec, name in zip(specs, names, strict=True):
             library.refresh()
             report("task", name=name)
-            agent = plans[spec.family].agent(
-                library, name, seed=seed, device=torch_device, data_dir=data_dir, report=report
-            )
+            agent = plans[spec.family].agent(library, name, run)
             records.append(
                 learn(
                     library, agent, spec, name=name, seed=seed, command=command, require_target=require_target

@@ -21,6 +21,18 @@ from lifelong.reports import to_json
 BenchResult = tuple[dict[str, dict[str, float]], dict[str, float]]  # (results, ratios)
 
 
+class Stage:
+    """A benchmark's outer progress bar: ``advance(n, status)`` after each unit of work."""
+
+    def __init__(self, report: Report, name: str, total: int) -> None:
+        self.report, self.done = report, 0
+        report("stage", name=name, total=total)
+
+    def advance(self, units: int, status: str) -> None:
+        self.done += units
+        self.report("stage_step", step=self.done, status=status)
+
+
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for package in ("lifelong", "torch", "zarr", "icechunk", "ale-py", "gymnasium"):

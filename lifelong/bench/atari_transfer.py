@@ -15,11 +15,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from agents import Report, quiet
 from agents.atari.budget import AtariBudget
 from library_store import Library, TaskRecord
 from lifelong.atari import AtariPlan
-from lifelong.bench import BenchResult
-from lifelong.runner import learn_specs
+from lifelong.bench import BenchResult, Stage
+from lifelong.device import resolve_device
+from lifelong.runner import Run, learn_specs
 from lifelong.tasks import parse_spec
 
 PAIRS = (("Freeway", "SpaceInvaders"), ("Boxing", "Seaquest"), ("Pong", "Breakout"))
@@ -36,39 +38,54 @@ def checkpoints(generations: int) -> list[int]:
     return sorted({max(1, round(g * generations / 200)) for g in PAPER_GENERATIONS})
 
 
-def learn_game(
-    library: Library, game: str, plan: AtariPlan, seed: int, device: str, name: str | None = None
-) -> list[TaskRecord]:
+def learn_game(library: Library, game: str, plan: AtariPlan, run: Run, name: str | None = None) -> TaskRecord:
     library.refresh()
     spec = parse_spec(f"atari:{game}")
-    return learn_specs(
-        library, [spec], plans={plan.family: plan}, names=name and [name], seed=seed, device=device
+    (record,) = learn_specs(
+        library,
+        [spec],
+        plans={plan.family: plan},
+        names=name and [name],
+        seed=run.seed,
+        device=str(run.device),
+        report=run.report,
     )
+    return record
 
 
 def run_pair(
-    source: str, target: str, seed: int, budget: AtariBudget, device: str, root: Path
+    source: str, target: str, budget: AtariBudget, run: Run, root: Path, stage: Stage
 ) -> dict[str, list[float]]:
     """Best-so-far curve of the target under each condition, for one seed."""
     curves = {}
-    library = Library.create(root / f"{source}-{target}-{seed}")
-    learn_game(library, source, AtariPlan(budget), seed, device)
+    library = Library.create(root / f"{source}-{target}-{run.seed}")
+    learn_game(library, source, AtariPlan(budget), run)
+    stage.advance(1, f"seed {run.seed}: {source} learned")
     for condition, (mode, sources) in CONDITIONS.items():
         plan = AtariPlan(budget, condition=mode, sources=sources)
-        (record,) = learn_game(library, target, plan, seed, device, name=f"{target}-{condition}")
+        record = learn_game(library, target, plan, run, name=f"{target}-{condition}")
         curves[condition] = record.curves["best_so_far"]
+        stage.advance(1, f"seed {run.seed}: {target} {condition}")
     return curves
 
 
 def bench_atari_transfer(
-    pairs: list[tuple[str, str]], seeds: list[int], budget: AtariBudget, device: str
+    pairs: list[tuple[str, str]], seeds: list[int], budget: AtariBudget, device: str, report: Report = quiet
 ) -> BenchResult:
     results: dict[str, dict[str, float]] = {}
     ratios: dict[str, float] = {}
     marks = checkpoints(budget.generations)
+    stage = Stage(
+        report, "bench atari-transfer (games learned)", len(pairs) * len(seeds) * (1 + len(CONDITIONS))
+    )
     with tempfile.TemporaryDirectory(prefix="lifelong-atari-") as tmp:
         for source, target in pairs:
-            runs = [run_pair(source, target, seed, budget, device, Path(tmp)) for seed in seeds]
+            runs = [
+                run_pair(
+                    source, target, budget, Run(seed, resolve_device(device), report=report), Path(tmp), stage
+                )
+                for seed in seeds
+            ]
             every = [v for run in runs for curve in run.values() for v in curve]
             score_range = (max(every) - min(every)) or 1.0
 

@@ -13,28 +13,32 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents import quiet
+from agents import Report, quiet
 from agents.classification.training import accuracy
 from library_store import Library
-from lifelong.bench import BenchResult
+from lifelong.bench import BenchResult, Stage
 from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, ClassificationPlan
 from lifelong.device import resolve_device
-from lifelong.runner import learn_specs
+from lifelong.runner import Run, learn_specs
 from lifelong.tasks import parse_spec
 
 SEEN = DEMO_SEEN
 UNSEEN = (*DEMO_UNSEEN, "mnist:0v6", "mnist:7v8")
 
 
-def run_seed(seed: int, plan: ClassificationPlan, device: str, data_dir: Path | None, root: Path) -> dict:
+def run_seed(
+    seed: int, plan: ClassificationPlan, device: str, data_dir: Path | None, root: Path, stage: Stage
+) -> dict:
     library = Library.create(root / f"seed-{seed}")
     start = time.perf_counter()
     specs = [parse_spec(text) for text in SEEN]
-    seen = learn_specs(library, specs, plans={plan.family: plan}, seed=seed, device=device, data_dir=data_dir)
-    seen_seconds = time.perf_counter() - start
-    agent = plan.agent(
-        library, "unseen", seed=seed, device=resolve_device(device), data_dir=data_dir, report=quiet
+    plans = {plan.family: plan}
+    seen = learn_specs(
+        library, specs, plans=plans, seed=seed, device=device, data_dir=data_dir, report=stage.report
     )
+    stage.advance(len(SEEN), f"seed {seed}: seen tasks learned")
+    seen_seconds = time.perf_counter() - start
+    agent = plan.agent(library, "unseen", Run(seed, resolve_device(device), data_dir))
     unseen = []
     for text in UNSEEN:
         start = time.perf_counter()
@@ -43,6 +47,7 @@ def run_seed(seed: int, plan: ClassificationPlan, device: str, data_dir: Path | 
         seconds = time.perf_counter() - start
         test_acc = accuracy(attempt.network, problem.data.test_x, problem.data.test_y, agent.device)
         unseen.append({"task": text, "test_acc": test_acc, "val_acc": attempt.val_acc, "seconds": seconds})
+        stage.advance(1, f"seed {seed}: unseen {text}")
     return {
         "seen": [
             {"task": r.name, "phase": r.metrics["phase"], "test_acc": r.metrics["test_acc"]} for r in seen
@@ -54,10 +59,11 @@ def run_seed(seed: int, plan: ClassificationPlan, device: str, data_dir: Path | 
 
 
 def bench_smart_mnist(
-    seeds: list[int], plan: ClassificationPlan, device: str, data_dir: Path | None
+    seeds: list[int], plan: ClassificationPlan, device: str, data_dir: Path | None, report: Report = quiet
 ) -> BenchResult:
+    stage = Stage(report, "bench smart-mnist (tasks)", len(seeds) * (len(SEEN) + len(UNSEEN)))
     with tempfile.TemporaryDirectory(prefix="lifelong-smart-") as tmp:
-        runs = {seed: run_seed(seed, plan, device, data_dir, Path(tmp)) for seed in seeds}
+        runs = {seed: run_seed(seed, plan, device, data_dir, Path(tmp), stage) for seed in seeds}
     unseen_acc = [u["test_acc"] for run in runs.values() for u in run["unseen"]]
     seed_means = [statistics.mean(u["test_acc"] for u in run["unseen"]) for run in runs.values()]
     unseen_seconds = [u["seconds"] for run in runs.values() for u in run["unseen"]]

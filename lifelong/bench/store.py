@@ -17,7 +17,7 @@ import numpy as np
 
 from agents import Report, quiet
 from library_store import Library, TaskRecord
-from lifelong.bench import BenchResult
+from lifelong.bench import BenchResult, Stage
 
 REPEATS = 7
 
@@ -78,11 +78,11 @@ def measure(size: int, root: Path, seed: int) -> dict[str, float]:
 
 def bench_store(sizes: list[int], seed: int, report: Report = quiet) -> BenchResult:
     results = {}
-    report("stage", name="bench store", total=len(sizes))
+    stage = Stage(report, "bench store (library sizes)", len(sizes))
     with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as tmp:
-        for done, size in enumerate(sizes, 1):
+        for size in sizes:
             results[f"library_{size}"] = measure(size, Path(tmp), seed)
-            report("stage_step", step=done, status=f"{size} modules")
+            stage.advance(1, f"{size} modules")
     small, large = results[f"library_{min(sizes)}"], results[f"library_{max(sizes)}"]
     tag = f"{max(sizes)}_vs_{min(sizes)}"
     ratios = {
