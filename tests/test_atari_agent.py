@@ -47,6 +47,7 @@ def two_games(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return path, {"boxing": boxing, "freeway": freeway, "source": source_id, "before": before}
 
 
+@pytest.mark.slow
 def test_scratch_game_improves_over_generation_one_and_commits_a_network(
     two_games: tuple[Path, dict],
 ) -> None:
@@ -61,6 +62,7 @@ def test_scratch_game_improves_over_generation_one_and_commits_a_network(
     assert freeway.metrics["hidden_neurons"] >= 1
 
 
+@pytest.mark.slow
 def test_self_organization_evolves_transfer_weights_over_the_frozen_source(
     two_games: tuple[Path, dict],
 ) -> None:
@@ -94,6 +96,7 @@ def test_self_organization_evolves_transfer_weights_over_the_frozen_source(
     assert library.check() == []
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_committed_network(two_games: tuple[Path, dict]) -> None:
     path, learned = two_games
     library = Library.open(path)
@@ -105,6 +108,7 @@ def test_eval_reproduces_the_committed_network(two_games: tuple[Path, dict]) -> 
         )
 
 
+@pytest.mark.slow
 def test_modules_of_a_game_name_its_sources(two_games: tuple[Path, dict]) -> None:
     path, _ = two_games
     rows = json.loads(run_cli("--json", "modules", "--task", "atari:Boxing", library=path).stdout)
@@ -136,6 +140,7 @@ def test_bad_atari_input_is_one_line_and_changes_nothing(
     assert fingerprint(path) == before
 
 
+@pytest.mark.slow
 def test_resume_continues_an_interrupted_run_exactly(tmp_path: Path) -> None:
     budget = TINY.override(generations=3, evaluations=6, max_frames=400)
     whole = learn_game(Library.create(tmp_path / "a"), "Freeway", budget, seed=5)
@@ -158,6 +163,7 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path: Path) -> None:
         learn_game(library, "Boxing", budget, seed=5, resume=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
 def test_play_records_a_video(two_games: tuple[Path, dict], tmp_path: Path, suffix: str) -> None:
     path, _ = two_games
