@@ -22,6 +22,7 @@ from library_store.errors import (
     UnknownModule,
     UnknownSnapshot,
     UnknownTask,
+    first_line,
 )
 from library_store.layout import SCHEMA_VERSION, task_key
 from library_store.library import Library, Transaction
@@ -59,6 +60,7 @@ __all__ = [
     "UnknownModule",
     "UnknownSnapshot",
     "UnknownTask",
+    "first_line",
     "task_key",
     "tensors_checksum",
 ]

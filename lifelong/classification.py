@@ -15,7 +15,7 @@ import torch
 from agents.classification.agent import ClassificationAgent, load_task_network
 from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
 from agents.classification.training import accuracy, predict_logits
-from library_store import Library, TaskRecord
+from library_store import Library, TaskRecord, first_line
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError, TaskDataError
 from lifelong.files import check_output_file, write_file
@@ -115,7 +115,7 @@ def predict_files(library: Library, name: str, files: list[Path]) -> list[dict[s
             image = decode_image(str(path), mode=mode)
         except (RuntimeError, ValueError) as error:
             raise TaskDataError(
-                f"{path} is not an image torchvision can read ({str(error).splitlines()[0]})"
+                f"{path} is not an image torchvision can read ({first_line(error)})"
             ) from None
         images.append(resize(image, [height, width], antialias=True))
     network = load_task_network(library, name)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData, TaskSpec
+from library_store import first_line
 from lifelong.errors import TaskDataError, TaskSpecError
 
 if TYPE_CHECKING:
@@ -389,7 +390,7 @@ def _list_images(folder: Path) -> tuple[list[Sample], list[str]]:
         names, index = find_classes(folder)
         return make_dataset(folder, index, extensions=IMG_EXTENSIONS), names
     except OSError as error:
-        raise TaskDataError(f"{folder}: {error.strerror or str(error).splitlines()[0]}") from None
+        raise TaskDataError(f"{folder}: {error.strerror or first_line(error)}") from None
 
 
 @contextmanager
