@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from pathlib import Path
@@ -640,6 +641,9 @@ def _main() -> None:
     """Run the app; turn every expected failure into one line and exit code 2."""
     if len(sys.argv) == 1:
         sys.argv.append("--help")
+    # Ctrl-C can land while zarr waits on one of its coroutines; Python then warns, at some later
+    # garbage collection, that the coroutine was never awaited. That is noise, not news.
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
         sys.exit(code if isinstance(code, int) else 0)

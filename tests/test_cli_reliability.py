@@ -238,9 +238,11 @@ def interrupt_when(library: Path, args: list[str], marker: str) -> subprocess.Co
 
 
 def test_ctrl_c_says_what_was_committed(library: Path, npz: dict[str, Path]) -> None:
-    spec = f"npz:{npz['halves']}"
-    slow = ("--so-steps", "100000", "--eval-every", "1000")  # the second task would run for minutes
-    args = ["learn", spec, spec, "--name", "first", "--name", "second", *TINY]
+    easy, hard = f"npz:{npz['halves']}", f"npz:{npz['noise']}"
+    # The noise task cannot reach the target: it grows, and with these steps it runs for minutes,
+    # so the interrupt surely lands inside it.
+    slow = ("--target", "0.99", "--so-steps", "100000", "--final-steps", "100000", "--eval-every", "1000")
+    args = ["learn", *TINY, *slow, easy, hard, "--name", "first", "--name", "second"]
     result = interrupt_when(library, args, "learning second")
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr
@@ -252,7 +254,7 @@ def test_ctrl_c_says_what_was_committed(library: Path, npz: dict[str, Path]) -> 
     assert library_now.check() == []
 
     before = fingerprint(library)
-    result = interrupt_when(library, ["learn", spec, "--name", "third", *TINY, *slow], "learning third")
+    result = interrupt_when(library, ["learn", *TINY, *slow, hard, "--name", "third"], "learning third")
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "error: interrupted: nothing was committed; 'third' was in progress and was not committed"
