@@ -424,7 +424,10 @@ def evaluate(
     if library.task(task).family == "atari":
         from lifelong.atari import evaluate_atari
 
-        report = evaluate_atari(library, task, episodes=episodes, seed=seed, device=device)
+        with _progress(settings) as progress:
+            report = evaluate_atari(
+                library, task, episodes=episodes, seed=seed, device=device, report=progress
+            )
     else:
         from lifelong.classification import evaluate_task
 

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from agents import Report
 from agents.atari.agent import (
     CONDITIONS,
     AtariAgent,
@@ -89,6 +90,7 @@ def evaluate_atari(
     seed: int | None = None,
     max_frames: int | None = None,
     device: str = "cpu",
+    report: Report | None = None,
 ) -> dict[str, Any]:
     """Play a stored game's network: mean ± sd raw score, and the bit-exact probe check."""
     record = library.task(name)
@@ -107,6 +109,7 @@ def evaluate_atari(
         max_frames=max_frames or record.details["budget"]["max_frames"],
         seed=record.details["eval_seed"] if seed is None else seed,
         device=torch_device,
+        report=report,
     )
     scores = result.scores
     return {

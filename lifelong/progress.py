@@ -1,10 +1,11 @@
 """Live progress on stderr: the agents' and benchmarks' events as rich progress bars.
 
 Events, ``report(event, **info)``: ``task`` (name), ``phase_done`` and ``candidate`` print a
-line; ``phase`` (name, total) opens the bar of a training or evolution phase, which ``eval`` and
-``generation`` (step, …) move; ``stage`` (name, total) opens a benchmark's outer bar, which
-``stage_step`` (step, status) moves. Bars show elapsed and remaining time. They are transient
-and drawn only on a terminal, so piped output and ``--json`` runs keep the printed lines alone.
+line; ``phase`` (name, total) opens the bar of a training or evolution phase or of evaluation
+episodes, which ``eval``, ``generation`` and ``episode`` (step, …) move; ``stage`` (name,
+total) opens a benchmark's outer bar, which ``stage_step`` (step, status) moves. Bars show
+elapsed and remaining time. They are transient and drawn only on a terminal, so piped output
+and ``--json`` runs keep the printed lines alone.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class LiveProgress:
             if self.phase is not None:
                 self.progress.remove_task(self.phase)
             self.phase = self.progress.add_task(f"  {info['name']}", total=info["total"], status="")
+        elif event == "episode" and self.phase is not None:
+            self.progress.update(self.phase, completed=info["step"])
         elif event == "eval" and self.phase is not None:
             self.progress.update(self.phase, completed=info["step"], status=f"val {info['val_acc']:.4f}")
         elif event == "generation" and self.phase is not None:

@@ -107,6 +107,7 @@ def evaluate_networks(
     seed: int,
     device: torch.device,
     substrate: Substrate | None = None,
+    report: Report | None = None,
 ) -> EpisodeResults:
     """Play each of ``networks`` ``trials`` times, all episodes in lock-step through one
     :class:`BatchedPolicy` (episode ``n * trials + t`` is trial ``t`` of network ``n``): how the
@@ -119,6 +120,7 @@ def evaluate_networks(
         seed=seed,
         device=device,
         substrate=substrate,
+        report=report,
     )
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents import Report
 from agents.atari.games import (
     FRAMESKIP,
     N_ACTIONS,
@@ -231,13 +232,15 @@ def evaluate(
     emulators: int | None = None,
     device: torch.device | str = "cpu",
     substrate: Substrate | None = None,
+    report: Report | None = None,
 ) -> EpisodeResults:
     """Run ``n_episodes`` episodes of ``game`` under ``policy`` in lock-step (conventions: see
     the module docstring). ``policy.reset(n_episodes)`` is called first if it exists; then once
     per step ``policy(observations, slots)`` with every running episode (``slots`` = episode
     indices 0..n_episodes-1, to index per-episode recurrent state). ``workers`` > 1 steps the
     emulators in a thread pool; ``emulators`` caps the episodes run at once; observations and
-    slots are put on ``device``; ``substrate`` overrides the game's default inputs."""
+    slots are put on ``device``; ``substrate`` overrides the game's default inputs; ``report``
+    hears a ``phase`` of ``n_episodes`` and an ``episode`` event as each one ends."""
     _check(n_episodes, max_frames, sticky, emulators)
     rom = resolve_game(game)
     substrate = substrate or substrate_for(rom)
@@ -255,6 +258,9 @@ def evaluate(
         book = _Episodes(ales, n_episodes, max_frames // FRAMESKIP, seed, sticky)
         t_observe = t_policy = t_emulate = 0.0
         slots: torch.Tensor | None = None
+        finished = 0
+        if report is not None:
+            report("phase", name=f"{rom} episodes", total=n_episodes)
         while book.running:
             t0 = time.perf_counter()
             k = len(book.running)
@@ -276,6 +282,9 @@ def evaluate(
             if ended:
                 book.advance(ended)
                 slots = None
+                finished += len(ended)
+                if report is not None:
+                    report("episode", step=finished)
             t3 = time.perf_counter()
             t_observe += t1 - t0
             t_policy += t2 - t1
