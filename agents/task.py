@@ -26,6 +26,8 @@ class TaskSpec:
     path: Path | None = None
     game: str | None = None
     train_size: int | None = None
+    per_class: bool = False  # train_size counts training examples per class (``@5pc``)
+    transforms: tuple[str, ...] = ()  # applied in order to images or labels: ``invert``, ``permute=3``…
 
     @property
     def family(self) -> str:

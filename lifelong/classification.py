@@ -51,7 +51,7 @@ class ClassificationPlan:
 
     def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
         """Before any work: the task's data can be had and suits the spec."""
-        check_source(spec, run.data_dir)
+        check_source(spec, run.data_dir, run.seed)
 
     def agent(self, library: Library, name: str, run: Run) -> ClassificationAgent:
         load = functools.partial(_load, data_dir=run.data_dir)

@@ -8,7 +8,9 @@ A spec names a task and its data in one string::
     imagefolder:PATH your own images (torchvision ImageFolder: one sub-folder per class)
     npz:PATH         arrays x_train, y_train, x_test, y_test
     atari:Pong       an Atari game (the Atari agent), resolved when the spec is parsed
-    …@200            suffix: use 200 training examples (not for atari)
+    …@200            suffix: use 200 training examples (not for atari); …@5pc: 5 per class
+    …~invert         suffixes, applied in order: ~invert, ~rot90 (images), ~permute=SEED (one
+                     fixed pixel permutation), ~labels=SEED (one fixed permutation of the labels)
 
 Spec text and task names are stripped of surrounding white space; a name must not be empty, hold
 a control character (newline, tab, …) or be longer than ``NAME_MAX`` characters.
@@ -54,6 +56,8 @@ DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
 SOURCES = (*DATASETS, "imagefolder", "npz", "atari")
 VALIDATION_FRACTION, VALIDATION_MAX = 0.1, 1000
 NAME_MAX = 200
+# spec transforms (``~name`` or ``~name=SEED``): whether each takes a seed
+TRANSFORMS = {"invert": False, "rot90": False, "permute": True, "labels": True}
 SPLITS = ("train", "test")
 # what a numpy dtype kind holds, for messages about arrays that are not numbers
 KINDS = {"b": "booleans", "c": "complex numbers", "U": "text", "S": "bytes", "V": "records", "M": "dates"}
@@ -67,12 +71,17 @@ def parse_spec(text: str) -> TaskSpec:
     text = text.strip()
     if not text:
         raise TaskSpecError("empty task spec (e.g. mnist:3v8)")
-    body, at, size_text = text.partition("@")
-    train_size = None
+    rest, transforms = _split_transforms(text)
+    body, at, size_text = rest.partition("@")
+    train_size, per_class = None, False
     if at:
-        if not (size_text.isascii() and size_text.isdigit()) or int(size_text) < 1:
-            raise TaskSpecError(f"bad spec {text!r}: '@{size_text}' must be a positive number of examples")
-        train_size = int(size_text)
+        size = re.fullmatch(r"([0-9]+)(pc)?", size_text)
+        if size is None or int(size[1]) < 1:
+            raise TaskSpecError(
+                f"bad spec {text!r}: '@{size_text}' must be a positive number of examples "
+                "(e.g. @200), or of examples per class (e.g. @5pc)"
+            )
+        train_size, per_class = int(size[1]), bool(size[2])
     source, colon, argument = body.partition(":")
     source = source.lower()
     if source not in SOURCES:
@@ -83,17 +92,41 @@ def parse_spec(text: str) -> TaskSpec:
                 f"bad spec {text!r}: no classes after ':' (e.g. {source}:3v8; {source} alone means all ten)"
             )
         classes = _parse_classes(argument, text) if argument else tuple(range(10))
-        return TaskSpec(text, source, classes=classes, train_size=train_size)
+        return TaskSpec(
+            text, source, classes=classes, train_size=train_size, per_class=per_class, transforms=transforms
+        )
     if not argument:
         raise TaskSpecError(f"bad spec {text!r}: {source} needs a {'game' if source == 'atari' else 'path'}")
     if source == "atari":
         if at:
             raise TaskSpecError(f"bad spec {text!r}: '@N' counts training examples; Atari tasks have none")
+        if transforms:
+            raise TaskSpecError(f"bad spec {text!r}: '~' transforms images; Atari tasks have none")
         return TaskSpec(text, source, game=_resolve_game(argument))
     path = Path(argument).expanduser()
     if not path.exists():
         raise TaskSpecError(f"bad spec {text!r}: {path} does not exist")
-    return TaskSpec(text, source, path=path, train_size=train_size)
+    return TaskSpec(
+        text, source, path=path, train_size=train_size, per_class=per_class, transforms=transforms
+    )
+
+
+def _split_transforms(text: str) -> tuple[str, tuple[str, ...]]:
+    """``mnist:3v8@20~invert~permute=3`` → (``mnist:3v8@20``, (``invert``, ``permute=3``)).
+    Only a trailing ``~word`` counts, so a path such as ``npz:~/data.npz`` keeps its ``~``."""
+    found: list[str] = []
+    while match := re.search(r"~([A-Za-z]\w*(?:=[^~@/]*)?)$", text):
+        name, _, value = match[1].partition("=")
+        if (
+            name not in TRANSFORMS
+            or (TRANSFORMS[name] and not value.isdigit())
+            or (not TRANSFORMS[name] and value)
+        ):
+            known = ", ".join(f"~{n}=SEED" if seeded else f"~{n}" for n, seeded in TRANSFORMS.items())
+            raise TaskSpecError(f"bad spec {text!r}: unknown transform '~{match[1]}' (known: {known})")
+        found.insert(0, match[1])
+        text = text[: match.start()]
+    return text, tuple(found)
 
 
 def check_names(library: Library, specs: list[TaskSpec], names: list[str] | None) -> list[str]:
@@ -114,7 +147,7 @@ def check_names(library: Library, specs: list[TaskSpec], names: list[str] | None
     return names
 
 
-def check_source(spec: TaskSpec, data_dir: Path | None = None) -> None:
+def check_source(spec: TaskSpec, data_dir: Path | None = None, seed: int = 0) -> None:
     """Check, without training, that a classification task's data can be had and suits the spec:
     the data set is cached or fetched, the npz passes every check of loading, the image folder
     lists readable images of at least 2 classes, and there are enough examples for ``@N``.
@@ -123,15 +156,14 @@ def check_source(spec: TaskSpec, data_dir: Path | None = None) -> None:
     if spec.family != "classification":
         return
     if spec.source == "imagefolder":
-        train, test, names = _image_split(spec.path, seed=0)
+        train, test, names = _image_split(spec.path, seed)
         for file, _ in (*train, *test):
             with _image_file(file):  # reads the header only
                 pass
-        pool = len(train)
+        labels = torch.tensor([label for _, label in train], dtype=torch.int64)
     else:
-        (_, train_y), _, names = _builtin(spec, data_dir) if spec.source in DATASETS else _npz(spec.path)
-        pool = len(train_y)
-    _check_counts(spec, names, pool)
+        (_, labels), _, names = _builtin(spec, data_dir) if spec.source in DATASETS else _npz(spec.path)
+    _split(spec, names, labels, seed)
 
 
 def _check_name(name: str) -> None:
@@ -197,32 +229,79 @@ def load_task_data(
     else:
         raise TaskSpecError(f"{spec.text!r} is not an image classification task")
     train_x, test_x = _fit(train_x, input_shape, spec), _fit(test_x, input_shape, spec)
-    _check_counts(spec, names, len(train_y))
-
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(train_y), generator=generator)
-    n_val = _validation_size(len(order))
-    val, train = order[:n_val], order[n_val:]
-    if spec.train_size is not None:
-        train = train[: spec.train_size]
+    val, train = _split(spec, names, train_y, seed)
+    for transform in spec.transforms:
+        train_x, test_x = transform_images(transform, train_x), transform_images(transform, test_x)
+        train_y, test_y, names = transform_labels(transform, train_y, test_y, names)
     return TaskData(train_x[train], train_y[train], train_x[val], train_y[val], test_x, test_y, names)
 
 
-def _validation_size(pool: int) -> int:
-    return max(1, min(VALIDATION_MAX, int(VALIDATION_FRACTION * pool)))
-
-
-def _check_counts(spec: TaskSpec, names: list[str], pool: int) -> None:
-    """At least 2 classes, and enough training examples (``pool`` less validation) for the spec."""
+def _split(
+    spec: TaskSpec, names: list[str], labels: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the validation and the training examples: a seeded validation split off the
+    training pool, then the spec's ``@N`` (the first N) or ``@Npc`` (the first N of each class).
+    Raises :class:`TaskDataError` if the pool cannot give what the spec asks."""
     if len(names) < 2:
         raise TaskDataError(
             f"{spec.text!r}: a classification task needs at least 2 classes, found {len(names)}"
         )
-    available = pool - _validation_size(pool)
-    if available <= 0:
-        raise TaskDataError(f"{spec.text!r}: {pool} training example(s) is too few (one goes to validation)")
-    if spec.train_size is not None and spec.train_size > available:
-        raise TaskDataError(f"{spec.text!r}: asks for {spec.train_size} examples, only {available} available")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    n_val = _validation_size(len(order))
+    val, train = order[:n_val], order[n_val:]
+    if len(train) == 0:
+        raise TaskDataError(
+            f"{spec.text!r}: {len(order)} training example(s) is too few (one goes to validation)"
+        )
+    if spec.train_size is None:
+        return val, train
+    if not spec.per_class:
+        if spec.train_size > len(train):
+            raise TaskDataError(
+                f"{spec.text!r}: asks for {spec.train_size} examples, only {len(train)} available"
+            )
+        return val, train[: spec.train_size]
+    keep = torch.zeros(len(train), dtype=torch.bool)
+    for label, name in enumerate(names):
+        mine = (labels[train] == label).nonzero().flatten()
+        if len(mine) < spec.train_size:
+            raise TaskDataError(
+                f"{spec.text!r}: asks for {spec.train_size} examples per class; class {name!r} has "
+                f"{len(mine)}"
+            )
+        keep[mine[: spec.train_size]] = True
+    return val, train[keep]
+
+
+def transform_images(transform: str, x: torch.Tensor) -> torch.Tensor:
+    """uint8 images ``(N, C, H, W)`` under one spec transform (labels transforms leave them)."""
+    name, _, value = transform.partition("=")
+    if name == "invert":
+        return 255 - x
+    if name == "rot90":
+        return torch.rot90(x, 1, dims=(2, 3)).contiguous()
+    if name == "permute":  # one fixed permutation of the pixel positions, the same for every image
+        order = torch.from_numpy(np.random.default_rng(int(value)).permutation(x.shape[2] * x.shape[3]))
+        return x.flatten(2)[:, :, order].reshape(x.shape)
+    return x
+
+
+def transform_labels(
+    transform: str, train_y: torch.Tensor, test_y: torch.Tensor, names: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``labels=SEED``: class ``c`` becomes class ``perm[c]`` (a fixed permutation), names follow."""
+    name, _, value = transform.partition("=")
+    if name != "labels":
+        return train_y, test_y, names
+    perm = torch.from_numpy(np.random.default_rng(int(value)).permutation(len(names)))
+    renamed = [""] * len(names)
+    for old, new in enumerate(perm.tolist()):
+        renamed[new] = names[old]
+    return perm[train_y], perm[test_y], renamed
+
+
+def _validation_size(pool: int) -> int:
+    return max(1, min(VALIDATION_MAX, int(VALIDATION_FRACTION * pool)))
 
 
 def _select(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]) -> Split:

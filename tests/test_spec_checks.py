@@ -355,6 +355,8 @@ def test_bad_data_names_and_specs_through_the_cli(
         ((good, "--name", "first", f"npz:{mixed}", "--name", "second"), ("save both splits on one scale",)),
         ((good, "--name", "first", f"imagefolder:{broken}", "--name", "second"), ("0.png is not an image",)),
         ((good, "--name", "first", "mnist:", "--name", "second"), ("no classes after ':'",)),
+        ((good, "--name", "first", "mnist:3v8~invrt", "--name", "second"), ("unknown transform '~invrt'",)),
+        ((good, "--name", "first", "mnist:3v8@9000pc", "--name", "second"), ("examples per class",)),
         ((f"{good} ",), (f"task '{good}' already exists",)),
         ((good, "--name", ""), ("--name cannot be empty",)),
         ((good, "--name", "two\nlines"), ("holds a control character",)),
