@@ -468,6 +468,39 @@ def export(ctx: typer.Context, task: str, out: Path) -> None:
     _show(settings, export_task(settings.open(), task, out), "exported")
 
 
+@app.command()
+def streams(
+    ctx: typer.Context,
+    stream: Annotated[
+        str | None, typer.Argument(help="A preset's name or specs with one '|' (default: list the presets).")
+    ] = None,
+) -> None:
+    """Task streams: the presets, or one stream's tasks and which of them are judged."""
+    from lifelong.streams import PRESETS, parse_stream
+
+    settings = _settings(ctx)
+    if stream is None:
+        rows = []
+        for name in PRESETS:
+            parsed = parse_stream(name)
+            rows.append(
+                {
+                    "stream": name,
+                    "tasks": len(parsed.specs),
+                    "judged": len(parsed.judged),
+                    "specs": parsed.text,
+                }
+            )
+        _show(settings, rows, "streams")
+        return
+    parsed = parse_stream(stream)
+    rows = [
+        {"position": i, "task": spec.text, "role": "judged" if i >= parsed.judged_from else "builds"}
+        for i, spec in enumerate(parsed.specs)
+    ]
+    _show(settings, rows, f"stream {parsed.name}")
+
+
 # ---------------------------------------------------------------------------- data
 @data_app.command("fetch")
 def data_fetch(
@@ -586,7 +619,6 @@ def _bench(
 ) -> None:
     """Run a benchmark with live progress, write its JSON result, print it."""
     from lifelong import bench
-
 
     settings = _settings(ctx)
     with _progress(settings) as progress:
