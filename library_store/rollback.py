@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 REFS = "refs"
+SETTLE_S, SETTLE_MAX_S = 0.02, 1.0  # how long to watch for an object write still in flight
 # Folders of objects: every change may write to all of them ...
 OBJECT_FOLDERS = ("chunks", "manifests", "snapshots", "transactions")
 # ... but a commit without arrays (a history entry) writes only these; snapshot and restore
@@ -70,6 +72,27 @@ def take_back(repo: Path, before: Mark) -> None:
                 file.truncate()
     for ref in _names(repo / REFS) - before.refs:
         shutil.rmtree(repo / REFS / ref)
-    for folder, names in before.objects.items():
-        for name in _names(repo / folder) - names:
-            (repo / folder / name).unlink(missing_ok=True)
+    # icechunk writes a commit's objects concurrently: when one write fails, another may still
+    # be landing. Remove what the change added until a listing SETTLE_S later finds nothing new.
+    _remove_added(repo, before)
+    deadline = time.monotonic() + SETTLE_MAX_S
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_S)
+        if not _remove_added(repo, before):
+            break
+
+
+def _added(repo: Path, before: Mark) -> list[Path]:
+    return [
+        repo / folder / name
+        for folder, names in before.objects.items()
+        for name in _names(repo / folder) - names
+    ]
+
+
+def _remove_added(repo: Path, before: Mark) -> bool:
+    """Remove the objects added since ``before``; whether there were any."""
+    added = _added(repo, before)
+    for path in added:
+        path.unlink(missing_ok=True)
+    return bool(added)
