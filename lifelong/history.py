@@ -1,0 +1,161 @@
+"""Metrics of a library's own history: its classification tasks in commit order, what each cost
+and added, and the accuracy matrix over them (``lifelong metrics``).
+
+A committed task never changes (its modules are frozen, its α/β and head its own), so the row of
+the matrix after task ``i`` holds the accuracies stored at learning time; only the last row is
+measured now, by re-evaluating every task. Backward transfer is then 0 for an intact library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from library_store import HistoryEntry, Library, ModuleRecord, TaskRecord
+from lifelong import classification, metrics
+from lifelong.errors import LifelongError
+
+PHASES = ("self_organize", "grow", "settle")  # the order a task's learning curves were recorded in
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # statistics, not parameters
+
+
+def library_history(
+    library: Library, *, data_dir: Path | None = None, device: str = "cpu", evaluate: bool = True
+) -> dict[str, Any]:
+    """``{"tasks": [...], "skipped": [...], "matrix": R, "summary": {...}}`` (see the module doc);
+    ``evaluate=False`` uses the stored test accuracies for the last row instead of measuring."""
+    records = {record.name: record for record in library.tasks()}
+    order = commit_order(library.log(), library.state, list(records))
+    created: dict[str, list[ModuleRecord]] = {}
+    for module in library.modules():
+        created.setdefault(module.created_by, []).append(module)
+    rows, skipped = [], []
+    library_modules = library_params = 0
+    for name in order:
+        record = records[name]
+        new = created.get(name, [])
+        library_modules += len(new)
+        library_params += sum(module_parameters(m) for m in new)
+        if record.family != "classification":
+            skipped.append({"name": name, "family": record.family, "why": "not an image task"})
+            continue
+        stored = record.metrics.get("test_acc")
+        if stored is None:
+            raise LifelongError(f"task {name!r} has no stored test accuracy")
+        rows.append(
+            {
+                "name": name,
+                "spec": record.spec,
+                "phase": record.metrics.get("phase"),
+                "status": record.status,
+                "test_acc_stored": stored,
+                "test_acc_now": _accuracy_now(library, name, data_dir, device) if evaluate else stored,
+                "evaluated": evaluate,
+                "own_parameters": own_parameters(library, name),
+                "library_parameters": library_params,
+                "library_modules": library_modules,
+                "new_modules": len(new),
+                "modules_used": len(record.module_ids),
+                "seconds": record.timings.get("total"),
+                "examples_to_target": examples_to_target(record),
+                "target": record.details.get("target"),
+            }
+        )
+    if not rows:
+        return {"tasks": [], "skipped": skipped, "matrix": [], "summary": {}}
+    matrix = accuracy_matrix([row["test_acc_stored"] for row in rows], [row["test_acc_now"] for row in rows])
+    return {"tasks": rows, "skipped": skipped, "matrix": matrix, "summary": metrics.summary(matrix)}
+
+
+def commit_order(log: list[HistoryEntry], state: str, names: list[str]) -> list[str]:
+    """``names`` in the order they were committed into the library's current state.
+
+    The journal (newest first) is replayed oldest first: a learn appends its task, a restore
+    returns to the task list of the state it restored. Names the journal does not tell come last.
+    """
+    known = sorted(names, key=len, reverse=True)  # "a (b)" before "a": the longest name that fits
+
+    def learned(entry: HistoryEntry) -> str | None:
+        if entry.kind not in ("learn", "recovered"):  # recovered: a commit logged after a crash
+            return None
+        return next((n for n in known if entry.message.startswith(f"learn {n} (")), None)
+
+    current: list[str] = []
+    at_state: dict[str, list[str]] = {}
+    for entry in reversed(log):
+        name = learned(entry)
+        if name is not None:
+            current = [n for n in current if n != name] + [name]
+        elif entry.kind == "restore":
+            current = list(at_state.get(entry.state, current))
+        at_state[entry.state] = current
+    ordered = [n for n in at_state.get(state, current) if n in names]
+    return ordered + sorted(set(names) - set(ordered))
+
+
+def accuracy_matrix(stored: list[float], now: list[float]) -> list[list[float | None]]:
+    """R[i][j] for j ≤ i: the stored accuracy of task j, except the last row, which is ``now``."""
+    size = len(stored)
+    matrix: list[list[float | None]] = [
+        [stored[j] if j <= i else None for j in range(size)] for i in range(size - 1)
+    ]
+    return [*matrix, list(now)]
+
+
+def module_parameters(module: ModuleRecord) -> int:
+    """Numbers a module learned: its stored tensors except BatchNorm's running statistics."""
+    return sum(
+        int(np.prod(meta["shape"], dtype=np.int64))
+        for name, meta in module.tensors.items()
+        if not name.endswith(BN_BUFFERS)
+    )
+
+
+def own_parameters(library: Library, name: str) -> int:
+    """A task's own numbers: α and β of every module it uses, and its head."""
+    arrays = library.task_arrays(name)
+    scales = sum(int(value.size) for layer in arrays.uses for use in layer for value in use.values())
+    return scales + sum(int(value.size) for value in arrays.head.values())
+
+
+def learning_curve(record: TaskRecord) -> tuple[list[int], list[float]]:
+    """Validation accuracy against training examples seen, over the phases in the order they ran
+    (each phase's steps continue from where the previous one ended; evolution's candidates,
+    trained before the winner's ``grow`` curve starts, are not counted)."""
+    batch = record.details.get("budget", {}).get("batch_size", 0)
+    train_examples = record.metrics.get("train_examples")
+    if train_examples:  # a step draws min(batch, examples) examples
+        batch = min(batch, train_examples)
+    examples: list[int] = []
+    accuracies: list[float] = []
+    offset = 0.0
+    for phase in PHASES:
+        steps, values = record.curves.get(f"{phase}_step", []), record.curves.get(f"{phase}_val_acc", [])
+        for step, value in zip(steps, values, strict=False):
+            examples.append(int((offset + step) * batch))
+            accuracies.append(float(value))
+        if steps:
+            offset += steps[-1]
+    return examples, accuracies
+
+
+def examples_to_target(record: TaskRecord) -> int | None:
+    """Training examples until validation accuracy first reached the task's target; None if never."""
+    target = record.details.get("target")
+    if target is None:
+        return None
+    examples, accuracies = learning_curve(record)
+    return next((n for n, value in zip(examples, accuracies, strict=True) if value >= target), None)
+
+
+def _accuracy_now(library: Library, name: str, data_dir: Path | None, device: str) -> float:
+    try:
+        return float(
+            classification.evaluate_task(library, name, data_dir=data_dir, device=device)["test_acc"]
+        )
+    except LifelongError as error:
+        raise LifelongError(
+            f"cannot re-evaluate {name!r}: {error} (--no-eval uses stored accuracies)"
+        ) from None
