@@ -46,7 +46,11 @@ def data_dir() -> Path:
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A library that learned TASKS in order, each in its own call (as a user would)."""
-    path = tmp_path_factory.mktemp("history") / "library"
+    return build_library(tmp_path_factory.mktemp("history") / "library", data_dir)
+
+
+def build_library(path: Path, data_dir: Path) -> Path:
+    """Learn TASKS in order into a new library at ``path`` (seconds, with the TINY budget)."""
     library = Library.create(path)
     plans = {"classification": ClassificationPlan(TINY, 0.9)}
     for spec in TASKS:

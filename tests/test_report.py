@@ -1,0 +1,254 @@
+"""`lifelong report`: PNGs and index.html from a library and from `bench streams` results; and the
+one-line errors of `lifelong report` / `lifelong metrics` through the real console script."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, run_cli
+from test_history import TASKS, build_library
+
+from library_store import Library
+from lifelong.errors import LifelongError
+from lifelong.history import library_history
+from lifelong.report import load_bench, mean_matrix, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def fake_bench(
+    tasks: list[str], conditions: list[str], seeds: tuple[int, ...] = (0, 1, 2), judged_from: int = 1
+) -> dict[str, Any]:
+    """A `lifelong bench streams` result as its schema says, with made-up numbers."""
+    rng = np.random.default_rng(0)
+    size = len(tasks)
+    conditions_runs: dict[str, dict[str, Any]] = {}
+    for c, condition in enumerate(conditions):
+        conditions_runs[condition] = {}
+        for seed in seeds:
+            diagonal = 0.9 + 0.08 * rng.random(size) - 0.02 * c
+            drop = 0.05 if condition == "finetune" else 0.0
+            matrix = [
+                [float(diagonal[j] - drop * (i - j)) if j <= i else None for j in range(size)]
+                for i in range(size)
+            ]
+            total = np.cumsum(rng.integers(1000, 5000, size))
+            conditions_runs[condition][str(seed)] = {
+                "matrix": matrix,
+                "test_acc": [float(d) for d in diagonal],
+                "params_total": [int(t) for t in total],
+                "params_task": [int(t) for t in np.diff(total, prepend=0)],
+                "seconds": [1.5] * size,
+                "examples_to_target": [320 if j % 2 else None for j in range(size)],
+                "curves": [{"examples": [0, 320, 640], "val_acc": [0.5, 0.9, 0.97]} for _ in range(size)],
+            }
+    results = {
+        condition: {
+            "average_final_accuracy": 0.9 - 0.01 * c,
+            "average_final_accuracy_sd": 0.01,
+            "judged_test_acc": 0.91,
+            "judged_test_acc_sd": 0.02,
+        }
+        for c, condition in enumerate(conditions)
+    }
+    return {
+        "protocol": "streams",
+        "command": "lifelong bench streams split-mnist",
+        "seeds": list(seeds),
+        "versions": {"lifelong": "0.1.0"},
+        "device": "cpu",
+        "wall_s": 12.0,
+        "results": results,
+        "ratios": {"lifelong_params_vs_independent": 0.42},
+        "runs": {
+            "stream": {"name": "split-mnist", "tasks": tasks, "judged_from": judged_from},
+            "conditions": conditions_runs,
+        },
+    }
+
+
+SPLIT = ["mnist:0v1", "mnist:2v3", "mnist:4v5", "mnist:6v7", "mnist:8v9"]
+
+
+@pytest.fixture
+def bench_file(tmp_path: Path) -> Path:
+    path = tmp_path / "streams.json"
+    path.write_text(json.dumps(fake_bench(SPLIT, ["finetune", "lifelong", "pnn", "independent"])))
+    return path
+
+
+def pictures(index: Path) -> list[str]:
+    """The PNGs index.html shows."""
+    return re.findall(r'<img src="([^"]+)"', index.read_text())
+
+
+def assert_valid_pictures(index: Path) -> list[str]:
+    shown = pictures(index)
+    assert shown and len(set(shown)) == len(shown)
+    for name in shown:
+        data = (index.parent / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, name
+    assert sorted(shown) == sorted(p.name for p in index.parent.glob("*.png"))  # no stray pictures
+    return shown
+
+
+def test_bench_pictures_and_numbers(tmp_path: Path, bench_file: Path) -> None:
+    index = write_report(tmp_path / "out", bench_files=[bench_file])
+    shown = assert_valid_pictures(index)
+    assert len(shown) == 3 and all(name.startswith("bench1-streams-") for name in shown)
+    page = index.read_text()
+    bench = json.loads(bench_file.read_text())
+    for condition in ("finetune", "lifelong", "pnn", "independent"):
+        assert f"<th>{condition}</th>" in page
+    runs = bench["runs"]["conditions"]["pnn"].values()
+    first = [run["test_acc"][0] for run in runs]
+    assert f"{np.mean(first):.4f} ± {np.std(first, ddof=1):.4f}" in page  # (e): mean ± sd over seeds
+    last_total = np.mean([run["params_total"][-1] for run in runs])
+    assert f"{last_total:,.0f}" in page  # (f)
+    corner = mean_matrix(bench["runs"]["conditions"]["finetune"].values())[-1][0]
+    assert corner is not None and f"{corner:.4f}" in page  # (g)
+    assert "0.4200" in page  # the ratios
+    assert "mnist:2v3 *" in page  # judged tasks are marked
+
+
+def test_any_subset_of_conditions_and_one_seed(tmp_path: Path) -> None:
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(fake_bench(SPLIT[:2], ["pnn"], seeds=(7,), judged_from=2)))
+    index = write_report(tmp_path / "out", bench_files=[path, path])
+    assert len(assert_valid_pictures(index)) == 6  # each file its own pictures
+
+
+def test_text_from_files_is_escaped(tmp_path: Path) -> None:
+    bench = fake_bench(SPLIT[:2], ["lifelong"])
+    bench["runs"]["stream"]["name"] = "<script>alert(1)</script>"
+    bench["runs"]["stream"]["tasks"] = ["a<b", "c&d"]
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(bench))
+    page = write_report(tmp_path / "out", bench_files=[path]).read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "a&lt;b" in page and "c&amp;d" in page
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("{not json", "is not JSON"),
+        (json.dumps({"protocol": "smart-mnist"}), "protocol 'smart-mnist'"),
+        (json.dumps([1, 2]), "not a `lifelong bench streams` result"),
+        (json.dumps({"protocol": "streams"}), "malformed"),
+    ],
+)
+def test_a_bad_bench_file_is_a_one_line_error(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(LifelongError) as raised:
+        write_report(tmp_path / "out", bench_files=[path])
+    assert needle in str(raised.value) and "\n" not in str(raised.value)
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+
+
+def test_a_matrix_that_is_not_lower_triangular_is_refused(tmp_path: Path) -> None:
+    bench = fake_bench(SPLIT[:2], ["lifelong"])
+    bench["runs"]["conditions"]["lifelong"]["0"]["matrix"][0][1] = 0.5
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(bench))
+    with pytest.raises(LifelongError, match="malformed: R\\[0\\]\\[1\\] must be None"):
+        load_bench(path)
+
+
+# ---------------------------------------------------------------------------- with a library
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    from lifelong.data import fetch
+
+    path = Path(os.environ.get("LIFELONG_DATA", REPO_ROOT / "data"))
+    fetch("mnist", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    return build_library(tmp_path_factory.mktemp("report") / "library", data_dir)
+
+
+@pytest.mark.slow
+def test_library_pictures_show_the_history_numbers(tmp_path: Path, learned: Path, bench_file: Path) -> None:
+    library = Library.open(learned)
+    history = library_history(library, evaluate=False)
+    index = write_report(tmp_path / "out", history=history, library=library, bench_files=[bench_file])
+    shown = assert_valid_pictures(index)
+    assert shown[:4] == ["library_size.png", "module_usage.png", "learning_curves.png", "accuracy_matrix.png"]
+    assert len(shown) == 7
+    page = index.read_text()
+    for row in history["tasks"]:
+        assert row["name"] in page
+        assert f"{row['own_parameters']:,}" in page
+        assert f"{row['library_parameters']:,}" in page
+        assert f"{row['test_acc_stored']:.4f}" in page
+        if row["examples_to_target"] is not None:
+            assert f"<td>{row['examples_to_target']:,}</td>" in page
+    assert f"{history['summary']['average_final_accuracy']:.4f}" in page
+    for module in library.modules():  # module labels: kind + first 6 characters of the id's hash
+        assert f"{module.kind} {module.id.removeprefix(module.kind + '-')[:6]}" in page
+    assert "not re-evaluated" in page
+
+
+@pytest.mark.slow
+def test_cli_metrics_and_report_on_a_library(tmp_path: Path, learned: Path, data_dir: Path) -> None:
+    result = run_cli("--json", "metrics", library=learned, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    history = json.loads(result.stdout)
+    assert [row["name"] for row in history["tasks"]] == list(TASKS)
+    assert history["matrix"][0][1] is None and history["summary"]["backward_transfer"] == 0
+    assert all(row["evaluated"] for row in history["tasks"])
+    human = run_cli("metrics", "--no-eval", library=learned)
+    assert human.returncode == 0, human.stderr
+    assert "backward_transfer" in human.stdout and TASKS[0] in human.stdout
+    report = run_cli("report", "--no-eval", "--out", str(tmp_path / "r"), library=learned)
+    assert report.returncode == 0, report.stderr
+    index = Path(report.stdout.strip())
+    assert index == tmp_path / "r" / "index.html"
+    assert len(assert_valid_pictures(index)) == 4
+
+
+# ---------------------------------------------------------------------------- CLI errors
+def test_cli_without_a_library_or_bench_file_is_a_one_line_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    assert_one_line_error(run_cli("report", "--out", str(tmp_path / "r"), library=missing), "no library")
+    assert_one_line_error(run_cli("metrics", library=missing), "no library")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_bench_only_needs_no_library(tmp_path: Path, bench_file: Path) -> None:
+    out = tmp_path / "r"
+    result = run_cli("report", "--out", str(out), "--bench", str(bench_file), library=tmp_path / "nowhere")
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == out / "index.html"
+    assert len(assert_valid_pictures(out / "index.html")) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"), [("[1, 2", "is not JSON"), ('{"protocol": "store"}', "protocol 'store'")]
+)
+def test_cli_bad_bench_file_is_a_one_line_error(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    result = run_cli("report", "--out", str(tmp_path / "r"), "--bench", str(path), library=tmp_path / "no")
+    assert_one_line_error(result, needle, str(path))
+    missing = run_cli("report", "--bench", str(tmp_path / "absent.json"), library=tmp_path / "no")
+    assert_one_line_error(missing, "cannot read bench file", "No such file")
+
+
+def test_mean_matrix_keeps_the_upper_triangle_empty() -> None:
+    runs = [{"matrix": [[0.8, None], [0.6, 1.0]]}, {"matrix": [[1.0, None], [0.8, 0.9]]}]
+    mean = mean_matrix(runs)
+    assert mean[0][1] is None
+    assert math.isclose(mean[0][0], 0.9) and math.isclose(mean[1][0], 0.7) and math.isclose(mean[1][1], 0.95)
