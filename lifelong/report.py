@@ -220,7 +220,7 @@ def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
     ax = fig.subplots()
     rows = [f"after {name}" if i < len(names) - 1 else "now (re-evaluated)" for i, name in enumerate(names)]
     if not any(row.get("evaluated") for row in history["tasks"]):
-        rows[-1] = "now (stored)"
+        rows[-1] = "last (stored, not re-evaluated)"
     _matrix_axes(ax, fig, np.array(_floats(matrix)), names, rows, *_range([matrix]), colorbar=True)
     s = history["summary"]
     ax.set_title(
