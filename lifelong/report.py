@@ -25,6 +25,7 @@ from lifelong.history import learning_curve
 
 CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
 DPI = 110
+MARKERS, STYLES = ("o", "s", "^", "D", "v", "P"), ("-", "--", "-.", ":")
 
 
 @dataclass
@@ -354,8 +355,21 @@ def _bench_params(out: Path, prefix: str, bench: dict[str, Any]) -> Picture:
     x = np.arange(len(tasks))
     fig = Figure(figsize=(max(7.0, 0.45 * len(tasks) + 4), 5), layout="constrained")
     ax = fig.subplots()
-    for condition, (mean, sd, _) in stats.items():
-        ax.plot(x, mean, "o-", label=condition, color=_colour(condition))
+    for k, (condition, (mean, sd, _)) in enumerate(stats.items()):
+        # hollow markers of distinct shapes and sizes: conditions with equal counts stay visible
+        marker, style = MARKERS[k % len(MARKERS)], STYLES[k % len(STYLES)]
+        size = max(4.0, 12.0 - 1.6 * k)
+        ax.plot(
+            x,
+            mean,
+            marker=marker,
+            linestyle=style,
+            markersize=size,
+            markerfacecolor="none",
+            markeredgewidth=1.6,
+            label=condition,
+            color=_colour(condition),
+        )
         ax.fill_between(x, mean - sd, mean + sd, color=_colour(condition), alpha=0.15)
     positive = [float(v) for mean, _, _ in stats.values() for v in mean if v > 0]
     log = bool(positive) and max(positive) / min(positive) > 10
