@@ -501,6 +501,82 @@ def streams(
     _show(settings, rows, f"stream {parsed.name}")
 
 
+# ---------------------------------------------------------------------------- metrics and reports
+NoEvalOpt = Annotated[
+    bool, typer.Option("--no-eval", help="Use the stored test accuracies; do not re-evaluate the tasks.")
+]
+EvalDeviceOpt = Annotated[str, typer.Option(help="cpu (bit-exact with the commit) or cuda.")]
+
+
+@app.command("metrics")
+def metrics_command(
+    ctx: typer.Context, no_eval: NoEvalOpt = False, data_dir: DataDirOpt = None, device: EvalDeviceOpt = "cpu"
+) -> None:
+    """The library's own history: per image task in commit order, accuracy stored and now, own
+    and library parameters, examples to target; accuracy matrix, backward transfer, forgetting."""
+    from lifelong.history import library_history
+
+    settings = _settings(ctx)
+    history = library_history(settings.open(), data_dir=data_dir, device=device, evaluate=not no_eval)
+    if settings.as_json:
+        _show(settings, history)
+        return
+    rows = [
+        {
+            "task": row["name"],
+            "phase": row["phase"],
+            "status": row["status"],
+            "test_acc": row["test_acc_stored"],
+            "test_acc_now": row["test_acc_now"] if row["evaluated"] else "not evaluated",
+            "own_params": row["own_parameters"],
+            "library_params": row["library_parameters"],
+            "library_modules": row["library_modules"],
+            "new_modules": row["new_modules"],
+            "modules_used": row["modules_used"],
+            "examples_to_target": row["examples_to_target"],
+            "seconds": row["seconds"],
+        }
+        for row in history["tasks"]
+    ]
+    _show(settings, rows, "image tasks in commit order")
+    if history["skipped"]:
+        _show(settings, history["skipped"], "skipped (not image tasks)")
+    if history["summary"]:
+        _show(settings, history["summary"], "accuracy matrix summary")
+
+
+@app.command("report")
+def report_command(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the PNGs and index.html.")] = Path(
+        "report"
+    ),
+    bench: Annotated[
+        list[Path] | None, typer.Option("--bench", help="A `lifelong bench streams` result (repeatable).")
+    ] = None,
+    no_eval: NoEvalOpt = False,
+    data_dir: DataDirOpt = None,
+    device: EvalDeviceOpt = "cpu",
+) -> None:
+    """Pictures (PNG) and an index.html: the library's growth, module usage, learning curves and
+    accuracy matrix; and, for each --bench file, its conditions side by side."""
+    from lifelong.history import library_history
+    from lifelong.report import load_bench, write_report
+
+    settings = _settings(ctx)
+    for path in bench or []:
+        load_bench(path)  # a bad file fails now, before any evaluation
+    library = history = None
+    if settings.library_path.exists() or not bench:
+        library = settings.open()
+        history = library_history(library, data_dir=data_dir, device=device, evaluate=not no_eval)
+    index = write_report(out_dir, history=history, library=library, bench_files=bench or [])
+    if settings.as_json:
+        _show(settings, {"index": str(index)})
+    else:
+        print(index)
+
+
 # ---------------------------------------------------------------------------- data
 @data_app.command("fetch")
 def data_fetch(
@@ -562,6 +638,46 @@ def bench_smart_mnist(
     _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
 
 
+@bench_app.command("streams")
+def bench_streams(
+    ctx: typer.Context,
+    stream: Annotated[
+        str | None, typer.Argument(help="A preset (see `lifelong streams`) or specs with one '|'.")
+    ] = None,
+    tasks: Annotated[str | None, typer.Option(help="Task specs instead of a preset: 'A B | C D'.")] = None,
+    conditions: Annotated[str, typer.Option(help="Comma-separated conditions, or 'all'.")] = "all",
+    quick: Annotated[bool, typer.Option("--quick", help="The stream benchmark's quick budget.")] = False,
+    budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "quick",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")] = "0",
+    target: TargetOpt = lifelong.DEFAULT_TARGET,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+) -> None:
+    """A stream learned by the agent and its controls (random library, independent, finetune,
+    frozen first, PNN): accuracy matrices, transfer, parameters, seconds."""
+    from lifelong.bench.streams import CONDITIONS, QUICK
+    from lifelong.bench.streams import bench_streams as body
+    from lifelong.classification import ClassificationPlan, budget_for
+    from lifelong.device import resolve_device
+    from lifelong.streams import parse_stream
+
+    if (stream is None) == (tasks is None):
+        raise typer.BadParameter("give a stream (a preset or specs) or --tasks, not both")
+    parsed = parse_stream(stream if stream is not None else tasks)
+    names = CONDITIONS if conditions == "all" else tuple(c.strip() for c in conditions.split(","))
+    seed_list = _int_list(seeds, "--seeds")
+    plan = ClassificationPlan(budget_for("quick", **QUICK) if quick else budget_for(budget), target)
+
+    def run(report: Callable[..., None]) -> Any:
+        return body(
+            parsed, seed_list, plan, conditions=names, device=device, data_dir=data_dir, report=report
+        )
+
+    file_name = f"streams-{parsed.name}{'-quick' if quick else ''}.json"
+    _bench(ctx, "streams", run, seed_list, str(resolve_device(device)), results_dir, file_name)
+
+
 @bench_app.command("atari-throughput")
 def bench_atari_throughput(
     ctx: typer.Context,
@@ -616,6 +732,7 @@ def _bench(
     seeds: list[int],
     device: str,
     results_dir: Path,
+    file_name: str | None = None,
 ) -> None:
     """Run a benchmark with live progress, write its JSON result, print it."""
     from lifelong import bench
@@ -623,7 +740,13 @@ def _bench(
     settings = _settings(ctx)
     with _progress(settings) as progress:
         report, path = bench.run(
-            protocol, body, seeds=seeds, device=device, out_dir=results_dir, report=progress
+            protocol,
+            body,
+            seeds=seeds,
+            device=device,
+            out_dir=results_dir,
+            report=progress,
+            file_name=file_name,
         )
     if settings.as_json:
         _show(settings, report)

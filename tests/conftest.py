@@ -22,6 +22,16 @@ from library_store import Library
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The image data cache ($LIFELONG_DATA, else the repository's data/), MNIST fetched once."""
+    from lifelong.data import fetch
+
+    path = Path(os.environ.get("LIFELONG_DATA", REPO_ROOT / "data"))
+    fetch("mnist", path)
+    return path
+
+
 @pytest.fixture
 def library_path(tmp_path: Path) -> Path:
     """Where a test's library lives (not created)."""

@@ -21,7 +21,6 @@ from agents.classification.budget import PRESETS
 from agents.classification.training import predict_logits
 from library_store import Library, TaskRecord
 from lifelong.classification import ClassificationPlan
-from lifelong.data import fetch
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 
@@ -48,13 +47,6 @@ def learn(
     plans = {"classification": ClassificationPlan(TINY, target)}
     parsed = [parse_spec(text) for text in specs]
     return learn_specs(library, parsed, plans=plans, seed=seed, device="cpu", data_dir=data_dir)
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    path = Path(os.environ.get("LIFELONG_DATA", REPO_ROOT / "data"))
-    fetch("mnist", path)
-    return path
 
 
 def probe_logits(library: Library, name: str) -> np.ndarray:

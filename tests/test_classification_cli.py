@@ -22,7 +22,6 @@ from cli_helpers import TINY, assert_one_line_error, fingerprint, noisy_halves, 
 from PIL import Image
 
 from library_store import Library
-from lifelong.data import fetch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NPZ_TASK, FOLDER_TASK = "synthetic-npz", "synthetic-folder"
@@ -48,14 +47,6 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    """The repository's MNIST cache (fetched once if missing)."""
-    path = REPO_ROOT / "data"
-    fetch("mnist", path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A 28×28 grayscale npz (labels 3 and 7, 200 train / 50 test) and an ImageFolder of 40×40 RGB

@@ -3,7 +3,6 @@ small library learned from real MNIST."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from agents.classification.budget import PRESETS
 from library_store import HistoryEntry, Library
 from lifelong import classification
 from lifelong.classification import ClassificationPlan
-from lifelong.data import fetch
 from lifelong.history import commit_order, learning_curve, library_history, module_parameters
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
@@ -34,13 +32,6 @@ TINY = PRESETS["quick"].override(
 )
 # Learned in this order on purpose: name order differs from commit order.
 TASKS = ("mnist:2v3@200", "mnist:0v1@200")
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = Path(os.environ.get("LIFELONG_DATA", REPO_ROOT / "data"))
-    fetch("mnist", path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -165,15 +164,6 @@ def test_a_matrix_that_is_not_lower_triangular_is_refused(tmp_path: Path) -> Non
 
 
 # ---------------------------------------------------------------------------- with a library
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    from lifelong.data import fetch
-
-    path = Path(os.environ.get("LIFELONG_DATA", REPO_ROOT / "data"))
-    fetch("mnist", path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return build_library(tmp_path_factory.mktemp("report") / "library", data_dir)

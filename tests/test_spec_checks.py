@@ -18,7 +18,6 @@ from cli_helpers import TINY, noisy_halves, run_cli
 from test_classification_cli import assert_errors_change_nothing, write_png
 
 from library_store import Library
-from lifelong.data import fetch
 from lifelong.errors import TaskDataError, TaskSpecError
 from lifelong.tasks import NAME_MAX, check_names, check_source, load_task_data, parse_spec
 
@@ -220,14 +219,6 @@ def test_check_source_refuses_bad_image_folders(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- MNIST, Atari
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    """The repository's MNIST cache (fetched once if missing)."""
-    path = REPO_ROOT / "data"
-    fetch("mnist", path)
-    return path
-
-
 def test_check_source_on_mnist_counts_what_exists(data_dir: Path) -> None:
     check_source(parse_spec("mnist:3v8@10982"), data_dir)  # 11,982 threes and eights, 1,000 to validate
     with pytest.raises(TaskDataError) as error:

@@ -8,18 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lifelong.data import fetch
 from lifelong.errors import TaskDataError, TaskSpecError
 from lifelong.tasks import check_source, load_task_data, parse_spec, transform_images
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = REPO_ROOT / "data"
-    fetch("mnist", path)
-    return path
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ way wherever it comes in a run.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ from agents.classification.modules import (
     to_tensors,
 )
 from agents.classification.network import MixedLayer, TaskNetwork
-from agents.classification.training import Curve, TrainConfig, accuracy, predict_logits, train
+from agents.classification.training import Curve, accuracy, predict_logits, train_reported
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
 from library_store import Library, TaskArrays
 
@@ -420,28 +419,16 @@ class ClassificationAgent:
         label: str,
         target: float,
     ) -> Curve:
-        b = self.budget
-        config = TrainConfig(
-            steps=steps,
-            batch_size=b.batch_size,
-            lr=b.lr,
-            eval_every=b.eval_every,
-            target=target,
-            patience=b.patience,
-        )
-        self.report("phase", name=label, total=steps)
-        started = time.perf_counter()
-        curve = train(
+        return train_reported(
             network,
             parameters,
             problem.data,
-            config,
+            self.budget.train_config(steps, target),
             generator=problem.generator,
             device=self.device,
-            on_eval=lambda step, acc: self.report("eval", step=step, val_acc=acc),
+            report=self.report,
+            label=label,
         )
-        self.report("phase_done", name=label, seconds=time.perf_counter() - started, val_acc=curve.best)
-        return curve
 
     @staticmethod
     def _curves(prefix: str, curve: Curve) -> dict[str, list[float]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from agents import at_least, override
 from agents.classification.evolution import CRITERIA
+from agents.classification.training import TrainConfig
 from agents.errors import BudgetError
 
 DEFAULT_TARGET = 0.97  # validation accuracy that counts as solved
@@ -53,6 +54,10 @@ class Budget:
             raise BudgetError(f"--rounding must be {' or '.join(ROUNDINGS)}, not {self.rounding!r}")
         if not self.lr > 0:
             raise BudgetError("--lr must be positive")
+
+    def train_config(self, steps: int, target: float) -> TrainConfig:
+        """How one training phase of ``steps`` runs under this budget, stopping at ``target``."""
+        return TrainConfig(steps, self.batch_size, self.lr, self.eval_every, target, self.patience)
 
     def override(self, **values: Any) -> Budget:
         """A copy with the given (non-None) fields replaced."""

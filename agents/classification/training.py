@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from agents import Report
 from agents.errors import TrainingError
 from agents.task import TaskData
 
@@ -118,4 +120,32 @@ def train(
             if best_acc >= 1.0:
                 break
     network.load_state_dict(best_state)
+    return curve
+
+
+def train_reported(
+    network: nn.Module,
+    parameters: list[nn.Parameter],
+    data: TaskData,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    report: Report,
+    label: str,
+) -> Curve:
+    """:func:`train`, announced to ``report`` as a phase (``phase``, one ``eval`` per validation
+    point, ``phase_done``): what progress bars and the stream benchmark's example counts follow."""
+    report("phase", name=label, total=config.steps)
+    started = time.perf_counter()
+    curve = train(
+        network,
+        parameters,
+        data,
+        config,
+        generator=generator,
+        device=device,
+        on_eval=lambda step, acc: report("eval", step=step, val_acc=acc),
+    )
+    report("phase_done", name=label, seconds=time.perf_counter() - started, val_acc=curve.best)
     return curve

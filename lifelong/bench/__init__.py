@@ -1,7 +1,8 @@
 """Benchmarks: protocols whose results are JSON files, never timed unit tests.
 
 Every result holds ``protocol``, ``command``, ``seeds``, ``versions``, ``device``, ``wall_s``,
-``results`` (condition → metric → number) and ``ratios``.
+``results`` (condition → metric → number) and ``ratios``; a protocol may add ``runs`` (its raw
+per-seed records).
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from typing import Any
 from agents import Report, quiet
 from lifelong.reports import to_json
 
-BenchResult = tuple[dict[str, dict[str, float]], dict[str, float]]  # (results, ratios)
+# (results, ratios) or (results, ratios, runs)
+BenchResult = (
+    tuple[dict[str, dict[str, Any]], dict[str, float]]
+    | tuple[dict[str, dict[str, Any]], dict[str, float], dict[str, Any]]
+)
 
 
 class Stage:
@@ -51,11 +56,12 @@ def run(
     device: str,
     out_dir: Path,
     report: Report = quiet,
+    file_name: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run one benchmark protocol (``body(report)``, which reports its progress) and write its
-    JSON result under ``out_dir``."""
+    JSON result under ``out_dir`` as ``file_name`` (default ``<protocol>.json``)."""
     start = time.perf_counter()
-    results, ratios = body(report)
+    results, ratios, *runs = body(report)
     report = {
         "protocol": protocol,
         "command": shlex.join(["lifelong", *sys.argv[1:]]),
@@ -65,8 +71,9 @@ def run(
         "wall_s": round(time.perf_counter() - start, 3),
         "results": results,
         "ratios": ratios,
+        **({"runs": runs[0]} if runs else {}),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{protocol}.json"
+    path = out_dir / (file_name or f"{protocol}.json")
     path.write_text(to_json(report) + "\n")
     return report, path

@@ -1,0 +1,326 @@
+"""The learners a stream is run with: the agent itself and its controls.
+
+Every learner learns tasks in stream order and answers "test accuracy on task j now". The
+controls train with the agent's own code (:func:`train_reported`, the budget's batch, learning
+rate, validation points and early stop) for ``final_steps`` steps per task: the steps the agent
+gives the network it grows.
+
+- ``lifelong``: the agent through the real learn loop, into a real library on disk.
+- ``random_library``: before each task, a library of the same modules as the agent's at that
+  point, with fresh random weights (BatchNorm statistics calibrated on the task's own unlabeled
+  training images), then the agent's same procedure on it (GRUSM-ESP's control).
+- ``independent``: each task alone, from scratch, with the network the agent built for the
+  stream's first task (its :class:`Blueprint`), all of it trained (CTrL's "independent").
+- ``finetune``: one such network through the stream, a new head per task; it forgets.
+- ``frozen_first``: the first task's network frozen, a new head per later task.
+- ``pnn``: :class:`~lifelong.bench.pnn.ProgressiveNetwork`, a column per task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents import Report
+from agents.classification.agent import load_library_layers, load_task_network
+from agents.classification.modules import LAYER, Head, Member, Shape, freeze, initialise, to_tensors
+from agents.classification.network import MixedLayer, TaskNetwork
+from agents.classification.training import accuracy, as_input, train_reported
+from agents.task import TaskData, TaskSpec
+from library_store import Library
+from lifelong.bench.pnn import ProgressiveNetwork
+from lifelong.classification import ClassificationPlan
+from lifelong.runner import learn_specs
+
+CALIBRATION_IMAGES = 2048  # unlabeled training images that set a random module's BatchNorm statistics
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every learner of one seed shares."""
+
+    plan: ClassificationPlan
+    seed: int
+    device: torch.device
+    data_dir: Path | None
+    root: Path  # a scratch folder for the libraries of this seed
+
+    def generator(self, index: int, salt: int = 0) -> torch.Generator:
+        """The seed's torch stream for task ``index`` (the same in every control, so their first
+        tasks start from the same weights)."""
+        state = np.random.SeedSequence([self.seed, index, salt]).generate_state(1, np.uint64)[0]
+        return torch.Generator().manual_seed(int(state))
+
+    def fit(
+        self, network: nn.Module, parameters: list[nn.Parameter], data: TaskData, index: int, report: Report
+    ) -> None:
+        budget = self.plan.budget
+        train_reported(
+            network,
+            parameters,
+            data,
+            budget.train_config(budget.final_steps, self.plan.target),
+            generator=self.generator(index, salt=1),
+            device=self.device,
+            report=report,
+            label=f"task {index}",
+        )
+
+
+def count(parameters: list[nn.Parameter] | list[torch.Tensor]) -> int:
+    """Scalars in ``parameters``, each tensor once."""
+    return sum(p.numel() for p in {id(p): p for p in parameters}.values())
+
+
+def own_parameters(network: TaskNetwork) -> int:
+    """What a task owns beside the library's modules: its α/β scales and its head."""
+    return count(network.scale_parameters() + list(network.head.parameters()))
+
+
+def library_parameters(library: Library) -> int:
+    """Learned scalars of the library's image modules (BatchNorm running statistics excluded)."""
+    layers, _ = load_library_layers(library)
+    return count([p for layer in layers for member in layer for p in member.module.parameters()])
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """The shape of a task network: per layer, each module's kind, input shape and output
+    channels. Built fresh, it is the network the controls train."""
+
+    layers: tuple[tuple[tuple[str, Shape, int], ...], ...]
+
+    @classmethod
+    def of_task(cls, library: Library, name: str) -> Blueprint:
+        modules = [[library.module(i) for i in ids] for ids in library.task(name).layers]
+        return cls(
+            tuple(
+                tuple((m.kind, tuple(m.signature["input"]), m.signature["output"][0]) for m in layer)
+                for layer in modules
+            )
+        )
+
+    def trunk(self, generator: torch.Generator) -> list[MixedLayer]:
+        """Fresh trainable layers (modules, α and β drawn from ``generator``)."""
+        return [
+            MixedLayer(
+                [Member.new(kind, shape, out, generator) for kind, shape, out in layer], generator=generator
+            )
+            for layer in self.layers
+        ]
+
+    def network(self, n_classes: int, generator: torch.Generator) -> TaskNetwork:
+        trunk = self.trunk(generator)
+        return TaskNetwork(trunk, fresh_head(trunk, n_classes, generator))
+
+
+def fresh_head(trunk: list[MixedLayer], n_classes: int, generator: torch.Generator) -> Head:
+    return initialise(Head(trunk[-1].members[0].output_shape, n_classes), generator)
+
+
+class Learner:
+    """A condition: learns the stream's tasks in order and reports test accuracy on any of them.
+
+    ``frozen`` learners never change a task once learned, so only their final row of the
+    accuracy matrix is measured again (the rows between repeat each task's first value);
+    the others are measured after every task."""
+
+    name: str
+    frozen: bool = True
+
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+        raise NotImplementedError
+
+    def accuracy(self, index: int, data: TaskData) -> float:
+        raise NotImplementedError
+
+    def parameters(self) -> tuple[int, int]:
+        """(shared parameters, parameters owned by single tasks), in total so far."""
+        raise NotImplementedError
+
+
+class Agent(Learner):
+    """The real agent, learning every task into one library (``lifelong``)."""
+
+    name, frozen = "lifelong", False  # measured after every task: zero forgetting is the claim
+
+    def __init__(self, context: Context, library: Library) -> None:
+        self.context, self.library = context, library
+        self.owned: list[int] = []
+
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+        c = self.context
+        plans = {c.plan.family: c.plan}
+        learn_specs(
+            self.library,
+            [spec],
+            plans=plans,
+            names=[task_name(index)],
+            seed=c.seed,
+            device=str(c.device),
+            data_dir=c.data_dir,
+            report=report,
+        )
+        self.owned.append(own_parameters(load_task_network(self.library, task_name(index))))
+
+    def accuracy(self, index: int, data: TaskData) -> float:
+        network = load_task_network(self.library, task_name(index)).to(self.context.device)
+        return accuracy(network, data.test_x, data.test_y, self.context.device)
+
+    def parameters(self) -> tuple[int, int]:
+        return library_parameters(self.library), sum(self.owned)
+
+
+class RandomLibrary(Learner):
+    """Before each task, the agent's library as it is then, re-drawn at random; then the agent's
+    procedure on that copy (``random_library``). The first task meets an empty library, as in
+    ``lifelong``."""
+
+    name = "random_library"
+
+    def __init__(self, context: Context, learned: Library) -> None:
+        self.context, self.learned = context, learned
+        self.agents: list[Agent] = []
+
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+        library = Library.create(self.context.root / f"random-{index}")
+        randomise(self.learned, library, data, self.context.generator(index, salt=2), self.context.device)
+        agent = Agent(self.context, library)
+        agent.learn(index, spec, data, report)
+        self.agents.append(agent)
+
+    def accuracy(self, index: int, data: TaskData) -> float:
+        return self.agents[index].accuracy(index, data)
+
+    def parameters(self) -> tuple[int, int]:
+        """The newest random library's parameters; every task's own."""
+        return self.agents[-1].parameters()[0], sum(agent.owned[0] for agent in self.agents)
+
+
+def randomise(
+    learned: Library, into: Library, data: TaskData, generator: torch.Generator, device: torch.device
+) -> None:
+    """Store in ``into`` a module of the same kind and shape for every image module of
+    ``learned``, freshly initialised, with BatchNorm statistics from ``data``'s unlabeled
+    training images (each layer calibrated on the plain mean of the layer below)."""
+    layers, _ = load_library_layers(learned)
+    if not layers:
+        return
+    x = as_input(data.train_x[:CALIBRATION_IMAGES], device)
+    fresh_layers = []
+    with torch.no_grad():
+        for layer in layers:
+            fresh = [Member.new(m.kind, m.input_shape, m.output_shape[0], generator) for m in layer]
+            outputs = []
+            for member in fresh:
+                module = member.module.to(device)
+                for norm in module.modules():
+                    if isinstance(norm, nn.BatchNorm2d):
+                        norm.reset_running_stats()
+                        norm.momentum = None  # a cumulative average over the calibration batches
+                module.train()
+                for start in range(0, len(x), 256):
+                    module(x[start : start + 256])
+                freeze(module)
+                outputs.append(module(x))
+            x = torch.stack(outputs).mean(0)
+            fresh_layers.append(fresh)
+    with into.transaction("random library: same shapes, fresh weights", kind="change") as tx:
+        for index, layer in enumerate(fresh_layers):
+            for member in layer:
+                tx.add_module(
+                    member.kind,
+                    to_tensors(member.module),
+                    created_by="random",
+                    config={**member.config, LAYER: index},
+                    signature=member.signature,
+                )
+
+
+class Independent(Learner):
+    """Each task alone, from scratch, with the blueprint network, all of it trained."""
+
+    name = "independent"
+
+    def __init__(self, context: Context, blueprint: Blueprint) -> None:
+        self.context, self.blueprint = context, blueprint
+        self.networks: list[TaskNetwork] = []
+
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+        network = self.blueprint.network(data.n_classes, self.context.generator(index)).to(
+            self.context.device
+        )
+        self.context.fit(network, list(network.parameters()), data, index, report)
+        self.networks.append(freeze(network))
+
+    def accuracy(self, index: int, data: TaskData) -> float:
+        return accuracy(self.networks[index], data.test_x, data.test_y, self.context.device)
+
+    def parameters(self) -> tuple[int, int]:
+        return 0, sum(count(list(n.parameters())) for n in self.networks)
+
+
+class SharedTrunk(Learner):
+    """One blueprint trunk for the whole stream and a new head per task. ``finetune`` trains the
+    trunk with every task (and forgets); ``frozen_first`` trains it with the first task only."""
+
+    def __init__(self, context: Context, blueprint: Blueprint, *, train_trunk_after_first: bool) -> None:
+        self.context, self.blueprint = context, blueprint
+        self.train_trunk_after_first = train_trunk_after_first
+        self.name = "finetune" if train_trunk_after_first else "frozen_first"
+        self.frozen = not train_trunk_after_first
+        self.trunk: list[MixedLayer] = []
+        self.networks: list[TaskNetwork] = []
+
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+        generator = self.context.generator(index)
+        if not self.trunk:
+            self.trunk = self.blueprint.trunk(generator)
+        network = TaskNetwork(self.trunk, fresh_head(self.trunk, data.n_classes, generator))
+        network.to(self.context.device)
+        trains_trunk = index == 0 or self.train_trunk_after_first
+        parameters = list(network.parameters() if trains_trunk else network.head.parameters())
+        self.context.fit(network, parameters, data, index, report)
+        freeze(network.head)
+        if index == 0 and not self.train_trunk_after_first:
+            for layer in self.trunk:
+                freeze(layer)
+        self.networks.append(network)
+
+    def accuracy(self, index: int, data: TaskData) -> float:
+        return accuracy(self.networks[index], data.test_x, data.test_y, self.context.device)
+
+    def parameters(self) -> tuple[int, int]:
+        trunk = count([p for layer in self.trunk for p in layer.parameters()])
+        return trunk, sum(count(list(n.head.parameters())) for n in self.networks)
+
+
+class Progressive(Learner):
+    """Progressive Neural Networks: a new blueprint column per task, lateral adapters from every
+    earlier column; earlier columns are frozen."""
+
+    name = "pnn"
+
+    def __init__(self, context: Context, blueprint: Blueprint) -> None:
+        self.context, self.blueprint = context, blueprint
+        self.network = ProgressiveNetwork()
+
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+        column = self.network.add_column(self.blueprint.trunk, data.n_classes, self.context.generator(index))
+        self.network.to(self.context.device)
+        view = self.network.view(index)
+        self.context.fit(view, list(column.parameters()), data, index, report)
+
+    def accuracy(self, index: int, data: TaskData) -> float:
+        return accuracy(self.network.view(index), data.test_x, data.test_y, self.context.device)
+
+    def parameters(self) -> tuple[int, int]:
+        return 0, count(list(self.network.parameters()))
+
+
+def task_name(index: int) -> str:
+    return f"task-{index:02d}"

@@ -1,0 +1,273 @@
+"""``lifelong bench streams``: a stream learned by the agent and by its controls, side by side.
+
+Per seed, every condition (:mod:`lifelong.bench.controls`) learns the stream's tasks in order on
+the same data. After each task, the test accuracy on every task learned so far fills a row of
+the accuracy matrix R (:mod:`lifelong.metrics`); the headline is the judged tasks' test
+accuracy when first learned (R[j][j]), mean ± sd over seeds. Parameters (shared and owned by
+single tasks), seconds and training examples until the validation target was first reached
+are recorded per task.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents import Report, quiet
+from agents.classification.training import accuracy
+from agents.task import DEFAULT_INPUT_SHAPE, TaskData, TaskSpec
+from library_store import Library
+from lifelong.bench import BenchResult, Stage
+from lifelong.bench.controls import (
+    Agent,
+    Blueprint,
+    Context,
+    Independent,
+    Learner,
+    Progressive,
+    RandomLibrary,
+    SharedTrunk,
+    task_name,
+)
+from lifelong.classification import ClassificationPlan
+from lifelong.device import resolve_device
+from lifelong.errors import LifelongError
+from lifelong.metrics import summary
+from lifelong.streams import Stream
+from lifelong.tasks import load_task_data
+
+CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
+# --quick: every named stream with every condition and one seed in minutes on 2 CPU cores
+QUICK = dict(
+    so_steps=300, batch_size=64, eval_every=50, patience=2, population=3, generations=1,
+    candidate_steps=100, final_steps=500, settle_steps=100,
+)  # fmt: skip
+
+
+@dataclass
+class Log:
+    """What one condition recorded over one seed's stream."""
+
+    matrix: list[list[float | None]] = field(default_factory=list)
+    initial: list[float] = field(
+        default_factory=list
+    )  # each task's untrained network: the row before learning
+    test_acc: list[float] = field(default_factory=list)  # R[j][j]
+    params_shared: list[int] = field(default_factory=list)  # after each task
+    params_owned: list[int] = field(default_factory=list)  # after each task, summed over tasks
+    params_total: list[int] = field(default_factory=list)
+    params_task: list[int] = field(default_factory=list)  # what each task added
+    library_modules: list[int] = field(default_factory=list)  # lifelong and random_library only
+    seconds: list[float] = field(default_factory=list)
+    examples_to_target: list[int | None] = field(default_factory=list)
+    curves: list[dict[str, list[float]]] = field(default_factory=list)
+
+
+class Recorder:
+    """Follows one task's training through the events every learner reports (``phase``,
+    ``eval``, ``phase_done``), counting training examples across phases (evolution's candidates
+    included), and passes every event on."""
+
+    def __init__(self, report: Report, batch_size: int, target: float) -> None:
+        self.report, self.batch_size, self.target = report, batch_size, target
+        self.done_steps = self.phase_steps = 0
+        self.examples: list[float] = []
+        self.val_acc: list[float] = []
+        self.examples_to_target: int | None = None
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if event == "eval":
+            self.phase_steps = fields["step"]
+            seen = (self.done_steps + self.phase_steps) * self.batch_size
+            self.examples.append(seen)
+            self.val_acc.append(fields["val_acc"])
+            if self.examples_to_target is None and fields["val_acc"] >= self.target:
+                self.examples_to_target = seen
+        elif event == "phase_done":
+            self.done_steps, self.phase_steps = self.done_steps + self.phase_steps, 0
+        self.report(event, **fields)
+
+
+def run_seed(stream: Stream, context: Context, conditions: tuple[str, ...], stage: Stage) -> dict[str, Log]:
+    """Every condition through the stream with one seed; libraries live under ``context.root``."""
+    data = [
+        load_task_data(spec, data_dir=context.data_dir, input_shape=DEFAULT_INPUT_SHAPE, seed=context.seed)
+        for spec in stream.specs
+    ]
+    logs = {name: Log() for name in conditions}
+    agent = Agent(context, Library.create(context.root / "lifelong"))
+    random = RandomLibrary(context, agent.library) if "random_library" in conditions else None
+    controls: dict[str, Learner] = {}
+    for index, spec in enumerate(stream.specs):
+        step = functools.partial(
+            _learn_one, index=index, spec=spec, data=data, context=context, stage=stage, last=len(data) - 1
+        )
+        if random:  # before the agent: it copies the agent's library as it is before this task
+            step(random, logs["random_library"])
+        step(agent, logs.get("lifelong"))  # always: its first network is the controls' blueprint
+        if index == 0:
+            blueprint = Blueprint.of_task(agent.library, task_name(0))
+            controls = _controls(context, blueprint, conditions)
+            initial = _initial(context, blueprint, data)
+        for name, learner in controls.items():
+            step(learner, logs[name])
+    for log in logs.values():
+        log.initial = initial
+    return logs
+
+
+def _learn_one(
+    learner: Learner,
+    log: Log | None,
+    *,
+    index: int,
+    spec: TaskSpec,
+    data: list[TaskData],
+    context: Context,
+    stage: Stage,
+    last: int,
+) -> None:
+    """``learner`` learns task ``index``; ``log`` gets the matrix row and the task's figures."""
+    budget = context.plan.budget
+    recorder = Recorder(stage.report, min(budget.batch_size, len(data[index].train_y)), context.plan.target)
+    started = time.perf_counter()
+    learner.learn(index, spec, data[index], recorder)
+    seconds = time.perf_counter() - started
+    stage.advance(1, f"seed {context.seed}: {learner.name} learned {spec.text}")
+    if log is None:  # the agent runs for the blueprint even when its condition was not asked for
+        return
+    row: list[float | None] = []
+    for j in range(index + 1):
+        measure = j == index or index == last or not learner.frozen
+        row.append(learner.accuracy(j, data[j]) if measure else log.test_acc[j])
+    log.matrix.append(row + [None] * (last - index))
+    log.test_acc.append(row[index])  # type: ignore[arg-type]
+    shared, owned = learner.parameters()
+    before = log.params_total[-1] if log.params_total else 0
+    log.params_shared.append(shared)
+    log.params_owned.append(owned)
+    log.params_total.append(shared + owned)
+    log.params_task.append(shared + owned - before)
+    if isinstance(learner, Agent | RandomLibrary):
+        library = learner.library if isinstance(learner, Agent) else learner.agents[-1].library
+        log.library_modules.append(len(library.modules()))
+    log.seconds.append(round(seconds, 3))
+    log.examples_to_target.append(recorder.examples_to_target)
+    log.curves.append({"examples": recorder.examples, "val_acc": recorder.val_acc})
+
+
+def _controls(context: Context, blueprint: Blueprint, conditions: tuple[str, ...]) -> dict[str, Learner]:
+    made: dict[str, Learner] = {
+        "independent": Independent(context, blueprint),
+        "finetune": SharedTrunk(context, blueprint, train_trunk_after_first=True),
+        "frozen_first": SharedTrunk(context, blueprint, train_trunk_after_first=False),
+        "pnn": Progressive(context, blueprint),
+    }
+    return {name: learner for name, learner in made.items() if name in conditions}
+
+
+def _initial(context: Context, blueprint: Blueprint, data: list[TaskData]) -> list[float]:
+    """Each task's test accuracy before any learning: the untrained blueprint network."""
+    return [
+        accuracy(blueprint.network(d.n_classes, context.generator(j)), d.test_x, d.test_y, context.device)
+        for j, d in enumerate(data)
+    ]
+
+
+def seed_metrics(log: Log, independent: list[float] | None, judged_from: int) -> dict[str, float | None]:
+    """One condition's figures over one seed's stream (see :func:`lifelong.metrics.summary`)."""
+    judged = range(judged_from, len(log.test_acc))
+    reached = [n for n in log.examples_to_target if n is not None]
+    figures: dict[str, float | None] = {
+        "judged_test_acc": statistics.mean(log.test_acc[j] for j in judged),
+        **summary(log.matrix, independent, judged_from),
+        "params_total": log.params_total[-1],
+        "params_shared": log.params_shared[-1],
+        "params_owned_per_task": log.params_owned[-1] / len(log.test_acc),
+        "seconds_per_task": statistics.mean(log.seconds),
+        "examples_to_target": statistics.mean(reached) if reached else None,
+        "tasks_reaching_target": len(reached) / len(log.test_acc),
+    }
+    if log.library_modules:
+        figures["library_modules"] = log.library_modules[-1]
+    return figures
+
+
+def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Mean over seeds of every figure, and ``<figure>_sd`` (0 for one seed; None where a figure
+    is missing in a seed)."""
+    result: dict[str, float | None] = {}
+    for key in per_seed[0]:
+        values = [figures[key] for figures in per_seed]
+        if any(value is None for value in values):
+            result[key] = result[f"{key}_sd"] = None
+            continue
+        result[key] = statistics.mean(values)  # type: ignore[arg-type]
+        result[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0  # type: ignore[arg-type]
+    return result
+
+
+def bench_streams(
+    stream: Stream,
+    seeds: list[int],
+    plan: ClassificationPlan,
+    *,
+    conditions: tuple[str, ...] = CONDITIONS,
+    device: str = "auto",
+    data_dir: Path | None = None,
+    report: Report = quiet,
+) -> BenchResult:
+    """Run ``stream`` under ``conditions`` for every seed; results, ratios and the raw runs."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown or not conditions:
+        raise LifelongError(
+            f"unknown condition(s) {', '.join(unknown) or '(none)'}: choose among {', '.join(CONDITIONS)}"
+        )
+    conditions = tuple(name for name in CONDITIONS if name in conditions)
+    learners = len({*conditions, "lifelong"})  # the agent runs for the blueprint whatever is asked
+    stage = Stage(report, f"bench streams {stream.name}", len(seeds) * len(stream.specs) * learners)
+    runs: dict[str, dict[str, Log]] = {name: {} for name in conditions}
+    with tempfile.TemporaryDirectory(prefix="lifelong-streams-") as tmp:
+        for seed in seeds:
+            root = Path(tmp) / f"seed-{seed}"
+            context = Context(plan, seed, resolve_device(device), data_dir, root)
+            for name, log in run_seed(stream, context, conditions, stage).items():
+                runs[name][str(seed)] = log
+    results = {}
+    for name, by_seed in runs.items():
+        per_seed = []
+        for seed, log in by_seed.items():
+            independent = runs["independent"][seed].test_acc if "independent" in runs else None
+            per_seed.append(seed_metrics(log, independent, stream.judged_from))
+        results[name] = aggregate(per_seed)
+    raw = {
+        "stream": {
+            "name": stream.name,
+            "tasks": [s.text for s in stream.specs],
+            "judged_from": stream.judged_from,
+        },
+        "budget": asdict(plan.budget),
+        "target": plan.target,
+        "conditions": {
+            name: {seed: asdict(log) for seed, log in by_seed.items()} for name, by_seed in runs.items()
+        },
+    }
+    return results, _ratios(results), raw
+
+
+def _ratios(results: dict[str, dict[str, float | None]]) -> dict[str, float]:
+    ratios = {}
+    lifelong = results.get("lifelong", {})
+    for other in ("random_library", "independent"):
+        if other in results and lifelong:
+            ratios[f"lifelong_minus_{other}_points"] = 100 * (
+                lifelong["judged_test_acc"] - results[other]["judged_test_acc"]  # type: ignore[operator]
+            )
+    if "pnn" in results and lifelong:
+        ratios["params_pnn_over_lifelong"] = results["pnn"]["params_total"] / lifelong["params_total"]  # type: ignore[operator]
+    return ratios

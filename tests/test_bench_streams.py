@@ -1,0 +1,239 @@
+"""The stream benchmark: its learners (random library, controls, PNN), its bookkeeping, and one
+small run end to end on real MNIST."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.classification.modules import Member, to_tensors
+from agents.classification.training import predict_logits
+from agents.task import TaskData
+from library_store import Library
+from lifelong.bench.controls import Blueprint, Context, Progressive, SharedTrunk, randomise
+from lifelong.bench.pnn import ProgressiveNetwork
+from lifelong.bench.streams import Recorder, aggregate, bench_streams
+from lifelong.classification import ClassificationPlan, budget_for
+from lifelong.errors import LifelongError
+from lifelong.streams import parse_stream
+
+TINY = budget_for(
+    "quick",
+    so_steps=20,
+    final_steps=30,
+    candidate_steps=10,
+    population=2,
+    generations=1,
+    settle_steps=5,
+    eval_every=10,
+    batch_size=32,
+    elite=1,
+)
+BLUEPRINT = Blueprint(
+    (
+        (("conv", (1, 12, 12), 4),),
+        (("dim_reduce", (4, 12, 12), 4),),
+        (("conv", (4, 6, 6), 4), ("conv", (4, 6, 6), 4)),
+    )
+)
+CPU = torch.device("cpu")
+
+
+def synthetic(seed: int, n: int = 96, classes: int = 2) -> TaskData:
+    """Images whose class is which quarter is bright: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(classes, (n,), generator=g)
+    x = torch.randint(0, 60, (n, 1, 12, 12), generator=g, dtype=torch.uint8)
+    for i, label in enumerate(y.tolist()):
+        x[i, 0, (label % 2) * 6 : (label % 2) * 6 + 6] += 150
+    half = n // 2
+    names = [str(k) for k in range(classes)]
+    return TaskData(x[:half], y[:half], x[half:], y[half:], x[half:], y[half:], names)
+
+
+def context(tmp_path: Path) -> Context:
+    return Context(ClassificationPlan(TINY, 0.9), 0, CPU, None, tmp_path)
+
+
+def test_recorder_counts_examples_across_phases() -> None:
+    events = []
+    recorder = Recorder(lambda event, **fields: events.append(event), batch_size=10, target=0.8)
+    recorder("phase", name="a", total=100)
+    recorder("eval", step=50, val_acc=0.5)
+    recorder("eval", step=80, val_acc=0.7)
+    recorder("phase_done", name="a", seconds=1.0, val_acc=0.7)
+    recorder("phase", name="b", total=100)
+    recorder("eval", step=20, val_acc=0.85)
+    recorder("eval", step=40, val_acc=0.9)
+    assert recorder.examples == [500, 800, 1000, 1200]
+    assert recorder.examples_to_target == 1000  # 80 steps of phase a, then 20 of phase b
+    assert events == ["phase", "eval", "eval", "phase_done", "phase", "eval", "eval"]
+
+
+def test_aggregate_means_and_sds_over_seeds() -> None:
+    result = aggregate([{"acc": 0.9, "gone": None}, {"acc": 0.8, "gone": 3.0}])
+    assert result["acc"] == pytest.approx(0.85)
+    assert result["acc_sd"] == pytest.approx(0.0707, abs=1e-4)
+    assert result["gone"] is None and result["gone_sd"] is None
+    assert aggregate([{"acc": 0.5}])["acc_sd"] == 0.0
+
+
+def test_pnn_keeps_earlier_columns_and_grows_adapters(tmp_path: Path) -> None:
+    pnn = Progressive(context(tmp_path), BLUEPRINT)
+    first, second = synthetic(0), synthetic(1)
+    pnn.learn(0, None, first, lambda *a, **k: None)
+    before = predict_logits(pnn.network.view(0), first.test_x, CPU)
+    columns_before = pnn.parameters()[1]
+    pnn.learn(1, None, second, lambda *a, **k: None)
+    assert torch.equal(predict_logits(pnn.network.view(0), first.test_x, CPU), before)
+    column = pnn.network.columns[1]
+    # one per earlier column, into layers 1 and 2 and into the head
+    assert [len(adapters) for adapters in column.laterals] == [1, 1, 1]
+    adapters = sum(p.numel() for p in column.laterals.parameters())
+    assert pnn.parameters()[1] == 2 * columns_before + adapters
+    assert pnn.accuracy(1, second) > 0.8
+
+
+def test_pnn_forward_uses_earlier_columns() -> None:
+    network = ProgressiveNetwork()
+    g = torch.Generator().manual_seed(0)
+    network.add_column(BLUEPRINT.trunk, 2, g)
+    network.add_column(BLUEPRINT.trunk, 3, g)
+    x = torch.rand(4, 1, 12, 12)
+    out = network(x, 1)
+    assert out.shape == (4, 3)
+    with torch.no_grad():
+        network.columns[0].layers[0].alpha.mul_(2)  # changing column 0 changes column 1's output
+    assert not torch.equal(network(x, 1), out)
+
+
+def test_frozen_first_keeps_task_zero_and_finetune_forgets(tmp_path: Path) -> None:
+    first, second = synthetic(0), synthetic(1)
+    results = {}
+    for trains in (False, True):
+        learner = SharedTrunk(context(tmp_path), BLUEPRINT, train_trunk_after_first=trains)
+        learner.learn(0, None, first, lambda *a, **k: None)
+        before = predict_logits(learner.networks[0], first.test_x, CPU)
+        learner.learn(1, None, second, lambda *a, **k: None)
+        results[learner.name] = torch.equal(predict_logits(learner.networks[0], first.test_x, CPU), before)
+    assert results == {"frozen_first": True, "finetune": False}
+
+
+def test_random_library_has_the_learned_shapes_and_calibrated_batchnorm(tmp_path: Path) -> None:
+    learned = Library.create(tmp_path / "learned")
+    g = torch.Generator().manual_seed(3)
+    with learned.transaction("modules") as tx:
+        for layer, (kind, shape, out) in enumerate([("conv", (1, 12, 12), 4), ("conv", (4, 12, 12), 4)]):
+            member = Member.new(kind, shape, out, g)
+            tensors = to_tensors(member.module)
+            tx.add_module(
+                kind,
+                tensors,
+                created_by="t",
+                config={**member.config, "layer": layer},
+                signature=member.signature,
+            )
+    data = synthetic(5)
+    random = Library.create(tmp_path / "random")
+    randomise(learned, random, data, torch.Generator().manual_seed(9), CPU)
+    pairs = list(zip(learned.modules(), random.modules(), strict=True))
+    assert len(pairs) == 2
+    for old, new in sorted(pairs, key=lambda p: p[0].config["layer"]):
+        assert (new.kind, new.config, new.signature) == (old.kind, old.config, old.signature)
+        a, b = learned.module_tensors(old.id), random.module_tensors(new.id)
+        assert not torch.equal(torch.from_numpy(a["conv.weight"]), torch.from_numpy(b["conv.weight"]))
+    first = next(m for m in random.modules() if m.config["layer"] == 0)
+    tensors = random.module_tensors(first.id)
+    conv = torch.nn.functional.conv2d(
+        data.train_x.float() / 255, torch.from_numpy(tensors["conv.weight"]), padding=1
+    )
+    expected = conv.mean(dim=(0, 2, 3))
+    assert torch.allclose(torch.from_numpy(tensors["bn.running_mean"]), expected, atol=1e-4)
+
+
+def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, data_dir: Path) -> None:
+    stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc")
+    results, ratios, runs = bench_streams(
+        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=data_dir
+    )
+    assert set(results) == {"lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn"}
+    for name, figures in results.items():
+        assert 0.4 < figures["judged_test_acc"] <= 1, name
+        matrix = runs["conditions"][name]["0"]["matrix"]
+        assert [[v is None for v in row] for row in matrix] == [
+            [False, True, True],
+            [False, False, True],
+            [False] * 3,
+        ]
+        assert len(runs["conditions"][name]["0"]["initial"]) == 3
+    assert results["lifelong"]["backward_transfer"] == 0.0  # zero forgetting, measured after every task
+    assert results["lifelong"]["library_modules"] >= 1
+    assert results["independent"]["forward_transfer"] == 0.0
+    assert results["pnn"]["params_total"] > results["independent"]["params_total"]  # adapters
+    assert set(ratios) == {
+        "lifelong_minus_random_library_points",
+        "lifelong_minus_independent_points",
+        "params_pnn_over_lifelong",
+    }
+    lifelong = runs["conditions"]["lifelong"]["0"]
+    assert lifelong["params_total"] == sorted(lifelong["params_total"])
+    assert runs["stream"]["judged_from"] == 1
+    with pytest.raises(LifelongError, match="unknown condition"):
+        bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=data_dir)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["split-mnist", "--tasks", "mnist:0v1 mnist:2v3"], "not both"),
+        (["--tasks", "mnist:0v1 mnist:2v3", "--conditions", "lifelong,bogus"], "unknown condition"),
+        (["mnist:0v1 | mnist:0v1"], "comes twice"),
+        (["--tasks", "mnist:0v1 atari:pong"], "not an image task"),
+    ],
+)
+def test_bench_streams_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    command = [
+        str(Path(sys.executable).with_name("lifelong")),
+        "bench",
+        "streams",
+        *args,
+        "--results-dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
+    command = [
+        str(Path(sys.executable).with_name("lifelong")),
+        "--json",
+        "bench",
+        "streams",
+        "--tasks",
+        "mnist:0v1@10pc mnist:2v3@10pc",
+        "--conditions",
+        "lifelong,independent",
+        "--budget",
+        "quick",
+        "--data-dir",
+        str(data_dir),
+        "--results-dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp_path / "streams-custom.json").read_text(), parse_constant=pytest.fail)
+    assert saved["protocol"] == "streams" and saved["command"].startswith("lifelong")
+    assert set(saved["results"]) == {"lifelong", "independent"}
+    assert "lifelong_minus_independent_points" in saved["ratios"]
