@@ -751,10 +751,33 @@ def _bench(
     if settings.as_json:
         _show(settings, report)
         return
-    rows = [{"condition": name, **values} for name, values in report["results"].items()]
-    _show(settings, rows, report["protocol"])
+    results = report["results"]
+    if any(key.endswith(SD) for values in results.values() for key in values):
+        _show(settings, _by_metric(results), report["protocol"])
+    else:
+        _show(
+            settings, [{"condition": name, **values} for name, values in results.items()], report["protocol"]
+        )
     _show(settings, report["ratios"], "ratios")
     out.print(f"written to {path}")
+
+
+SD = "_sd"  # a benchmark figure's standard deviation over seeds: <figure>_sd
+
+
+def _by_metric(results: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """A row per figure, a column per condition, each cell "mean ± sd"."""
+    figures = list(
+        dict.fromkeys(key for values in results.values() for key in values if not key.endswith(SD))
+    )
+    rows = []
+    for figure in figures:
+        row = {"figure": figure}
+        for condition, values in results.items():
+            mean, sd = values.get(figure), values.get(figure + SD)
+            row[condition] = _cell(mean) + (f" ± {sd:.2g}" if mean is not None and sd else "")
+        rows.append(row)
+    return rows
 
 
 def _int_list(text: str, option: str) -> list[int]:

@@ -122,8 +122,9 @@ def own_parameters(library: Library, name: str) -> int:
 
 def learning_curve(record: TaskRecord) -> tuple[list[int], list[float]]:
     """Validation accuracy against training examples seen, over the phases in the order they ran
-    (each phase's steps continue from where the previous one ended; evolution's candidates,
-    trained before the winner's ``grow`` curve starts, are not counted)."""
+    (each phase's steps continue from where the previous one ended; before the winner's ``grow``
+    curve come evolution's candidates, each trained ``candidate_steps``, as the stream benchmark
+    counts them)."""
     batch = record.details.get("budget", {}).get("batch_size", 0)
     train_examples = record.metrics.get("train_examples")
     if train_examples:  # a step draws min(batch, examples) examples
@@ -131,7 +132,10 @@ def learning_curve(record: TaskRecord) -> tuple[list[int], list[float]]:
     examples: list[int] = []
     accuracies: list[float] = []
     offset = 0.0
+    budget = record.details.get("budget", {})
     for phase in PHASES:
+        if phase == "grow":
+            offset += record.details.get("evaluations", 0) * budget.get("candidate_steps", 0)
         steps, values = record.curves.get(f"{phase}_step", []), record.curves.get(f"{phase}_val_acc", [])
         for step, value in zip(steps, values, strict=False):
             examples.append(int((offset + step) * batch))

@@ -206,9 +206,8 @@ def _curves_picture(out: Path, tasks: list[dict[str, Any]], library: Library) ->
     file = _save(fig, out, "learning_curves.png")
     table = _table(["task", "phase", "target", "examples to target", "final val acc", "seconds"], rows)
     caption = (
-        "Phases self-organize, grow, settle, one after another. Evolution's candidate training is "
-        "not counted: a grown task's grow curve starts with its winner already trained "
-        "(so a first task can reach its target at 0 examples)."
+        "Phases self-organize, grow, settle, one after another; a grown task's grow curve starts "
+        "after the examples its evolution's candidates trained on."
     )
     return Picture(file, "(c) Learning curves", caption, [table])
 

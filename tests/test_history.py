@@ -164,3 +164,15 @@ def test_commit_order_follows_restores() -> None:
     assert commit_order(log, "s2", ["b", "a (b)"]) == ["a (b)", "b"]
     assert commit_order(log, "s3", ["c", "a (b)"]) == ["a (b)", "c"]
     assert commit_order(log, "s2", ["b", "a (b)", "zz"]) == ["a (b)", "b", "zz"]  # untold: last
+
+
+def test_a_grown_task_counts_its_candidates_examples(learned: Path) -> None:
+    library = Library.open(learned)
+    grown = [r for r in library.tasks() if r.metrics["phase"] == "grow"]
+    assert grown  # the first task meets an empty library
+    for record in grown:
+        examples, _ = learning_curve(record)
+        batch = min(TINY.batch_size, record.metrics["train_examples"])
+        first_grow = len(record.curves.get("self_organize_step", []))
+        candidates = record.details["evaluations"] * TINY.candidate_steps * batch
+        assert examples[first_grow] >= candidates > 0
