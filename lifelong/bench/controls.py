@@ -34,6 +34,7 @@ from agents.task import TaskData, TaskSpec
 from library_store import Library
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.classification import ClassificationPlan
+from lifelong.history import module_parameters, own_parameters
 from lifelong.runner import learn_specs
 
 CALIBRATION_IMAGES = 2048  # unlabeled training images that set a random module's BatchNorm statistics
@@ -74,17 +75,6 @@ class Context:
 def count(parameters: list[nn.Parameter] | list[torch.Tensor]) -> int:
     """Scalars in ``parameters``, each tensor once."""
     return sum(p.numel() for p in {id(p): p for p in parameters}.values())
-
-
-def own_parameters(network: TaskNetwork) -> int:
-    """What a task owns beside the library's modules: its α/β scales and its head."""
-    return count(network.scale_parameters() + list(network.head.parameters()))
-
-
-def library_parameters(library: Library) -> int:
-    """Learned scalars of the library's image modules (BatchNorm running statistics excluded)."""
-    layers, _ = load_library_layers(library)
-    return count([p for layer in layers for member in layer for p in member.module.parameters()])
 
 
 @dataclass(frozen=True)
@@ -165,14 +155,14 @@ class Agent(Learner):
             data_dir=c.data_dir,
             report=report,
         )
-        self.owned.append(own_parameters(load_task_network(self.library, task_name(index))))
+        self.owned.append(own_parameters(self.library, task_name(index)))
 
     def accuracy(self, index: int, data: TaskData) -> float:
         network = load_task_network(self.library, task_name(index)).to(self.context.device)
         return accuracy(network, data.test_x, data.test_y, self.context.device)
 
     def parameters(self) -> tuple[int, int]:
-        return library_parameters(self.library), sum(self.owned)
+        return sum(module_parameters(m) for m in self.library.modules()), sum(self.owned)
 
 
 class RandomLibrary(Learner):
