@@ -17,6 +17,8 @@ Report = Callable[..., None]  # progress events: report("phase", name=..., total
 
 def quiet(*_: Any, **__: Any) -> None:
     """A progress report that says nothing."""
+
+
 BudgetT = TypeVar("BudgetT")
 
 

@@ -156,6 +156,7 @@ def test_random_library_has_the_learned_shapes_and_calibrated_batchnorm(tmp_path
     assert torch.allclose(torch.from_numpy(tensors["bn.running_mean"]), expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, data_dir: Path) -> None:
     stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc")
     results, ratios, runs = bench_streams(
@@ -212,6 +213,7 @@ def test_bench_streams_cli_errors_are_one_line(tmp_path: Path, args: list[str], 
     assert not list(tmp_path.glob("*.json"))
 
 
+@pytest.mark.slow
 def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("lifelong")),
@@ -222,8 +224,7 @@ def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
         "mnist:0v1@10pc mnist:2v3@10pc",
         "--conditions",
         "lifelong,independent",
-        "--budget",
-        "quick",
+        "--quick",
         "--data-dir",
         str(data_dir),
         "--results-dir",
