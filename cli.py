@@ -600,12 +600,16 @@ def data_fetch(
 
 
 # ---------------------------------------------------------------------------- benchmarks
+ResultsDirOpt = Annotated[Path, typer.Option(help="Where the JSON result goes.")]
+SeedsOpt = Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")]
+
+
 @bench_app.command("store")
 def bench_store(
     ctx: typer.Context,
     sizes: Annotated[str, typer.Option(help="Library sizes in modules, comma-separated.")] = "10,100,1000",
     seed: Annotated[int, typer.Option(help="Seed for the module tensors.")] = 0,
-    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+    results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
     """Time commit, snapshot, restore and open+list for libraries of growing size."""
     from lifelong.bench.store import bench_store as body
@@ -621,11 +625,11 @@ def bench_smart_mnist(
     ctx: typer.Context,
     quick: Annotated[bool, typer.Option("--quick", help="The quick budget (CPU minutes per seed).")] = False,
     budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")] = "0,1,2",
+    seeds: SeedsOpt = "0,1,2",
     target: TargetOpt = lifelong.DEFAULT_TARGET,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
-    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+    results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
     """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
     from lifelong.bench.smart_mnist import bench_smart_mnist as body
@@ -648,11 +652,11 @@ def bench_streams(
     conditions: Annotated[str, typer.Option(help="Comma-separated conditions, or 'all'.")] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="The stream benchmark's quick budget.")] = False,
     budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "quick",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")] = "0",
+    seeds: SeedsOpt = "0",
     target: TargetOpt = lifelong.DEFAULT_TARGET,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
-    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+    results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
     """A stream learned by the agent and its controls (random library, independent, finetune,
     frozen first, PNN): accuracy matrices, transfer, parameters, seconds."""
@@ -685,7 +689,7 @@ def bench_atari_throughput(
     episodes: Annotated[int, typer.Option(help="Episodes (emulators run in lock-step).")] = 32,
     max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
     seed: SeedOpt = 0,
-    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+    results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
     """Raw ALE stepping vs the agent's evaluation loop (ratio target ≥ 0.9), batched forward speed."""
     from lifelong.bench.atari_throughput import bench_atari_throughput as body
@@ -701,12 +705,12 @@ def bench_atari_transfer(
     quick: Annotated[bool, typer.Option("--quick", help="One pair, a small budget.")] = False,
     budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
     pairs: Annotated[str, typer.Option(help="source>target pairs, comma-separated.")] = "",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3).")] = "0,1,2",
+    seeds: SeedsOpt = "0,1,2",
     generations: Annotated[int | None, typer.Option()] = None,
     evaluations: Annotated[int | None, typer.Option()] = None,
     max_frames: Annotated[int | None, typer.Option()] = None,
     device: DeviceOpt = "auto",
-    results_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path("results"),
+    results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
     """Scratch vs random vs transfer on source → target game pairs; transfer effectiveness."""
     from lifelong.atari import atari_budget

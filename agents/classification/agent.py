@@ -32,7 +32,7 @@ from agents.classification.modules import (
     to_tensors,
 )
 from agents.classification.network import MixedLayer, TaskNetwork
-from agents.classification.training import Curve, accuracy, predict_logits, train_reported
+from agents.classification.training import Curve, accuracy, predict_logits, train
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
 from library_store import Library, TaskArrays
 
@@ -419,7 +419,7 @@ class ClassificationAgent:
         label: str,
         target: float,
     ) -> Curve:
-        return train_reported(
+        return train(
             network,
             parameters,
             problem.data,

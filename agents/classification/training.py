@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from agents import Report
+from agents import Report, quiet
 from agents.errors import TrainingError
 from agents.task import TaskData
 
@@ -81,10 +80,15 @@ def train(
     *,
     generator: torch.Generator,
     device: torch.device,
-    on_eval: Callable[[int, float], None] | None = None,
+    report: Report = quiet,
+    label: str = "train",
 ) -> Curve:
     """Train ``parameters`` (only those) with Adam; leave ``network`` at its best validation
-    checkpoint and return the validation curve."""
+    checkpoint and return the validation curve. ``report`` hears the phase (``phase``, one
+    ``eval`` per validation point, ``phase_done``): what progress bars and the stream
+    benchmark's example counts follow."""
+    report("phase", name=label, total=config.steps)
+    started = time.perf_counter()
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     curve = Curve()
     # The starting point is a candidate too: training must never return something worse.
@@ -109,8 +113,7 @@ def train(
         if step % config.eval_every == 0 or step == config.steps:
             value = accuracy(network, data.val_x, data.val_y, device)
             curve.add(step, value)
-            if on_eval:
-                on_eval(step, value)
+            report("eval", step=step, val_acc=value)
             if value > best_acc:
                 best_acc, best_state, since_best = value, copy.deepcopy(network.state_dict()), 0
             else:
@@ -120,32 +123,5 @@ def train(
             if best_acc >= 1.0:
                 break
     network.load_state_dict(best_state)
-    return curve
-
-
-def train_reported(
-    network: nn.Module,
-    parameters: list[nn.Parameter],
-    data: TaskData,
-    config: TrainConfig,
-    *,
-    generator: torch.Generator,
-    device: torch.device,
-    report: Report,
-    label: str,
-) -> Curve:
-    """:func:`train`, announced to ``report`` as a phase (``phase``, one ``eval`` per validation
-    point, ``phase_done``): what progress bars and the stream benchmark's example counts follow."""
-    report("phase", name=label, total=config.steps)
-    started = time.perf_counter()
-    curve = train(
-        network,
-        parameters,
-        data,
-        config,
-        generator=generator,
-        device=device,
-        on_eval=lambda step, acc: report("eval", step=step, val_acc=acc),
-    )
     report("phase_done", name=label, seconds=time.perf_counter() - started, val_acc=curve.best)
     return curve

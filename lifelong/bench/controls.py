@@ -29,7 +29,7 @@ from agents import Report
 from agents.classification.agent import load_library_layers, load_task_network
 from agents.classification.modules import LAYER, Head, Member, Shape, freeze, initialise, to_tensors
 from agents.classification.network import MixedLayer, TaskNetwork
-from agents.classification.training import accuracy, as_input, train_reported
+from agents.classification.training import accuracy, as_input, train
 from agents.task import TaskData, TaskSpec
 from library_store import Library
 from lifelong.bench.pnn import ProgressiveNetwork
@@ -60,7 +60,7 @@ class Context:
         self, network: nn.Module, parameters: list[nn.Parameter], data: TaskData, index: int, report: Report
     ) -> None:
         budget = self.plan.budget
-        train_reported(
+        train(
             network,
             parameters,
             data,
