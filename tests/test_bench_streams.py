@@ -225,6 +225,8 @@ def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
         "--conditions",
         "lifelong,independent",
         "--quick",
+        "--target",
+        "0.6",
         "--data-dir",
         str(data_dir),
         "--results-dir",
@@ -234,7 +236,7 @@ def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    saved = json.loads((tmp_path / "streams-custom.json").read_text(), parse_constant=pytest.fail)
+    saved = json.loads((tmp_path / "streams-custom-quick.json").read_text(), parse_constant=pytest.fail)
     assert saved["protocol"] == "streams" and saved["command"].startswith("lifelong")
     assert set(saved["results"]) == {"lifelong", "independent"}
     assert "lifelong_minus_independent_points" in saved["ratios"]
