@@ -132,6 +132,10 @@ class Learner:
         """(shared parameters, parameters owned by single tasks), in total so far."""
         raise NotImplementedError
 
+    def library_modules(self) -> int | None:
+        """Modules in the library the latest task was learned with; None without a library."""
+        return None
+
 
 class Agent(Learner):
     """The real agent, learning every task into one library (``lifelong``)."""
@@ -164,6 +168,9 @@ class Agent(Learner):
     def parameters(self) -> tuple[int, int]:
         return sum(module_parameters(m) for m in self.library.modules()), sum(self.owned)
 
+    def library_modules(self) -> int:
+        return len(self.library.modules())
+
 
 class RandomLibrary(Learner):
     """Before each task, the agent's library as it is then, re-drawn at random; then the agent's
@@ -189,6 +196,9 @@ class RandomLibrary(Learner):
     def parameters(self) -> tuple[int, int]:
         """The newest random library's parameters; every task's own."""
         return self.agents[-1].parameters()[0], sum(agent.owned[0] for agent in self.agents)
+
+    def library_modules(self) -> int:
+        return self.agents[-1].library_modules()
 
 
 def randomise(

@@ -153,9 +153,9 @@ def _learn_one(
     log.params_owned.append(owned)
     log.params_total.append(shared + owned)
     log.params_task.append(shared + owned - before)
-    if isinstance(learner, Agent | RandomLibrary):
-        library = learner.library if isinstance(learner, Agent) else learner.agents[-1].library
-        log.library_modules.append(len(library.modules()))
+    modules = learner.library_modules()
+    if modules is not None:
+        log.library_modules.append(modules)
     log.seconds.append(round(seconds, 3))
     log.examples_to_target.append(recorder.examples_to_target)
     log.curves.append({"examples": recorder.examples, "val_acc": recorder.val_acc})
