@@ -145,7 +145,15 @@ def modules(
 ) -> None:
     """The library's modules, or which modules a task uses (layer, kind, α/β, norms, creator)."""
     settings = _settings(ctx)
-    _show(settings, reports.modules(settings.open(), task), f"modules of {task}" if task else "modules")
+    library = settings.open()
+    title = "modules"
+    if task is not None:
+        split = reports.parameter_split(library, library.task(task))
+        title = (
+            f"modules of {task}: {split['library_params']:,} library parameters, "
+            f"{split['own_params']:,} its own ({split['own_share']:.1%})"
+        )
+    _show(settings, reports.modules(library, task), title)
 
 
 @snapshot_app.command("create")

@@ -11,14 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from library_store import HistoryEntry, Library, ModuleRecord, TaskRecord
 from lifelong import classification, metrics
 from lifelong.errors import LifelongError
+from lifelong.reports import module_parameters, own_parameters
 
 PHASES = ("self_organize", "grow", "settle")  # the order a task's learning curves were recorded in
-BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # statistics, not parameters
 
 
 def library_history(
@@ -102,22 +100,6 @@ def accuracy_matrix(stored: list[float], now: list[float]) -> list[list[float | 
         [stored[j] if j <= i else None for j in range(size)] for i in range(size - 1)
     ]
     return [*matrix, list(now)]
-
-
-def module_parameters(module: ModuleRecord) -> int:
-    """Numbers a module learned: its stored tensors except BatchNorm's running statistics."""
-    return sum(
-        int(np.prod(meta["shape"], dtype=np.int64))
-        for name, meta in module.tensors.items()
-        if not name.endswith(BN_BUFFERS)
-    )
-
-
-def own_parameters(library: Library, name: str) -> int:
-    """A task's own numbers: α and β of every module it uses, and its head."""
-    arrays = library.task_arrays(name)
-    scales = sum(int(value.size) for layer in arrays.uses for use in layer for value in use.values())
-    return scales + sum(int(value.size) for value in arrays.head.values())
 
 
 def learning_curve(record: TaskRecord) -> tuple[list[int], list[float]]:

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from library_store import Library
+from library_store import Library, ModuleRecord, TaskRecord
+
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # statistics, not parameters
 
 
 def to_json(data: Any) -> str:
@@ -67,6 +69,30 @@ def _size(tensors: dict[str, dict[str, Any]]) -> int:
     return int(sum(np.prod(meta["shape"], dtype=np.int64) for meta in tensors.values()))
 
 
+def module_parameters(module: ModuleRecord) -> int:
+    """Numbers a module learned: its stored tensors except BatchNorm's running statistics."""
+    return sum(
+        int(np.prod(meta["shape"], dtype=np.int64))
+        for name, meta in module.tensors.items()
+        if not name.endswith(BN_BUFFERS)
+    )
+
+
+def own_parameters(library: Library, name: str) -> int:
+    """A task's own numbers: α and β of every module it uses, and its head."""
+    arrays = library.task_arrays(name)
+    scales = sum(int(value.size) for layer in arrays.uses for use in layer for value in use.values())
+    return scales + sum(int(value.size) for value in arrays.head.values())
+
+
+def parameter_split(library: Library, task: TaskRecord) -> dict[str, Any]:
+    """Where a task's numbers live: in the library modules it uses (shared, frozen) or in its own
+    α/β and head, and the share that is its own."""
+    shared = sum(module_parameters(library.module(i)) for i in dict.fromkeys(task.module_ids))
+    own = own_parameters(library, task.name)
+    return {"library_params": shared, "own_params": own, "own_share": round(own / max(1, shared + own), 4)}
+
+
 def tasks(library: Library) -> list[dict[str, Any]]:
     return [
         {
@@ -76,6 +102,7 @@ def tasks(library: Library) -> list[dict[str, Any]]:
             "status": task.status,
             "depth": task.depth,
             "modules": len(task.module_ids),
+            **parameter_split(library, task),
             "metrics": task.metrics,
             "seed": task.seed,
         }
@@ -115,6 +142,7 @@ def modules(library: Library, task: str | None = None) -> list[dict[str, Any]]:
                     "created_by": module.created_by,
                     "frozen": module.frozen,
                     "config": module.config,
+                    "parameters": module_parameters(module),
                     "task_params": {name: _value(value) for name, value in sorted(params.items())},
                     "weight_norm": _norm(library.module_tensors(module_id)),
                 }

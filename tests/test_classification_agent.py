@@ -7,6 +7,7 @@ No MNIST here: every network and data set is made in the test, so each runs in s
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from agents.classification.agent import (
     gene_space,
     task_streams,
 )
-from agents.classification.modules import Conv, Head, Member, freeze
+from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy
 from agents.task import TaskData, TaskSpec
@@ -91,16 +92,15 @@ def bigger_channel_problem() -> Problem:
 
 
 def comparing_network(members: list[Member], alpha: list[float]) -> TaskNetwork:
-    """One mixed layer over ``members``, and a head that says "first" iff channel 0, divided by
-    the α of the module that copies it, exceeds channel 1 divided by its α."""
+    """One mixed layer over ``members``, and a readout that says "first" iff channel 0, divided
+    by the α of the module that copies it, exceeds channel 1 divided by its α."""
     layer = MixedLayer(members, torch.tensor(alpha), torch.ones(len(members)))
     head = Head((2, 1, 1), 2)
     with torch.no_grad():
         for parameter in head.parameters():
             parameter.zero_()
-        head.hidden.weight[0, :2] = torch.tensor([1 / alpha[0], -1 / alpha[1]])
-        head.hidden.weight[1, :2] = -head.hidden.weight[0, :2]
-        head.out.weight[1, 0] = head.out.weight[0, 1] = 1.0
+        head.out.weight[1, :2] = torch.tensor([1 / alpha[0], -1 / alpha[1]])
+        head.out.weight[0, :2] = -head.out.weight[1, :2]
     return freeze(TaskNetwork([layer], head))
 
 
@@ -260,3 +260,31 @@ def test_a_task_learns_the_same_way_first_or_later(tmp_path: Path) -> None:
     assert together.task("b").metrics["phase"] == "grow"  # evolution's stream was used too
     for name in ("a", "b"):
         assert stored(together, name) == stored(apart, name)
+
+
+@pytest.mark.parametrize(
+    ("shape", "classes", "own"),
+    [
+        ((32, 28, 28), 2, 32 * 16 * 2 + 2),
+        ((8, 28, 28), 2, 8 * 64 * 2 + 2),
+        ((64, 7, 7), 10, 64 * 4 * 10 + 10),
+    ],
+)
+def test_a_task_head_is_a_small_linear_readout(shape: tuple[int, int, int], classes: int, own: int) -> None:
+    """At most READOUT_FEATURES pooled features reach a linear layer: a binary task owns ~1,000
+    numbers whatever the library's top layer, so the library has to carry the task."""
+    head = Head(shape, classes)
+    assert sum(p.numel() for p in head.parameters()) == own
+    assert head.config == {"hidden": 0, "pool": math.isqrt(READOUT_FEATURES // shape[0])}
+    assert head(torch.rand(3, *shape)).shape == (3, classes)
+
+
+def test_a_head_stored_before_readouts_rebuilds() -> None:
+    """Tasks stored with the earlier head (pool 7, hidden layer of 64) keep loading exactly."""
+    old = Head((8, 28, 28), 2, hidden=64, pool=7)
+    assert old.config == {"hidden": 64, "pool": 7}
+    assert old.hidden is not None and old.hidden.in_features == 8 * 49
+    again = Head((8, 28, 28), 2, **old.config)
+    again.load_state_dict(old.state_dict())
+    x = torch.rand(4, 8, 28, 28)
+    assert torch.equal(again(x), old(x))

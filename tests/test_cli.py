@@ -71,6 +71,16 @@ def test_modules_of_a_task_show_its_own_alpha(populated: Path) -> None:
     assert rows_a[0]["created_by"] == "a" and rows_a[0]["weight_norm"] > 0
     human = run(populated, "modules", "--task", "b").stdout
     assert rows_b[1]["id"] in human and "alpha=0.5" in human
+    assert [r["parameters"] for r in rows_b] == [36, 144]
+    assert "180 library parameters, 12 its own (6.2%)" in " ".join(human.split())
+
+
+def test_tasks_show_library_and_own_parameters(populated: Path) -> None:
+    """A task's numbers split into the library modules it uses and its own α/β and head."""
+    a, b = json.loads(run(populated, "--json", "tasks").stdout)
+    assert (a["library_params"], a["own_params"]) == (36, 2 + 8)  # one 4×1×3×3 conv; α, β, 2×4 head
+    assert (b["library_params"], b["own_params"]) == (36 + 144, 4 + 8)
+    assert b["own_share"] == round(12 / 192, 4)
 
 
 def test_tasks_modules_log_snapshots_as_json(populated: Path) -> None:

@@ -19,7 +19,6 @@ from agents import NewModule, Report, Solution, quiet
 from agents.classification import evolution
 from agents.classification.budget import DEFAULT_TARGET, Budget
 from agents.classification.modules import (
-    HEAD_HIDDEN,
     KINDS,
     LAYER,
     MIN_FIRE_CHANNELS,
@@ -162,7 +161,12 @@ def load_task_network(library: Library, name: str) -> TaskNetwork:
         members = [Member.stored(library.module(i), library.module_tensors(i)) for i in ids]
         layers.append(MixedLayer(members, alpha, beta))
     head_config = record.details["head"]
-    head = Head(tuple(head_config["input_shape"]), head_config["n_classes"], head_config["hidden"])
+    head = Head(
+        tuple(head_config["input_shape"]),
+        head_config["n_classes"],
+        head_config["hidden"],
+        head_config.get("pool", 7),  # stored before the pool size was recorded: always 7
+    )
     head.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.head.items()})
     network = TaskNetwork(layers, head)
     freeze(network)
@@ -382,7 +386,7 @@ class ClassificationAgent:
             "head": {
                 "input_shape": list(network.layers[-1].members[0].output_shape),
                 "n_classes": data.n_classes,
-                "hidden": HEAD_HIDDEN,
+                **network.head.config,
             },
             "target": problem.target,
             "budget": self.budget.__dict__,

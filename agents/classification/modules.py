@@ -24,7 +24,7 @@ KINDS = ("conv", "res_fire", "dim_reduce")
 LAYER = "layer"  # the key of a stored module's config that says which layer of the stack it is in
 MIN_FIRE_CHANNELS = 4  # a Fire module needs channels to squeeze and split
 MIN_REDUCE_SIZE = 4  # a smaller height or width is not halved any more
-HEAD_HIDDEN = 64
+READOUT_FEATURES = 512  # at most this many pooled features reach a task's linear readout
 
 
 class Conv(nn.Module):
@@ -172,15 +172,29 @@ class Member:
 
 
 class Head(nn.Module):
-    """A task's own output layers: pool to at most 7×7, then FC + ReLU, then the class scores."""
+    """A task's own output layer: the top feature map average-pooled to p×p, then linear class
+    scores (a *readout*). p is the largest side with at most READOUT_FEATURES pooled features
+    (and no larger than the map), so a binary task owns at most ~1,000 parameters and the
+    library's modules, not the head, have to do the work. ``hidden`` > 0 puts a fully connected
+    layer of that width before the scores (tasks stored before readouts were the rule: pool 7,
+    hidden 64)."""
 
-    def __init__(self, input_shape: Shape, n_classes: int, hidden: int = HEAD_HIDDEN) -> None:
+    def __init__(self, input_shape: Shape, n_classes: int, hidden: int = 0, pool: int | None = None) -> None:
         super().__init__()
         channels, height, width = input_shape
-        self.pool_to = (min(height, 7), min(width, 7))
-        self.hidden = nn.Linear(channels * self.pool_to[0] * self.pool_to[1], hidden)
-        self.out = nn.Linear(hidden, n_classes)
+        side = pool if pool is not None else max(1, math.isqrt(READOUT_FEATURES // channels))
+        self.pool_to = (min(height, side), min(width, side))
+        features = channels * self.pool_to[0] * self.pool_to[1]
+        self.hidden = nn.Linear(features, hidden) if hidden else None
+        self.out = nn.Linear(hidden or features, n_classes)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What rebuilds this head (stored with the task)."""
+        return {"hidden": self.hidden.out_features if self.hidden else 0, "pool": max(self.pool_to)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.adaptive_avg_pool2d(x, self.pool_to).flatten(1)
-        return self.out(torch.relu(self.hidden(x)))
+        if self.hidden is not None:
+            x = torch.relu(self.hidden(x))
+        return self.out(x)

@@ -34,7 +34,7 @@ from agents.task import TaskData, TaskSpec
 from library_store import Library
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.classification import ClassificationPlan
-from lifelong.history import module_parameters, own_parameters
+from lifelong.reports import module_parameters, own_parameters
 from lifelong.runner import learn_specs
 
 CALIBRATION_IMAGES = 2048  # unlabeled training images that set a random module's BatchNorm statistics
