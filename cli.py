@@ -266,6 +266,10 @@ def learn(
     candidate_steps: Annotated[int | None, typer.Option(help="Growth: steps per candidate.")] = None,
     final_steps: Annotated[int | None, typer.Option(help="Growth: steps for the winner.")] = None,
     settle_steps: Annotated[int | None, typer.Option()] = None,
+    growth_margin: Annotated[
+        float | None,
+        typer.Option(help="Growth: validation gain over self-organization that new modules must buy."),
+    ] = None,
     mutation_rate: Annotated[float | None, typer.Option()] = None,
     fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
     crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
@@ -328,6 +332,7 @@ def learn(
             candidate_steps=candidate_steps,
             final_steps=final_steps,
             settle_steps=settle_steps,
+            growth_margin=growth_margin,
             mutation_rate=mutation_rate,
             fitness=fitness,
             crossover=crossover,

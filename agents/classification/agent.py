@@ -35,6 +35,16 @@ from agents.classification.training import Curve, accuracy, predict_logits, trai
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
 from library_store import Library, TaskArrays
 
+STEM = (
+    evolution.LayerGene(reduce=False, residual=False, filters=16),
+    evolution.LayerGene(reduce=True, residual=False, filters=16),
+    evolution.LayerGene(reduce=False, residual=False, filters=32),
+    evolution.LayerGene(reduce=True, residual=False, filters=32),
+)
+"""Where growth starts on an empty library: conv(16), halve, conv(32), halve. A 28×28 image is a
+32×7×7 map after two cheap full-size layers, so later modules work at 14×14 and 7×7 and a task's
+readout reads features the library learned, not pixels. Evolution mutates it like any genome."""
+
 
 @dataclass
 class Problem:
@@ -109,11 +119,17 @@ def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.Gene
     while size >= MIN_REDUCE_SIZE:
         halvings, size = halvings + 1, size // 2
     return evolution.GeneRanges(
+        max_new_layers=len(STEM),
         max_new_reductions=halvings,
         extra_kinds=tuple(extra_kinds),
         top_channels=top[0],
         min_fire_channels=MIN_FIRE_CHANNELS,
     )
+
+
+def stem(ranges: evolution.GeneRanges, rng: np.random.Generator) -> evolution.Genome:
+    """:data:`STEM` as far as the input allows (a halving it cannot take becomes a conv layer)."""
+    return evolution.repair(evolution.Genome((), (), STEM[: ranges.max_new_layers]), ranges, rng)
 
 
 def extended_layers(
@@ -228,7 +244,9 @@ class ClassificationAgent:
         return Attempt(network, curve.best, "self_organize", self._curves("self_organize", curve))
 
     def grow(self, problem: Problem, attempt: Attempt | None) -> Attempt:
-        """Evolve extension genomes (new modules per layer, new layers); train the winner on."""
+        """Evolve extension genomes (new modules per layer, new layers); train the winner on.
+        The grown network replaces self-organization's ``attempt`` only if it is better on
+        validation by the budget's ``growth_margin``; otherwise nothing new enters the library."""
         b = self.budget
         ranges = gene_space(problem.library_layers, problem.input_shape)
 
@@ -270,6 +288,7 @@ class ClassificationAgent:
             on_candidate=on_candidate,
             good_enough=lambda trained: trained.validation.best >= problem.target,
             rounding=b.rounding,
+            initial=None if problem.library_layers else stem(ranges, problem.rng),
         )
         winner: TrainedGenome = result.best.evaluated
         network = winner.network
@@ -298,6 +317,10 @@ class ClassificationAgent:
             "evaluations": result.evaluations,
         }
         val = accuracy(network, problem.data.val_x, problem.data.val_y, self.device)
+        if attempt is not None and val < attempt.val_acc + b.growth_margin:
+            # the new modules do not pay for themselves: the library alone solves the task
+            attempt.details["growth_rejected"] = {**details, "val_acc": val, "margin": b.growth_margin}
+            return attempt
         return Attempt(network, val, "grow", curves, details)
 
     def prune(self, problem: Problem, attempt: Attempt) -> Attempt:

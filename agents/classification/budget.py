@@ -40,6 +40,10 @@ class Budget:
     # "stochastic" rounds up with probability equal to the fraction (same mean as the paper's rule).
     rounding: str = "stochastic"
     probe_size: int = 32  # stored validation inputs to verify a task never changes
+    # New modules are kept only if they beat self-organization on validation by this much
+    # (MNTDP, Mendez & Eaton: a new module must earn a clear validation gain); else the task
+    # is solved by the library alone and nothing is added to it.
+    growth_margin: float = 0.005
 
     def __post_init__(self) -> None:
         at_least(self, settle_steps=0, population=2, **dict.fromkeys(AT_LEAST_ONE, 1))  # 2: elite + child
@@ -52,6 +56,8 @@ class Budget:
             raise BudgetError("--mutation-rate must lie in [0, 1]")
         if self.rounding not in ROUNDINGS:
             raise BudgetError(f"--rounding must be {' or '.join(ROUNDINGS)}, not {self.rounding!r}")
+        if not 0 <= self.growth_margin <= 1:
+            raise BudgetError("--growth-margin must lie in [0, 1] (validation accuracy)")
         if not self.lr > 0:
             raise BudgetError("--lr must be positive")
 
