@@ -57,16 +57,12 @@ def info(library: Library) -> dict[str, Any]:
         "state": library.state,
         "modules": len(modules),
         "frozen_modules": sum(m.frozen for m in modules),
-        "parameters": sum(_size(m.tensors) for m in modules),
+        "parameters": sum(module_parameters(m) for m in modules),
         "tasks": len(tasks),
         "snapshots": len(snapshots),
         "size_on_disk_bytes": library.size_on_disk(),
         "last_change": {"time": last.time, "kind": last.kind, "message": last.message} if last else None,
     }
-
-
-def _size(tensors: dict[str, dict[str, Any]]) -> int:
-    return int(sum(np.prod(meta["shape"], dtype=np.int64) for meta in tensors.values()))
 
 
 def module_parameters(module: ModuleRecord) -> int:
@@ -123,7 +119,7 @@ def modules(library: Library, task: str | None = None) -> list[dict[str, Any]]:
                 "kind": m.kind,
                 "created_by": m.created_by,
                 "frozen": m.frozen,
-                "parameters": _size(m.tensors),
+                "parameters": module_parameters(m),
                 "used_by": users.get(m.id, []),
             }
             for m in library.modules()

@@ -88,6 +88,7 @@ def test_tasks_modules_log_snapshots_as_json(populated: Path) -> None:
     assert [t["name"] for t in tasks] == ["a", "b"] and tasks[1]["depth"] == 2
     modules = json.loads(run(populated, "--json", "modules").stdout)
     assert sorted(len(m["used_by"]) for m in modules) == [1, 2]
+    assert sorted(m["parameters"] for m in modules) == [36, 144]  # the same count as modules --task
     kinds = [entry["kind"] for entry in json.loads(run(populated, "--json", "log").stdout)]
     assert kinds == ["snapshot", "learn", "init"]
     snaps = json.loads(run(populated, "--json", "snapshot", "list").stdout)
