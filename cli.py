@@ -615,6 +615,10 @@ def data_fetch(
 # ---------------------------------------------------------------------------- benchmarks
 ResultsDirOpt = Annotated[Path, typer.Option(help="Where the JSON result goes.")]
 SeedsOpt = Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")]
+QuickOpt = Annotated[
+    bool, typer.Option("--quick", help="The benchmark's quick budget (CPU minutes per seed).")
+]
+PresetOpt = Annotated[str, typer.Option("--budget", help="Budget preset when not --quick.")]
 
 
 @bench_app.command("store")
@@ -636,8 +640,8 @@ def bench_store(
 @bench_app.command("smart-mnist")
 def bench_smart_mnist(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option("--quick", help="The quick budget (CPU minutes per seed).")] = False,
-    budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
+    quick: QuickOpt = False,
+    budget: PresetOpt = "standard",
     seeds: SeedsOpt = "0,1,2",
     target: TargetOpt = lifelong.DEFAULT_TARGET,
     device: DeviceOpt = "auto",
@@ -663,8 +667,8 @@ def bench_streams(
     ] = None,
     tasks: Annotated[str | None, typer.Option(help="Task specs instead of a preset: 'A B | C D'.")] = None,
     conditions: Annotated[str, typer.Option(help="Comma-separated conditions, or 'all'.")] = "all",
-    quick: Annotated[bool, typer.Option("--quick", help="The stream benchmark's quick budget.")] = False,
-    budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "quick",
+    quick: QuickOpt = False,
+    budget: PresetOpt = "quick",
     seeds: SeedsOpt = "0",
     target: TargetOpt = lifelong.DEFAULT_TARGET,
     device: DeviceOpt = "auto",

@@ -119,7 +119,7 @@ def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.Gene
     while size >= MIN_REDUCE_SIZE:
         halvings, size = halvings + 1, size // 2
     return evolution.GeneRanges(
-        max_new_layers=len(STEM),
+        max_new_layers=len(STEM),  # a genome can always spell the stem
         max_new_reductions=halvings,
         extra_kinds=tuple(extra_kinds),
         top_channels=top[0],
@@ -129,7 +129,7 @@ def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.Gene
 
 def stem(ranges: evolution.GeneRanges, rng: np.random.Generator) -> evolution.Genome:
     """:data:`STEM` as far as the input allows (a halving it cannot take becomes a conv layer)."""
-    return evolution.repair(evolution.Genome((), (), STEM[: ranges.max_new_layers]), ranges, rng)
+    return evolution.repair(evolution.Genome((), (), STEM), ranges, rng)
 
 
 def extended_layers(

@@ -174,7 +174,7 @@ class Member:
 class Head(nn.Module):
     """A task's own output layer: the top feature map average-pooled to p×p, then linear class
     scores (a *readout*). p is the largest side with at most READOUT_FEATURES pooled features
-    (and no larger than the map), so a binary task owns at most ~1,000 parameters and the
+    (and no larger than the map), so a binary task owns a few hundred parameters and the
     library's modules, not the head, have to do the work. ``hidden`` > 0 puts a fully connected
     layer of that width before the scores (tasks stored before readouts were the rule: pool 7,
     hidden 64)."""
