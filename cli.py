@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -238,6 +239,7 @@ SeedOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache (env LIFELONG_DATA, default ./data).")]
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
+ReportDirOpt = Annotated[Path, typer.Option("--out", help="Folder for the report's PNGs and index.html.")]
 
 
 @app.command()
@@ -389,34 +391,40 @@ def demo(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
+    out_dir: ReportDirOpt = Path("report"),
 ) -> None:
-    """The default curriculum: 5 binary MNIST tasks, then 3 unseen pairs (creates the library)."""
-    from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, ClassificationPlan, budget_for
-    from lifelong.runner import learn_specs
-    from lifelong.tasks import parse_spec
+    """The main job: the default curriculum (MNIST and Fashion-MNIST tasks grow the library, then
+    unseen and few-shot tasks), each judged task beside a random-library control; the report's
+    pictures. Creates the library if needed; skips tasks already learned."""
+    from lifelong.classification import ClassificationPlan, budget_for
+    from lifelong.demo import DEMO_STREAM, run_demo
+    from lifelong.streams import parse_stream
 
     settings = _settings(ctx)
     try:
         library = settings.open()
     except lifelong.LibraryError:
         library = lifelong.Library.create(settings.library_path, lock_timeout=settings.lock_timeout)
-    curriculum = [*DEMO_SEEN, *DEMO_UNSEEN]
-    done = {task.name for task in library.tasks()}
-    todo = [spec for spec in curriculum if spec not in done]
     with _progress(settings) as report:
-        learn_specs(
+        result = run_demo(
             library,
-            [parse_spec(text) for text in todo],
-            plans={"classification": ClassificationPlan(budget_for(budget))},
+            parse_stream(DEMO_STREAM),
+            ClassificationPlan(budget_for(budget)),
             seed=seed,
             device=device,
             data_dir=data_dir,
+            out_dir=out_dir,
             report=report,
         )
-    library.refresh()
-    records = {task.name: task for task in library.tasks()}
-    rows = [{**row, "seen": row["task"] in DEMO_SEEN} for row in _task_rows([records[s] for s in curriculum])]
-    _show(settings, rows, "demo curriculum")
+    rows = [asdict(row) for row in result.rows]
+    if settings.as_json:
+        _show(settings, {"tasks": rows, "gap_points": result.gap_points, "report": str(result.report)})
+        return
+    _show(settings, rows, "demo curriculum (random_library: the same procedure over random weights)")
+    out.print(
+        f"judged tasks, mean test accuracy: learned library minus random library = "
+        f"{result.gap_points:+.2f} points; report: {result.report}"
+    )
 
 
 @app.command("eval")
@@ -561,9 +569,7 @@ def metrics_command(
 @app.command("report")
 def report_command(
     ctx: typer.Context,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the PNGs and index.html.")] = Path(
-        "report"
-    ),
+    out_dir: ReportDirOpt = Path("report"),
     bench: Annotated[
         list[Path] | None, typer.Option("--bench", help="A `lifelong bench streams` result (repeatable).")
     ] = None,

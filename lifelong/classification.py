@@ -22,9 +22,6 @@ from lifelong.files import check_output_file, write_file
 from lifelong.runner import Run
 from lifelong.tasks import TaskData, TaskSpec, check_source, load_task_data, parse_spec
 
-DEMO_SEEN = ("mnist:1v3", "mnist:1v2", "mnist:3v4", "mnist:4v5", "mnist:0v9")
-DEMO_UNSEEN = ("mnist:6v7", "mnist:2v8", "mnist:5v9")
-
 
 def budget_for(preset: str, **overrides: Any) -> Budget:
     """A preset with the given (non-None) values replaced; the budget checks itself."""

@@ -12,11 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
+from lifelong.classification import budget_for
+
 LIFELONG = str(Path(sys.executable).parent / "lifelong")
 # A classification budget of a few dozen steps: learning runs in seconds, to test the CLI, not accuracy.
 TINY = (
     "--so-steps", "40", "--candidate-steps", "30", "--population", "2", "--generations", "1",
     "--final-steps", "40", "--settle-steps", "10", "--eval-every", "10", "--batch-size", "32",
+)  # fmt: skip
+# The same for code that takes a Budget (streams, the demo).
+TINY_BUDGET = budget_for(
+    "quick", so_steps=20, final_steps=30, candidate_steps=10, population=2, generations=1, settle_steps=5,
+    eval_every=10, batch_size=32, elite=1,
 )  # fmt: skip
 
 

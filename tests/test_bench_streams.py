@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import TINY_BUDGET as TINY
 
 from agents.classification.modules import Member, to_tensors
 from agents.classification.training import predict_logits
@@ -18,22 +19,10 @@ from library_store import Library
 from lifelong.bench.controls import Blueprint, Context, Progressive, SharedTrunk, randomise
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.bench.streams import Recorder, aggregate, bench_streams
-from lifelong.classification import ClassificationPlan, budget_for
+from lifelong.classification import ClassificationPlan
 from lifelong.errors import LifelongError
 from lifelong.streams import parse_stream
 
-TINY = budget_for(
-    "quick",
-    so_steps=20,
-    final_steps=30,
-    candidate_steps=10,
-    population=2,
-    generations=1,
-    settle_steps=5,
-    eval_every=10,
-    batch_size=32,
-    elite=1,
-)
 BLUEPRINT = Blueprint(
     (
         (("conv", (1, 12, 12), 4),),
@@ -154,6 +143,11 @@ def test_random_library_has_the_learned_shapes_and_calibrated_batchnorm(tmp_path
     )
     expected = conv.mean(dim=(0, 2, 3))
     assert torch.allclose(torch.from_numpy(tensors["bn.running_mean"]), expected, atol=1e-4)
+    # given some of the modules (the library as an earlier task met it), only those are copied
+    bottom = [m for m in learned.modules() if m.config["layer"] == 0]
+    partial = Library.create(tmp_path / "partial")
+    randomise(learned, partial, data, torch.Generator().manual_seed(9), CPU, bottom)
+    assert [(m.kind, m.config) for m in partial.modules()] == [(m.kind, m.config) for m in bottom]
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from agents.classification.evolution import (
     CRITERIA,
     EXTRA_KINDS,
+    Candidate,
     GeneRanges,
     Genome,
     LayerGene,
@@ -30,6 +31,7 @@ from agents.classification.evolution import (
     late_slope,
     mutate,
     mutate_scalar,
+    rank,
     repair,
 )
 
@@ -451,6 +453,40 @@ def test_evolve_is_deterministic_and_supports_crossover_and_every_criterion():
         for generation in runs[0].history:
             for genome, _, _ in generation:
                 Genome.from_dict(genome).validate(ranges)
+
+
+def test_rank_prefers_the_cheaper_of_near_equals_only():
+    def member(acc: float, flops: int, slope: float = 0.0) -> Candidate:
+        return Candidate(Genome((), (), ()), flops, (acc, slope), 0)
+
+    members = [member(0.95, 900), member(0.948, 100), member(0.90, 10), member(0.95, 900, slope=0.1)]
+    by_fitness = rank(members, None, 0.01)
+    assert [(m.fitness, m.evaluated) for m in by_fitness] == [
+        ((0.95, 0.1), 900), ((0.95, 0.0), 900), ((0.948, 0.0), 100), ((0.90, 0.0), 10)
+    ]  # fmt: skip
+    cheap_first = rank(members, lambda flops: flops, 0.01)
+    assert [m.evaluated for m in cheap_first] == [100, 900, 900, 10]  # 0.90 is too far below to win
+    assert [m.fitness[1] for m in cheap_first[1:3]] == [0.1, 0.0]  # equal cost: fitness order stays
+    assert [m.evaluated for m in rank(members, lambda flops: flops, 0.0)] == [900, 900, 100, 10]
+
+
+def test_evolve_with_a_cost_keeps_the_cheapest_of_near_equals():
+    def size(genome: Genome) -> int:  # a stand-in for compute: filters of new layers and modules
+        return sum(gene.filters for gene in genome.new_layers) + 16 * sum(genome.extra_modules)
+
+    def evaluate(genome: Genome) -> Run:  # every filter buys a little accuracy
+        return Run(genome, [(100, 0.9 + 0.0001 * size(genome))])
+
+    plain = evolve(evaluate, 3, rng=np.random.default_rng(4))
+    frugal = evolve(
+        evaluate, 3, rng=np.random.default_rng(4), cost=lambda run: size(run.genome), tolerance=0.05
+    )
+    seen = [Genome.from_dict(g) for generation in frugal.history for g, _, _ in generation]
+    assert size(frugal.best.genome) == min(map(size, seen)) < size(plain.best.genome)
+    tight = evolve(
+        evaluate, 3, rng=np.random.default_rng(4), cost=lambda run: size(run.genome), tolerance=0.0
+    )
+    assert tight.best.fitness == plain.best.fitness  # without tolerance the cost only breaks exact ties
 
 
 def test_evolve_rejects_bad_settings():

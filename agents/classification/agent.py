@@ -9,6 +9,7 @@ way wherever it comes in a run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from agents.classification.modules import (
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy, predict_logits, train
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
-from library_store import Library, TaskArrays
+from library_store import Library, ModuleRecord, TaskArrays
 
 STEM = (
     evolution.LayerGene(reduce=False, residual=False, filters=16),
@@ -78,6 +79,7 @@ class TrainedGenome:
     genome: evolution.Genome
     network: TaskNetwork
     validation: Curve
+    flops: int  # per input: the compute its modules add to every forward pass
 
     @property
     def curve(self) -> evolution.CurvePoints:
@@ -152,10 +154,13 @@ def extended_layers(
     return layers
 
 
-def load_library_layers(library: Library) -> tuple[list[list[Member]], Shape]:
-    """Every classification module of the library, frozen, grouped by layer; and the input shape."""
+def load_library_layers(
+    library: Library, records: Sequence[ModuleRecord] | None = None
+) -> tuple[list[list[Member]], Shape]:
+    """Every classification module of the library (or of ``records``, some of its modules),
+    frozen, grouped by layer; and the input shape."""
     by_layer: dict[int, list[Member]] = {}
-    for record in library.modules():
+    for record in library.modules() if records is None else records:
         if record.kind not in KINDS or LAYER not in record.config:
             continue
         member = Member.stored(record, library.module_tensors(record.id))
@@ -260,7 +265,7 @@ class ClassificationAgent:
                 f"candidate {genome.describe(ranges)}",
                 target=2.0,
             )
-            return TrainedGenome(genome, network, curve)
+            return TrainedGenome(genome, network, curve, network.flops(problem.input_shape))
 
         def on_candidate(
             generation: int, index: int, genome: evolution.Genome, trained: TrainedGenome
@@ -289,6 +294,8 @@ class ClassificationAgent:
             good_enough=lambda trained: trained.validation.best >= problem.target,
             rounding=b.rounding,
             initial=None if problem.library_layers else stem(ranges, problem.rng),
+            cost=lambda trained: trained.flops,
+            tolerance=b.growth_margin,  # extra compute, like new modules, must buy this much accuracy
         )
         winner: TrainedGenome = result.best.evaluated
         network = winner.network

@@ -13,7 +13,8 @@ The algorithm (SMART, mutation-only GA, elitist)::
     population ← [initial genome] + mutants of it
     repeat for `generations`:
         evaluate the individuals not evaluated yet        (elites are never re-evaluated)
-        rank everyone by fitness of their learning curve  (default: final accuracy, slope tie-break)
+        rank everyone by fitness of their learning curve  (default: final accuracy, slope tie-break);
+            those within `tolerance` of the best come first, cheapest first (parsimony)
         stop if one is good enough
         keep the best `elite`; replace the rest by mutants of the elites (round-robin)
 
@@ -663,6 +664,19 @@ class EvolutionResult(Generic[E]):
     stopped_early: bool
 
 
+def rank(
+    members: list[Candidate[E]], cost: Callable[[E], float] | None, tolerance: float
+) -> list[Candidate[E]]:
+    """Best first by fitness (stable: earlier wins ties). With ``cost``, every candidate whose
+    first fitness figure (accuracy, for all criteria but ``slope``) is within ``tolerance`` of the
+    best comes first, cheapest first: a costlier genome wins only by more than ``tolerance``."""
+    ordered = sorted(members, key=lambda member: member.fitness, reverse=True)
+    if cost is None:
+        return ordered
+    near = [m for m in ordered if m.fitness[0] >= ordered[0].fitness[0] - tolerance]
+    return sorted(near, key=lambda member: cost(member.evaluated)) + ordered[len(near) :]
+
+
 def _record(member: Candidate[Any]) -> CandidateRecord:
     curve = [(int(step), float(acc)) for step, acc in member.evaluated.curve]
     return CandidateRecord(member.genome.to_dict(), member.fitness, curve)
@@ -697,6 +711,8 @@ def evolve(
     initial: Genome | None = None,
     rounding: Rounding = "floor",
     distinct_tries: int = DISTINCT_TRIES,
+    cost: Callable[[E], float] | None = None,
+    tolerance: float = 0.0,
 ) -> EvolutionResult[E]:
     """SMART's elitist GA over extension genomes (see the module docstring for the algorithm box).
 
@@ -711,7 +727,8 @@ def evolve(
     (``index`` is the slot in that generation's population). ``good_enough(evaluated)`` is asked
     after every evaluation; if true, the search stops at once. Ties in fitness go to the
     individual evaluated earlier. Only the current population's evaluation objects are held, so
-    trained states of discarded candidates can be freed.
+    trained states of discarded candidates can be freed. With ``cost(evaluated)`` (e.g. compute
+    per input), extra cost must buy fitness: see :func:`rank`.
     """
     if population < 1 or generations < 1:
         raise ValueError(f"population and generations must be >= 1, got {population}, {generations}")
@@ -761,7 +778,7 @@ def evolve(
             if good_enough is not None and good_enough(evaluated):
                 stopped = True
                 break
-        members.sort(key=lambda member: member.fitness, reverse=True)  # stable: earlier wins ties
+        members = rank(members, cost, tolerance)
         history.append([_record(member) for member in members])
         if stopped:
             break

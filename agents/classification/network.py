@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from agents.classification.modules import Head, Member, is_frozen
 
@@ -78,6 +79,17 @@ class TaskNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Floating-point operations of one forward pass on one input (torch's flop counter:
+        convolutions and matrix products): what a candidate costs every time it runs. Counted in
+        eval mode, so no BatchNorm statistic moves."""
+        training = self.training
+        self.eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            self(torch.zeros(1, *input_shape, device=next(self.parameters()).device))
+        self.train(training)
+        return counter.get_total_flops()
 
     def scale_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in (layer.alpha, layer.beta)]

@@ -18,6 +18,7 @@ gives the network it grows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from agents.classification.modules import LAYER, Head, Member, Shape, freeze, in
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import accuracy, as_input, train
 from agents.task import TaskData, TaskSpec
-from library_store import Library
+from library_store import Library, ModuleRecord
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.classification import ClassificationPlan
 from lifelong.reports import module_parameters, own_parameters
@@ -175,39 +176,54 @@ class Agent(Learner):
 class RandomLibrary(Learner):
     """Before each task, the agent's library as it is then, re-drawn at random; then the agent's
     procedure on that copy (``random_library``). The first task meets an empty library, as in
-    ``lifelong``."""
+    ``lifelong``. ``before(index)``, when given, names the modules the agent had before task
+    ``index`` (for a library that has since learned more); else all of ``learned``'s, now."""
 
     name = "random_library"
 
-    def __init__(self, context: Context, learned: Library) -> None:
-        self.context, self.learned = context, learned
-        self.agents: list[Agent] = []
+    def __init__(
+        self,
+        context: Context,
+        learned: Library,
+        before: Callable[[int], Sequence[ModuleRecord]] | None = None,
+    ) -> None:
+        self.context, self.learned, self.before = context, learned, before
+        self.agents: dict[int, Agent] = {}
 
     def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
         library = Library.create(self.context.root / f"random-{index}")
-        randomise(self.learned, library, data, self.context.generator(index, salt=2), self.context.device)
+        records = self.before(index) if self.before else None
+        generator = self.context.generator(index, salt=2)
+        randomise(self.learned, library, data, generator, self.context.device, records)
         agent = Agent(self.context, library)
         agent.learn(index, spec, data, report)
-        self.agents.append(agent)
+        self.agents[index] = agent
 
     def accuracy(self, index: int, data: TaskData) -> float:
         return self.agents[index].accuracy(index, data)
 
     def parameters(self) -> tuple[int, int]:
         """The newest random library's parameters; every task's own."""
-        return self.agents[-1].parameters()[0], sum(agent.owned[0] for agent in self.agents)
+        newest = self.agents[max(self.agents)]
+        return newest.parameters()[0], sum(agent.owned[0] for agent in self.agents.values())
 
     def library_modules(self) -> int:
-        return self.agents[-1].library_modules()
+        return self.agents[max(self.agents)].library_modules()
 
 
 def randomise(
-    learned: Library, into: Library, data: TaskData, generator: torch.Generator, device: torch.device
+    learned: Library,
+    into: Library,
+    data: TaskData,
+    generator: torch.Generator,
+    device: torch.device,
+    records: Sequence[ModuleRecord] | None = None,
 ) -> None:
     """Store in ``into`` a module of the same kind and shape for every image module of
-    ``learned``, freshly initialised, with BatchNorm statistics from ``data``'s unlabeled
-    training images (each layer calibrated on the plain mean of the layer below)."""
-    layers, _ = load_library_layers(learned)
+    ``learned`` (or of ``records``, some of them), freshly initialised, with BatchNorm statistics
+    from ``data``'s unlabeled training images (each layer calibrated on the plain mean of the
+    layer below)."""
+    layers, _ = load_library_layers(learned, records)
     if not layers:
         return
     x = as_input(data.train_x[:CALIBRATION_IMAGES], device)

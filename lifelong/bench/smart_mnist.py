@@ -17,13 +17,15 @@ from agents import Report, quiet
 from agents.classification.training import accuracy
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
-from lifelong.classification import DEMO_SEEN, DEMO_UNSEEN, ClassificationPlan
+from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.runner import Run, learn_specs
+from lifelong.streams import parse_stream
 from lifelong.tasks import parse_spec
 
-SEEN = DEMO_SEEN
-UNSEEN = (*DEMO_UNSEEN, "mnist:0v6", "mnist:7v8")
+PAIRS = parse_stream("pairs")  # SMART's seen and unseen pairs
+SEEN = [spec.text for spec in PAIRS.specs[: PAIRS.judged_from]]
+UNSEEN = [spec.text for spec in PAIRS.judged]
 
 
 def run_seed(

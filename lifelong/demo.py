@@ -1,0 +1,116 @@
+"""``lifelong demo``: the main job. A stream learned into the user's library, each judged task
+beside its random-library control, and the report's pictures.
+
+The stream's building tasks (MNIST and Fashion-MNIST by default) grow the library; its judged
+tasks (unseen pairs, few-shot tasks) come after. Each judged task is also learned, by the same
+procedure with the same seed, over a same-shape copy of the library it met, with fresh random
+weights (:class:`~lifelong.bench.controls.RandomLibrary`, in a scratch folder): the gap between
+the two is what the library's learned weights are worth. Tasks already in the library are not
+learned again, so an interrupted demo resumes; the controls always run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents import Report, quiet
+from agents.task import DEFAULT_INPUT_SHAPE
+from library_store import Library, ModuleRecord
+from lifelong.bench.controls import Context, RandomLibrary
+from lifelong.classification import ClassificationPlan
+from lifelong.device import resolve_device
+from lifelong.history import library_history
+from lifelong.report import write_report
+from lifelong.reports import own_parameters
+from lifelong.runner import learn_specs
+from lifelong.streams import Stream
+from lifelong.tasks import load_task_data
+
+DEMO_STREAM = "demo"  # the preset in lifelong.streams
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """One task of the demo: what the library gave it and, when judged, what a random library gave."""
+
+    task: str
+    judged: bool
+    phase: str
+    test_acc: float
+    random_library: float | None
+    own_params: int
+    new_modules: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    rows: list[DemoRow]
+    report: Path  # the report's index.html
+
+    @property
+    def gap_points(self) -> float:
+        """Judged tasks' mean test accuracy minus the random library's, in points."""
+        judged = [row for row in self.rows if row.judged]
+        library = statistics.mean(row.test_acc for row in judged)
+        random = statistics.mean(row.random_library for row in judged)  # type: ignore[misc]
+        return 100 * (library - random)
+
+
+def run_demo(
+    library: Library,
+    stream: Stream,
+    plan: ClassificationPlan,
+    *,
+    seed: int,
+    device: str,
+    data_dir: Path | None,
+    out_dir: Path,
+    report: Report = quiet,
+) -> DemoResult:
+    """Learn ``stream``'s tasks missing from ``library`` (named by their specs), run the
+    random-library control of every judged task, and write the report under ``out_dir``."""
+    done = {task.name for task in library.tasks()}
+    todo = [spec for spec in stream.specs if spec.text not in done]
+    learn_specs(
+        library, todo, plans={plan.family: plan}, seed=seed, device=device, data_dir=data_dir, report=report
+    )
+    library.refresh()
+    names = [spec.text for spec in stream.specs]
+
+    def before(index: int) -> list[ModuleRecord]:
+        """The modules the library held when task ``index`` came: none made by it or later."""
+        later = set(names[index:])
+        return [module for module in library.modules() if module.created_by not in later]
+
+    controls: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="lifelong-demo-") as scratch:
+        context = Context(plan, seed, resolve_device(device), data_dir, Path(scratch))
+        control = RandomLibrary(context, library, before)
+        for index in range(stream.judged_from, len(stream.specs)):
+            spec = stream.specs[index]
+            report("task", name=f"{spec.text} over a random library")
+            data = load_task_data(spec, data_dir=data_dir, input_shape=DEFAULT_INPUT_SHAPE, seed=seed)
+            control.learn(index, spec, data, report)
+            controls[index] = control.accuracy(index, data)
+    created = [module.created_by for module in library.modules()]
+    rows = []
+    for index, name in enumerate(names):
+        record = library.task(name)
+        rows.append(
+            DemoRow(
+                task=name,
+                judged=index >= stream.judged_from,
+                phase=record.metrics["phase"],
+                test_acc=record.metrics["test_acc"],
+                random_library=controls.get(index),
+                own_params=own_parameters(library, name),
+                new_modules=created.count(name),
+                seconds=record.timings.get("total", 0.0),
+            )
+        )
+    history = library_history(library, data_dir=data_dir, evaluate=False)
+    return DemoResult(rows, write_report(out_dir, history=history, library=library))

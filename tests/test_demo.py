@@ -1,0 +1,43 @@
+"""The main job's machinery (``lifelong demo``): a stream into the user's library, each judged
+task beside its random-library control, the report written; resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_helpers import TINY_BUDGET
+
+from library_store import Library
+from lifelong.classification import ClassificationPlan
+from lifelong.demo import run_demo
+from lifelong.streams import parse_stream
+
+
+@pytest.mark.slow
+def test_demo_learns_the_stream_beside_random_controls_and_resumes(tmp_path: Path, data_dir: Path) -> None:
+    library = Library.create(tmp_path / "library")
+    stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc")
+    plan = ClassificationPlan(TINY_BUDGET, 0.9)
+    demo = dict(seed=0, device="cpu", data_dir=data_dir, out_dir=tmp_path / "report")
+    result = run_demo(library, stream, plan, **demo)
+    assert [row.task for row in result.rows] == [spec.text for spec in stream.specs]
+    assert [row.judged for row in result.rows] == [False, True, True]
+    first, *judged = result.rows
+    assert first.random_library is None and first.phase == "grow" and first.new_modules >= 1
+    for row in judged:
+        assert 0.4 < row.random_library <= 1 and 0.4 < row.test_acc <= 1
+        assert 0 < row.own_params < 2000  # a binary readout and its scales
+    mean = sum(r.test_acc - r.random_library for r in judged) / len(judged)
+    assert result.gap_points == pytest.approx(100 * mean)
+    assert result.report.name == "index.html" and result.report.is_file()
+    assert len(list(result.report.parent.glob("*.png"))) >= 3
+    state = library.state
+
+    again = run_demo(library, stream, plan, **demo)  # resumes: nothing is learned twice
+    library.refresh()
+    assert library.state == state
+    assert [(r.task, r.test_acc, r.own_params) for r in again.rows] == [
+        (r.task, r.test_acc, r.own_params) for r in result.rows
+    ]
+    assert [r.random_library for r in again.rows] == [r.random_library for r in result.rows]  # seeded
