@@ -272,6 +272,9 @@ def learn(
         float | None,
         typer.Option(help="Growth: validation gain over self-organization that new modules must buy."),
     ] = None,
+    max_modules: Annotated[
+        int | None, typer.Option(help="Self-organization: most modules per layer (the most relevant kept).")
+    ] = None,
     mutation_rate: Annotated[float | None, typer.Option()] = None,
     fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
     crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
@@ -335,6 +338,7 @@ def learn(
             final_steps=final_steps,
             settle_steps=settle_steps,
             growth_margin=growth_margin,
+            max_modules=max_modules,
             mutation_rate=mutation_rate,
             fitness=fitness,
             crossover=crossover,

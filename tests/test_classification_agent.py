@@ -289,6 +289,31 @@ def test_a_network_counts_its_flops_without_touching_batchnorm() -> None:
     assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
 
 
+def test_a_crowded_layer_keeps_its_most_relevant_modules() -> None:
+    """More than ``max_modules`` in a layer: a scout run weighs them, and self-organization (and
+    growth) get only the top ones by |α·β|: here the one module that passes the input on."""
+    identity = channel_copy(0, "identity")
+    with torch.no_grad():
+        identity.module.conv.weight[1, 1, 1, 1] = 1.0
+    silent = [channel_copy(None, f"silent-{i}") for i in range(3)]
+    for seed in range(3):
+        task = bigger_channel_problem()
+        task.library_layers = [[silent[0], identity, *silent[1:]]]
+        picky = ClassificationAgent(
+            TINY.override(so_steps=2000, max_modules=1), target=1.0, seed=seed, load_data=halves
+        )
+        task.generator.manual_seed(seed)
+        attempt = picky.self_organize(task)
+        assert attempt.details == {"chosen_modules": [["identity"]]}
+        assert task.library_layers == [[identity]] and attempt.network.layers[0].members == [identity]
+        assert attempt.val_acc > 0.9
+    roomy = ClassificationAgent(TINY.override(max_modules=4), target=1.0, load_data=halves)
+    task = bigger_channel_problem()
+    task.library_layers = [[silent[0], identity, *silent[1:]]]
+    assert roomy.self_organize(task).details == {}
+    assert len(task.library_layers[0]) == 4
+
+
 def test_new_modules_must_beat_self_organization_by_the_margin(tmp_path: Path) -> None:
     """Growth runs (self-organization misses the target), but a grown network that is not better
     on validation by ``growth_margin`` is thrown away: the library alone solves the task."""

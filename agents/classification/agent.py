@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.functional import cross_entropy
 
 from agents import NewModule, Report, Solution, quiet
 from agents.classification import evolution
@@ -47,9 +48,13 @@ STEM = (
 readout reads features the library learned, not pixels. Evolution mutates it like any genome."""
 
 
+SCOUT_FRACTION = 5  # choose_modules' scout run: this fraction (1/5) of the self-organization steps
+
+
 @dataclass
 class Problem:
-    """A task to learn: its data, the library's frozen layers, and its own random streams —
+    """A task to learn: its data, the library's frozen layers (those it may use: see
+    ``choose_modules``), and its own random streams —
     ``generator`` (module, α/β and head initialisation; batches) and ``rng`` (evolution)."""
 
     data: TaskData
@@ -234,9 +239,12 @@ class ClassificationAgent:
         return attempt is not None and attempt.val_acc >= problem.target
 
     def self_organize(self, problem: Problem) -> Attempt | None:
-        """Frozen library, fresh α/β (N(1, 0.1)) and head; train only those. None if no library."""
+        """Frozen library, fresh α/β (N(1, 0.1)) and head; train only those. None if no library.
+        A layer of more than ``max_modules`` modules is first cut to its most relevant ones
+        (:meth:`choose_modules`); growth then builds on the same choice."""
         if not problem.library_layers:
             return None
+        chosen = self.choose_modules(problem)
         network = self._network(problem, [list(layer) for layer in problem.library_layers])
         curve = self._train(
             network,
@@ -246,7 +254,44 @@ class ClassificationAgent:
             "self-organize",
             problem.target,
         )
-        return Attempt(network, curve.best, "self_organize", self._curves("self_organize", curve))
+        details = {"chosen_modules": chosen} if chosen else {}
+        return Attempt(network, curve.best, "self_organize", self._curves("self_organize", curve), details)
+
+    def choose_modules(self, problem: Problem) -> list[list[str]]:
+        """Keep at most ``max_modules`` modules per layer, so self-organization's cost stops
+        growing with the library: a short scout run (1/SCOUT_FRACTION of the self-organization
+        steps) mixes every module; then each crowded layer keeps the modules whose removal from
+        the scout network costs the most validation loss (a module the task learned to ignore
+        costs nothing). ``problem.library_layers`` becomes the choice; returns the kept module ids
+        per layer ([] when no layer was crowded)."""
+        k = self.budget.max_modules
+        if all(len(layer) <= k for layer in problem.library_layers):
+            return []
+        scout = self._network(problem, [list(layer) for layer in problem.library_layers])
+        self._train(
+            scout,
+            scout.scale_parameters() + list(scout.head.parameters()),
+            problem,
+            max(1, self.budget.so_steps // SCOUT_FRACTION),
+            "choose modules",
+            target=2.0,  # the whole scout run: a ranking, not a solution
+        )
+        val_x, val_y = problem.data.val_x, problem.data.val_y
+
+        def loss() -> float:
+            return float(cross_entropy(predict_logits(scout, val_x, self.device), val_y))
+
+        full, kept = loss(), []
+        for index, layer in enumerate(scout.layers):
+            cost = []
+            for i in range(len(layer.members)):
+                scout.layers[index] = layer.without(i)
+                cost.append(loss() - full if len(layer.members) > k else 0.0)
+            scout.layers[index] = layer
+            best = sorted(range(len(cost)), key=lambda i: -cost[i])[:k]
+            kept.append([layer.members[i] for i in sorted(best)])
+        problem.library_layers = kept
+        return [[str(member.library_id) for member in layer] for layer in kept]
 
     def grow(self, problem: Problem, attempt: Attempt | None) -> Attempt:
         """Evolve extension genomes (new modules per layer, new layers); train the winner on.

@@ -14,7 +14,7 @@ DEFAULT_TARGET = 0.97  # validation accuracy that counts as solved
 ROUNDINGS = ("stochastic", "floor")
 AT_LEAST_ONE = (
     "so_steps", "batch_size", "eval_every", "patience", "generations", "candidate_steps", "final_steps",
-    "elite",
+    "elite", "max_modules",
 )  # fmt: skip
 
 
@@ -44,6 +44,9 @@ class Budget:
     # (MNTDP, Mendez & Eaton: a new module must earn a clear validation gain); else the task
     # is solved by the library alone and nothing is added to it.
     growth_margin: float = 0.005
+    # A library layer holding more modules than this is cut to its most relevant ones before
+    # self-organization (a short scout run, top |α·β|), so a task's cost stops growing with it.
+    max_modules: int = 4
 
     def __post_init__(self) -> None:
         at_least(self, settle_steps=0, population=2, **dict.fromkeys(AT_LEAST_ONE, 1))  # 2: elite + child
