@@ -202,7 +202,7 @@ def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_
         assert built(network, len(layers)) == meant(genome, ranges, top_channels), genome.describe(ranges)
         kinds.update(m.kind for layer in network for m in layer if m.library_id is None)
         curve = Curve([0, 10], [0.5, 0.5 + 0.01 * genome.new_module_count])
-        return TrainedGenome(genome, None, curve)
+        return TrainedGenome(genome, None, curve, flops=0)
 
     for seed in range(3):
         evolution.evolve(
@@ -330,8 +330,9 @@ def test_new_modules_must_beat_self_organization_by_the_margin(tmp_path: Path) -
     grown = learn(library, always, TaskSpec("b", "npz"), name="c", seed=0, command="test")
     if "growth_rejected" in grown.details:  # margin 0: rejected only if worse than self-organization
         assert grown.details["growth_rejected"]["val_acc"] < grown.metrics["val_acc"]
-    else:
-        assert grown.metrics["phase"] == "grow" and grown.metrics["new_modules"] > 0
+    else:  # grown; its new modules stored unless pruning found them unneeded
+        assert grown.metrics["phase"] == "grow"
+        assert grown.metrics["new_modules"] > 0 or grown.details["pruned_modules"] > 0
 
 
 def test_a_head_stored_before_readouts_rebuilds() -> None:
