@@ -24,7 +24,7 @@ KINDS = ("conv", "res_fire", "dim_reduce")
 LAYER = "layer"  # the key of a stored module's config that says which layer of the stack it is in
 MIN_FIRE_CHANNELS = 4  # a Fire module needs channels to squeeze and split
 MIN_REDUCE_SIZE = 4  # a smaller height or width is not halved any more
-READOUT_FEATURES = 128  # at most this many pooled features reach a task's linear readout
+READOUT_FEATURES = 288  # at most this many pooled features reach a task's linear readout
 
 
 class Conv(nn.Module):
