@@ -11,6 +11,7 @@ learned again, so an interrupted demo resumes; the controls always run.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from library_store import Library, ModuleRecord
 from lifelong.bench.controls import Context, RandomLibrary
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
-from lifelong.history import library_history
+from lifelong.history import commit_order, library_history
 from lifelong.report import write_report
 from lifelong.reports import own_parameters
 from lifelong.runner import learn_specs
@@ -60,6 +61,14 @@ class DemoResult:
         return 100 * (library - random)
 
 
+def modules_before(library: Library, name: str) -> list[ModuleRecord]:
+    """The modules ``library`` held when task ``name`` was learned: those of tasks committed
+    before it."""
+    committed = commit_order(library.log(), library.state, [task.name for task in library.tasks()])
+    position = {task: i for i, task in enumerate(committed)}
+    return [m for m in library.modules() if position.get(m.created_by, -1) < position[name]]
+
+
 def run_demo(
     library: Library,
     stream: Stream,
@@ -80,16 +89,11 @@ def run_demo(
     )
     library.refresh()
     names = [spec.text for spec in stream.specs]
-
-    def before(index: int) -> list[ModuleRecord]:
-        """The modules the library held when task ``index`` came: none made by it or later."""
-        later = set(names[index:])
-        return [module for module in library.modules() if module.created_by not in later]
-
+    before = functools.partial(modules_before, library)
     controls: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="lifelong-demo-") as scratch:
         context = Context(plan, seed, resolve_device(device), data_dir, Path(scratch))
-        control = RandomLibrary(context, library, before)
+        control = RandomLibrary(context, library, lambda index: before(names[index]))
         for index in range(stream.judged_from, len(stream.specs)):
             spec = stream.specs[index]
             report("task", name=f"{spec.text} over a random library")

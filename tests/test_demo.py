@@ -10,7 +10,7 @@ from cli_helpers import TINY_BUDGET
 
 from library_store import Library
 from lifelong.classification import ClassificationPlan
-from lifelong.demo import run_demo
+from lifelong.demo import modules_before, run_demo
 from lifelong.streams import parse_stream
 
 
@@ -32,6 +32,11 @@ def test_demo_learns_the_stream_beside_random_controls_and_resumes(tmp_path: Pat
     assert result.gap_points == pytest.approx(100 * mean)
     assert result.report.name == "index.html" and result.report.is_file()
     assert len(list(result.report.parent.glob("*.png"))) >= 3
+    made = {row.task: row.new_modules for row in result.rows}
+    total = len(library.modules())
+    for index, row in enumerate(result.rows):  # the random copy of each task's library
+        later = sum(made[r.task] for r in result.rows[index:])
+        assert len(modules_before(library, row.task)) == total - later
     state = library.state
 
     again = run_demo(library, stream, plan, **demo)  # resumes: nothing is learned twice
