@@ -272,6 +272,10 @@ def learn(
         float | None,
         typer.Option(help="Growth: validation gain over self-organization that new modules must buy."),
     ] = None,
+    grow: Annotated[
+        bool | None,
+        typer.Option("--grow/--no-grow", help="--no-grow: solve from the library alone (self-organization)."),
+    ] = None,
     max_modules: Annotated[
         int | None, typer.Option(help="Self-organization: most modules per layer (the most relevant kept).")
     ] = None,
@@ -339,6 +343,7 @@ def learn(
             settle_steps=settle_steps,
             growth_margin=growth_margin,
             max_modules=max_modules,
+            grow=grow,
             mutation_rate=mutation_rate,
             fitness=fitness,
             crossover=crossover,

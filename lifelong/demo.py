@@ -1,12 +1,14 @@
 """``lifelong demo``: the main job. A stream learned into the user's library, each judged task
 beside its random-library control, and the report's pictures.
 
-The stream's building tasks (MNIST and Fashion-MNIST by default) grow the library; its judged
-tasks (unseen pairs, few-shot tasks) come after. Each judged task is also learned, by the same
-procedure with the same seed, over a same-shape copy of the library it met, with fresh random
-weights (:class:`~lifelong.bench.controls.RandomLibrary`, in a scratch folder): the gap between
-the two is what the library's learned weights are worth. Tasks already in the library are not
-learned again, so an interrupted demo resumes; the controls always run.
+The stream's building tasks (MNIST and Fashion-MNIST by default) go through the whole learn
+loop and grow the library; its judged tasks (unseen classes, few-shot) are then solved from the
+library alone: self-organization, no growth (SMART's protocol for unseen tasks), and committed.
+Each judged task is also learned the same way, with the same seed, over a same-shape copy of the
+library it met with fresh random weights (:class:`~lifelong.bench.controls.RandomLibrary`, in a
+scratch folder): the gap between the two is what the library's learned weights are worth. Tasks
+already in the library are not learned again, so an interrupted demo resumes; the controls
+always run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import functools
 import statistics
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agents import Report, quiet
@@ -80,25 +82,28 @@ def run_demo(
     out_dir: Path,
     report: Report = quiet,
 ) -> DemoResult:
-    """Learn ``stream``'s tasks missing from ``library`` (named by their specs), run the
-    random-library control of every judged task, and write the report under ``out_dir``."""
+    """Learn ``stream``'s tasks missing from ``library`` (named by their specs; judged tasks
+    without growth), run the random-library control of every judged task, and write the report
+    under ``out_dir``."""
+    judge = replace(plan, budget=plan.budget.override(grow=False))
     done = {task.name for task in library.tasks()}
-    todo = [spec for spec in stream.specs if spec.text not in done]
-    learn_specs(
-        library, todo, plans={plan.family: plan}, seed=seed, device=device, data_dir=data_dir, report=report
-    )
+    for part, how in ((stream.specs[: stream.judged_from], plan), (stream.judged, judge)):
+        todo = [spec for spec in part if spec.text not in done]
+        learn_specs(
+            library, todo, plans={how.family: how}, seed=seed, device=device, data_dir=data_dir, report=report
+        )
     library.refresh()
     names = [spec.text for spec in stream.specs]
     before = functools.partial(modules_before, library)
     controls: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="lifelong-demo-") as scratch:
-        context = Context(plan, seed, resolve_device(device), data_dir, Path(scratch))
+        context = Context(judge, seed, resolve_device(device), data_dir, Path(scratch))
         control = RandomLibrary(context, library, lambda index: before(names[index]))
         for index in range(stream.judged_from, len(stream.specs)):
             spec = stream.specs[index]
             report("task", name=f"{spec.text} over a random library")
             data = load_task_data(spec, data_dir=data_dir, input_shape=DEFAULT_INPUT_SHAPE, seed=seed)
-            control.learn(index, spec, data, report)
+            control.learn(index, spec, data, functools.partial(_scratch_events, report))
             controls[index] = control.accuracy(index, data)
     created = [module.created_by for module in library.modules()]
     rows = []
@@ -118,3 +123,9 @@ def run_demo(
         )
     history = library_history(library, data_dir=data_dir, evaluate=False)
     return DemoResult(rows, write_report(out_dir, history=history, library=library))
+
+
+def _scratch_events(report: Report, event: str, **fields: object) -> None:
+    """The control's own events, less its scratch task's name (the demo names it above)."""
+    if event != "task":
+        report(event, **fields)

@@ -335,6 +335,17 @@ def test_new_modules_must_beat_self_organization_by_the_margin(tmp_path: Path) -
         assert grown.metrics["new_modules"] > 0 or grown.details["pruned_modules"] > 0
 
 
+def test_without_growth_a_task_is_solved_from_the_library_alone(tmp_path: Path) -> None:
+    library = Library.create(tmp_path / "lib")
+    frugal = ClassificationAgent(TINY.override(grow=False), target=1.0, load_data=halves)
+    first = learn(library, frugal, TaskSpec("a", "npz"), name="a", seed=0, command="test")
+    assert first.metrics["phase"] == "grow"  # an empty library leaves no other way
+    modules = {m.id for m in library.modules()}
+    second = learn(library, frugal, TaskSpec("b", "npz"), name="b", seed=0, command="test")
+    assert second.metrics["phase"] == "self_organize" and second.metrics["target_met"] is False
+    assert {m.id for m in library.modules()} == modules
+
+
 def test_a_head_stored_before_readouts_rebuilds() -> None:
     """Tasks stored with the earlier head (pool 7, hidden layer of 64) keep loading exactly."""
     old = Head((8, 28, 28), 2, hidden=64, pool=7)

@@ -236,7 +236,9 @@ class ClassificationAgent:
         return Problem(data, layers, input_shape, self.target, *task_streams(self.seed))
 
     def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:
-        return attempt is not None and attempt.val_acc >= problem.target
+        """Self-organization's attempt stands if it reaches the target, or whatever it reaches
+        when the budget allows no growth (a task solved from the library alone)."""
+        return attempt is not None and (attempt.val_acc >= problem.target or not self.budget.grow)
 
     def self_organize(self, problem: Problem) -> Attempt | None:
         """Frozen library, fresh α/β (N(1, 0.1)) and head; train only those. None if no library.

@@ -47,6 +47,9 @@ class Budget:
     # A library layer holding more modules than this is cut to its most relevant ones before
     # self-organization (a short scout run, top |α·β|), so a task's cost stops growing with it.
     max_modules: int = 4
+    # False: a task is solved from the library alone (self-organization), however well; only a
+    # task that meets an empty library grows.
+    grow: bool = True
 
     def __post_init__(self) -> None:
         at_least(self, settle_steps=0, population=2, **dict.fromkeys(AT_LEAST_ONE, 1))  # 2: elite + child
