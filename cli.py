@@ -427,12 +427,13 @@ def demo(
         )
     rows = [asdict(row) for row in result.rows]
     if settings.as_json:
-        _show(settings, {"tasks": rows, "gap_points": result.gap_points, "report": str(result.report)})
+        report_files = {"report": str(result.report), "result_file": str(result.result_file)}
+        _show(settings, {"tasks": rows, "gap_points": result.gap_points, **report_files})
         return
     _show(settings, rows, "demo curriculum (random_library: the same procedure over random weights)")
     out.print(
         f"judged tasks, mean test accuracy: learned library minus random library = "
-        f"{result.gap_points:+.2f} points; report: {result.report}"
+        f"{result.gap_points:+.2f} points; report: {result.report}; result: {result.result_file}"
     )
 
 

@@ -16,19 +16,20 @@ from __future__ import annotations
 import functools
 import statistics
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from agents import Report, quiet
 from agents.task import DEFAULT_INPUT_SHAPE
 from library_store import Library, ModuleRecord
+from lifelong.bench import versions
 from lifelong.bench.controls import Context, RandomLibrary
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.history import commit_order, library_history
 from lifelong.report import write_report
-from lifelong.reports import own_parameters
-from lifelong.runner import learn_specs
+from lifelong.reports import own_parameters, to_json
+from lifelong.runner import command_line, learn_specs
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
 
@@ -53,14 +54,9 @@ class DemoRow:
 class DemoResult:
     rows: list[DemoRow]
     report: Path  # the report's index.html
+    result_file: Path  # demo.json beside it: the rows, command, seed, budget, versions
 
-    @property
-    def gap_points(self) -> float:
-        """Judged tasks' mean test accuracy minus the random library's, in points."""
-        judged = [row for row in self.rows if row.judged]
-        library = statistics.mean(row.test_acc for row in judged)
-        random = statistics.mean(row.random_library for row in judged)  # type: ignore[misc]
-        return 100 * (library - random)
+    gap_points: float  # judged tasks' mean test accuracy minus the random library's, in points
 
 
 def modules_before(library: Library, name: str) -> list[ModuleRecord]:
@@ -122,7 +118,23 @@ def run_demo(
             )
         )
     history = library_history(library, data_dir=data_dir, evaluate=False)
-    return DemoResult(rows, write_report(out_dir, history=history, library=library))
+    index = write_report(out_dir, history=history, library=library)
+    result_file = index.parent / "demo.json"
+    judged = [row for row in rows if row.judged]
+    gap = statistics.mean(row.test_acc - row.random_library for row in judged)  # type: ignore[operator]
+    facts = {
+        "command": command_line(),
+        "seed": seed,
+        "stream": stream.text,
+        "budget": asdict(plan.budget),
+        "target": plan.target,
+        "device": str(resolve_device(device)),
+        "versions": versions(),
+        "tasks": [asdict(row) for row in rows],
+        "gap_points": 100 * gap,  # judged tasks: learned library minus random library
+    }
+    result_file.write_text(to_json(facts) + "\n")
+    return DemoResult(rows, index, result_file, 100 * gap)
 
 
 def _scratch_events(report: Report, event: str, **fields: object) -> None:

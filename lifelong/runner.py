@@ -71,7 +71,7 @@ def learn_specs(
             raise TaskSpecError(f"{spec.text!r}: no plan for {spec.family} tasks was given")
         plans[spec.family].check(library, spec, run, names[:index])
     library.check_writable()
-    command = shlex.join(["lifelong", *sys.argv[1:]])
+    command = command_line()
     records = []
     try:
         for spec, name in zip(specs, names, strict=True):
@@ -86,6 +86,11 @@ def learn_specs(
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(library, names)) from None
     return records
+
+
+def command_line() -> str:
+    """The command this process runs, as a user would type it (recorded with every result)."""
+    return shlex.join(["lifelong", *sys.argv[1:]])
 
 
 def _interrupted(library: Library, names: list[str]) -> str:

@@ -3,6 +3,7 @@ task beside its random-library control, the report written; resumable."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,10 @@ def test_demo_learns_the_stream_beside_random_controls_and_resumes(tmp_path: Pat
     mean = sum(r.test_acc - r.random_library for r in judged) / len(judged)
     assert result.gap_points == pytest.approx(100 * mean)
     assert result.report.name == "index.html" and result.report.is_file()
+    facts = json.loads(result.result_file.read_text())
+    assert facts["seed"] == 0 and facts["command"].startswith("lifelong") and "torch" in facts["versions"]
+    assert [row["random_library"] for row in facts["tasks"]] == [row.random_library for row in result.rows]
+    assert facts["gap_points"] == pytest.approx(result.gap_points)
     assert len(list(result.report.parent.glob("*.png"))) >= 3
     for row in result.rows:  # the random copy of each task's library: the first task's modules
         assert len(modules_before(library, row.task)) == (first.new_modules if row.judged else 0)

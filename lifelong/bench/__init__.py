@@ -8,8 +8,6 @@ per-seed records).
 from __future__ import annotations
 
 import platform
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -18,6 +16,7 @@ from typing import Any
 
 from agents import Report, quiet
 from lifelong.reports import to_json
+from lifelong.runner import command_line
 
 # (results, ratios) or (results, ratios, runs)
 BenchResult = (
@@ -64,7 +63,7 @@ def run(
     results, ratios, *runs = body(report)
     report = {
         "protocol": protocol,
-        "command": shlex.join(["lifelong", *sys.argv[1:]]),
+        "command": command_line(),
         "seeds": seeds,
         "versions": versions(),
         "device": device,
