@@ -55,7 +55,6 @@ class DemoResult:
     rows: list[DemoRow]
     report: Path  # the report's index.html
     result_file: Path  # demo.json beside it: the rows, command, seed, budget, versions
-
     gap_points: float  # judged tasks' mean test accuracy minus the random library's, in points
 
 
