@@ -222,7 +222,14 @@ def interrupt_when(library: Path, args: list[str], marker: str) -> subprocess.Co
     """Run ``lifelong ARGS`` in human mode; send a real SIGINT once ``marker`` appears on stderr."""
     env = {**os.environ, "LIFELONG_LIBRARY": str(library), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [LIFELONG, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        [LIFELONG, *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        # as in a terminal: a test run started in the background inherits SIGINT ignored, and
+        # Python then never turns it into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = []
     deadline = time.monotonic() + 240
