@@ -75,7 +75,7 @@ PRESETS: dict[str, str] = {
     ),
     # the main job (`lifelong demo`): multi-class MNIST and Fashion-MNIST tasks grow the library,
     # then unseen classes, at full size and few-shot
-    "demo": ("mnist:0-5 fashion:0-5 | mnist:6v8 mnist:7v9@20pc fashion:6v8@20pc fashion:7v9"),
+    "demo": "mnist:0-5 fashion:0-5 | mnist:6v8 mnist:7v9@20pc fashion:6v8@20pc fashion:7v9",
     "cross-domain": "fashion | mnist",
     "cross-domain-reverse": "mnist | fashion",
     "s-minus": f"mnist:3v8@500pc {DISTRACTORS} | mnist:3v8@50pc",

@@ -285,10 +285,13 @@ class ClassificationAgent:
 
         full, kept = loss(), []
         for index, layer in enumerate(scout.layers):
+            if len(layer.members) <= k:
+                kept.append(layer.members)
+                continue
             cost = []
             for i in range(len(layer.members)):
                 scout.layers[index] = layer.without(i)
-                cost.append(loss() - full if len(layer.members) > k else 0.0)
+                cost.append(loss() - full)
             scout.layers[index] = layer
             best = sorted(range(len(cost)), key=lambda i: -cost[i])[:k]
             kept.append([layer.members[i] for i in sorted(best)])

@@ -45,7 +45,8 @@ class Budget:
     # is solved by the library alone and nothing is added to it.
     growth_margin: float = 0.005
     # A library layer holding more modules than this is cut to its most relevant ones before
-    # self-organization (a short scout run, top |α·β|), so a task's cost stops growing with it.
+    # self-organization (a short scout run; the modules whose removal costs most validation loss),
+    # so a task's cost stops growing with it.
     max_modules: int = 4
     # False: a task is solved from the library alone (self-organization), however well; only a
     # task that meets an empty library grows.
