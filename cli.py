@@ -690,6 +690,14 @@ def bench_streams(
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     results_dir: ResultsDirOpt = Path("results"),
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes learning the controls beside the agent (default: one per core; 0: all in "
+            "this process). Each gets cores/workers torch threads; equal thread counts, equal results.",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """A stream learned by the agent and its controls (random library, independent, finetune,
     frozen first, PNN): accuracy matrices, transfer, parameters, seconds."""
@@ -708,7 +716,14 @@ def bench_streams(
 
     def run(report: Callable[..., None]) -> Any:
         return body(
-            parsed, seed_list, plan, conditions=names, device=device, data_dir=data_dir, report=report
+            parsed,
+            seed_list,
+            plan,
+            conditions=names,
+            device=device,
+            data_dir=data_dir,
+            workers=os.cpu_count() or 1 if workers is None else workers,
+            report=report,
         )
 
     file_name = f"streams-{parsed.name}{'-quick' if quick else ''}.json"

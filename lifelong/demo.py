@@ -21,12 +21,12 @@ from pathlib import Path
 
 from agents import Report, quiet
 from agents.task import DEFAULT_INPUT_SHAPE
-from library_store import Library, ModuleRecord
+from library_store import Library
 from lifelong.bench import versions
 from lifelong.bench.controls import Context, RandomLibrary
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
-from lifelong.history import commit_order, library_history
+from lifelong.history import library_history, modules_before
 from lifelong.report import write_report
 from lifelong.reports import own_parameters, to_json
 from lifelong.runner import command_line, learn_specs
@@ -56,14 +56,6 @@ class DemoResult:
     report: Path  # the report's index.html
     result_file: Path  # demo.json beside it: the rows, command, seed, budget, versions
     gap_points: float  # judged tasks' mean test accuracy minus the random library's, in points
-
-
-def modules_before(library: Library, name: str) -> list[ModuleRecord]:
-    """The modules ``library`` held when task ``name`` was learned: those of tasks committed
-    before it."""
-    committed = commit_order(library.log(), library.state, [task.name for task in library.tasks()])
-    position = {task: i for i, task in enumerate(committed)}
-    return [m for m in library.modules() if position.get(m.created_by, -1) < position[name]]
 
 
 def run_demo(

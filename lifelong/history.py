@@ -93,6 +93,14 @@ def commit_order(log: list[HistoryEntry], state: str, names: list[str]) -> list[
     return ordered + sorted(set(names) - set(ordered))
 
 
+def modules_before(library: Library, name: str) -> list[ModuleRecord]:
+    """The modules ``library`` held when task ``name`` was learned: those of tasks committed
+    before it."""
+    committed = commit_order(library.log(), library.state, [task.name for task in library.tasks()])
+    position = {task: i for i, task in enumerate(committed)}
+    return [m for m in library.modules() if position.get(m.created_by, -1) < position[name]]
+
+
 def accuracy_matrix(stored: list[float], now: list[float]) -> list[list[float | None]]:
     """R[i][j] for j ≤ i: the stored accuracy of task j, except the last row, which is ``now``."""
     size = len(stored)

@@ -154,8 +154,16 @@ def test_random_library_has_the_learned_shapes_and_calibrated_batchnorm(tmp_path
 def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, data_dir: Path) -> None:
     stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc")
     results, ratios, runs = bench_streams(
-        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=data_dir
+        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=data_dir, workers=2, threads=1
     )
+    assert (runs["workers"], runs["threads"]) == (2, 1)
+    # the controls in two other processes, or all in this one: the same numbers, seconds aside
+    _, _, alone = bench_streams(
+        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=data_dir, workers=0, threads=1
+    )
+    for name, by_seed in runs["conditions"].items():
+        here, there = alone["conditions"][name]["0"], by_seed["0"]
+        assert {**here, "seconds": None} == {**there, "seconds": None}, name
     assert set(results) == {"lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn"}
     for name, figures in results.items():
         assert 0.4 < figures["judged_test_acc"] <= 1, name

@@ -11,7 +11,8 @@ from cli_helpers import TINY_BUDGET
 
 from library_store import Library
 from lifelong.classification import ClassificationPlan
-from lifelong.demo import modules_before, run_demo
+from lifelong.demo import run_demo
+from lifelong.history import modules_before
 from lifelong.streams import parse_stream
 
 

@@ -10,17 +10,24 @@ are recorded per task.
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agents import Report, quiet
 from agents.classification.training import accuracy
-from agents.task import DEFAULT_INPUT_SHAPE, TaskData, TaskSpec
+from agents.task import DEFAULT_INPUT_SHAPE, TaskData
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
 from lifelong.bench.controls import (
@@ -37,6 +44,7 @@ from lifelong.bench.controls import (
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
+from lifelong.history import modules_before
 from lifelong.metrics import summary
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
@@ -93,54 +101,90 @@ class Recorder:
         self.report(event, **fields)
 
 
-def run_seed(stream: Stream, context: Context, conditions: tuple[str, ...], stage: Stage) -> dict[str, Log]:
-    """Every condition through the stream with one seed; libraries live under ``context.root``."""
-    data = [
+def run_seed(
+    stream: Stream, context: Context, conditions: tuple[str, ...], stage: Stage, pool: Executor | None = None
+) -> dict[str, Log]:
+    """Every condition through the stream with one seed; libraries live under ``context.root``.
+
+    The agent learns first (its first network is the controls' blueprint); each control then
+    runs the whole stream on its own, in ``pool``'s processes when given, and the random library
+    follows the agent's library as it was before each task. Every learner draws its randomness
+    from (seed, task), so the order they run in changes nothing."""
+    data = _load(stream, context)
+    agent = Agent(context, Library.create(context.root / "lifelong"))
+    lifelong, jobs = Log(), {}
+    for index in range(len(stream.specs)):
+        _learn_one(agent, lifelong, index, stream, data, context)
+        stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[index].text}")
+        if index == 0:
+            blueprint = Blueprint.of_task(agent.library, task_name(0))
+            for name in conditions:
+                if name not in ("lifelong", "random_library"):
+                    jobs[name] = _start(pool, name, stream, context, blueprint, stage)
+    if "random_library" in conditions:
+        jobs["random_library"] = _start(pool, "random_library", stream, context, blueprint, stage)
+    logs = {"lifelong": lifelong} if "lifelong" in conditions else {}
+    for name, job in jobs.items():
+        logs[name] = job.result() if isinstance(job, Future) else job
+        if isinstance(job, Future):
+            stage.advance(len(stream.specs), f"seed {context.seed}: {name} learned the stream")
+    initial = _initial(context, blueprint, data)
+    for log in logs.values():
+        log.initial = initial
+    return {name: logs[name] for name in conditions}
+
+
+def _start(
+    pool: Executor | None, name: str, stream: Stream, context: Context, blueprint: Blueprint, stage: Stage
+) -> Future[Log] | Log:
+    """Condition ``name`` through the whole stream: a job in ``pool``, or now, here."""
+    if pool is not None:
+        return pool.submit(run_condition, name, stream, context, blueprint)
+    return run_condition(name, stream, context, blueprint, stage)
+
+
+def run_condition(
+    name: str, stream: Stream, context: Context, blueprint: Blueprint, stage: Stage | None = None
+) -> Log:
+    """One control through the stream (after the agent's run for ``random_library``, which
+    re-draws the agent's library as it was before each task)."""
+    data = _load(stream, context)
+    learner: Learner
+    if name == "random_library":
+        learned = Library.open(context.root / "lifelong")
+        learner = RandomLibrary(context, learned, lambda index: modules_before(learned, task_name(index)))
+    else:
+        learner = _control(name, context, blueprint)
+    log = Log()
+    for index in range(len(stream.specs)):
+        _learn_one(learner, log, index, stream, data, context, stage.report if stage else quiet)
+        if stage:
+            stage.advance(1, f"seed {context.seed}: {name} learned {stream.specs[index].text}")
+    return log
+
+
+def _load(stream: Stream, context: Context) -> list[TaskData]:
+    return [
         load_task_data(spec, data_dir=context.data_dir, input_shape=DEFAULT_INPUT_SHAPE, seed=context.seed)
         for spec in stream.specs
     ]
-    logs = {name: Log() for name in conditions}
-    agent = Agent(context, Library.create(context.root / "lifelong"))
-    random = RandomLibrary(context, agent.library) if "random_library" in conditions else None
-    controls: dict[str, Learner] = {}
-    for index, spec in enumerate(stream.specs):
-        step = functools.partial(
-            _learn_one, index=index, spec=spec, data=data, context=context, stage=stage, last=len(data) - 1
-        )
-        if random:  # before the agent: it copies the agent's library as it is before this task
-            step(random, logs["random_library"])
-        step(agent, logs.get("lifelong"))  # always: its first network is the controls' blueprint
-        if index == 0:
-            blueprint = Blueprint.of_task(agent.library, task_name(0))
-            controls = _controls(context, blueprint, conditions)
-            initial = _initial(context, blueprint, data)
-        for name, learner in controls.items():
-            step(learner, logs[name])
-    for log in logs.values():
-        log.initial = initial
-    return logs
 
 
 def _learn_one(
     learner: Learner,
-    log: Log | None,
-    *,
+    log: Log,
     index: int,
-    spec: TaskSpec,
+    stream: Stream,
     data: list[TaskData],
     context: Context,
-    stage: Stage,
-    last: int,
+    report: Report = quiet,
 ) -> None:
     """``learner`` learns task ``index``; ``log`` gets the matrix row and the task's figures."""
-    budget = context.plan.budget
-    recorder = Recorder(stage.report, min(budget.batch_size, len(data[index].train_y)), context.plan.target)
+    budget, last = context.plan.budget, len(data) - 1
+    recorder = Recorder(report, min(budget.batch_size, len(data[index].train_y)), context.plan.target)
     started = time.perf_counter()
-    learner.learn(index, spec, data[index], recorder)
+    learner.learn(index, stream.specs[index], data[index], recorder)
     seconds = time.perf_counter() - started
-    stage.advance(1, f"seed {context.seed}: {learner.name} learned {spec.text}")
-    if log is None:  # the agent runs for the blueprint even when its condition was not asked for
-        return
     row: list[float | None] = []
     for j in range(index + 1):
         measure = j == index or index == last or not learner.frozen
@@ -161,14 +205,12 @@ def _learn_one(
     log.curves.append({"examples": recorder.examples, "val_acc": recorder.val_acc})
 
 
-def _controls(context: Context, blueprint: Blueprint, conditions: tuple[str, ...]) -> dict[str, Learner]:
-    made: dict[str, Learner] = {
-        "independent": Independent(context, blueprint),
-        "finetune": SharedTrunk(context, blueprint, train_trunk_after_first=True),
-        "frozen_first": SharedTrunk(context, blueprint, train_trunk_after_first=False),
-        "pnn": Progressive(context, blueprint),
-    }
-    return {name: learner for name, learner in made.items() if name in conditions}
+def _control(name: str, context: Context, blueprint: Blueprint) -> Learner:
+    if name == "independent":
+        return Independent(context, blueprint)
+    if name == "pnn":
+        return Progressive(context, blueprint)
+    return SharedTrunk(context, blueprint, train_trunk_after_first=name == "finetune")
 
 
 def _initial(context: Context, blueprint: Blueprint, data: list[TaskData]) -> list[float]:
@@ -220,9 +262,19 @@ def bench_streams(
     conditions: tuple[str, ...] = CONDITIONS,
     device: str = "auto",
     data_dir: Path | None = None,
+    workers: int = 0,
+    threads: int | None = None,
     report: Report = quiet,
 ) -> BenchResult:
-    """Run ``stream`` under ``conditions`` for every seed; results, ratios and the raw runs."""
+    """Run ``stream`` under ``conditions`` for every seed; results, ratios and the raw runs.
+
+    ``workers`` > 0 learns the controls in that many processes while this one runs the agent
+    (0: all here, one after another); every process uses ``threads`` torch threads (default:
+    the cores shared out among the workers). Results depend on the thread count (floating-point
+    sums), never on the number of workers."""
+    if workers < 0:
+        raise LifelongError(f"--workers must be 0 or more, not {workers}")
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown or not conditions:
         raise LifelongError(
@@ -232,11 +284,21 @@ def bench_streams(
     learners = len({*conditions, "lifelong"})  # the agent runs for the blueprint whatever is asked
     stage = Stage(report, f"bench streams {stream.name}", len(seeds) * len(stream.specs) * learners)
     runs: dict[str, dict[str, Log]] = {name: {} for name in conditions}
-    with tempfile.TemporaryDirectory(prefix="lifelong-streams-") as tmp:
+    with ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lifelong-streams-"))
+        stack.enter_context(_torch_threads(threads))
+        pool = None
+        if workers:  # spawned: forking a process that holds torch threads can hang
+            spawn = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)
+                )
+            )
         for seed in seeds:
             root = Path(tmp) / f"seed-{seed}"
             context = Context(plan, seed, resolve_device(device), data_dir, root)
-            for name, log in run_seed(stream, context, conditions, stage).items():
+            for name, log in run_seed(stream, context, conditions, stage, pool).items():
                 runs[name][str(seed)] = log
     results = {}
     for name, by_seed in runs.items():
@@ -253,11 +315,23 @@ def bench_streams(
         },
         "budget": asdict(plan.budget),
         "target": plan.target,
+        "workers": workers,
+        "threads": threads,
         "conditions": {
             name: {seed: asdict(log) for seed, log in by_seed.items()} for name, by_seed in runs.items()
         },
     }
     return results, _ratios(results), raw
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _ratios(results: dict[str, dict[str, float | None]]) -> dict[str, float]:
