@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,54 @@ def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
     assert saved["protocol"] == "streams" and saved["command"].startswith("lifelong")
     assert set(saved["results"]) == {"lifelong", "independent"}
     assert "lifelong_minus_independent_points" in saved["ratios"]
+
+
+def _workers_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` and that run a multiprocessing spawn."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_end_when_the_benchmark_is_killed(data_dir: Path) -> None:
+    tests = Path(__file__).parent
+    script = f"""
+import sys
+import time
+sys.path.insert(0, {str(tests)!r})
+from pathlib import Path
+from cli_helpers import TINY_BUDGET
+from lifelong.bench.streams import bench_streams
+from lifelong.classification import ClassificationPlan
+from lifelong.streams import parse_stream
+stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc mnist:6v7@10pc mnist:8v9@10pc")
+plan = ClassificationPlan(TINY_BUDGET, 0.9)
+bench_streams(stream, [0, 1, 2], plan, device="cpu", data_dir=Path({str(data_dir)!r}), workers=2, threads=1)
+"""
+    main = subprocess.Popen([sys.executable, "-c", script], cwd=tests.parent)
+    deadline = time.monotonic() + 180
+    while not (workers := _workers_of(main.pid)) and main.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert workers, "the benchmark started no worker process"
+    main.kill()
+    main.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -49,6 +50,7 @@ from lifelong.metrics import summary
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
 
+WATCH_S = 1.0  # how often a worker checks that the benchmark's process still lives
 CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
 # --quick: every named stream with every condition and one seed in minutes on 2 CPU cores
 QUICK = dict(
@@ -292,7 +294,7 @@ def bench_streams(
             spawn = multiprocessing.get_context("spawn")
             pool = stack.enter_context(
                 ProcessPoolExecutor(
-                    workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(threads,)
+                    workers, mp_context=spawn, initializer=_start_worker, initargs=(threads, os.getpid())
                 )
             )
         for seed in seeds:
@@ -322,6 +324,19 @@ def bench_streams(
         },
     }
     return results, _ratios(results), raw
+
+
+def _start_worker(threads: int, parent: int) -> None:
+    """A control's worker process: ``threads`` torch threads, and it ends when the benchmark's
+    process does (killed or not), instead of learning on for nobody."""
+    torch.set_num_threads(threads)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 @contextlib.contextmanager
