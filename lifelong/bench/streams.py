@@ -116,20 +116,21 @@ def run_seed(
     agent = Agent(context, Library.create(context.root / "lifelong"))
     lifelong, jobs = Log(), {}
     for index in range(len(stream.specs)):
-        _learn_one(agent, lifelong, index, stream, data, context)
+        _learn_one(agent, lifelong, index, stream, data, context, stage.report)
         stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[index].text}")
         if index == 0:
             blueprint = Blueprint.of_task(agent.library, task_name(0))
             for name in conditions:
                 if name not in ("lifelong", "random_library"):
-                    jobs[name] = _start(pool, name, stream, context, blueprint, stage)
+                    jobs[name] = _start(pool, name, stream, context, blueprint, stage, data)
     if "random_library" in conditions:
-        jobs["random_library"] = _start(pool, "random_library", stream, context, blueprint, stage)
+        jobs["random_library"] = _start(pool, "random_library", stream, context, blueprint, stage, data)
     logs = {"lifelong": lifelong} if "lifelong" in conditions else {}
     for name, job in jobs.items():
-        logs[name] = job.result() if isinstance(job, Future) else job
         if isinstance(job, Future):
+            job = job.result()
             stage.advance(len(stream.specs), f"seed {context.seed}: {name} learned the stream")
+        logs[name] = job
     initial = _initial(context, blueprint, data)
     for log in logs.values():
         log.initial = initial
@@ -137,20 +138,32 @@ def run_seed(
 
 
 def _start(
-    pool: Executor | None, name: str, stream: Stream, context: Context, blueprint: Blueprint, stage: Stage
+    pool: Executor | None,
+    name: str,
+    stream: Stream,
+    context: Context,
+    blueprint: Blueprint,
+    stage: Stage,
+    data: list[TaskData],
 ) -> Future[Log] | Log:
-    """Condition ``name`` through the whole stream: a job in ``pool``, or now, here."""
+    """Condition ``name`` through the whole stream: a job in ``pool`` (which loads the data
+    itself), or now, here, on ``data``."""
     if pool is not None:
         return pool.submit(run_condition, name, stream, context, blueprint)
-    return run_condition(name, stream, context, blueprint, stage)
+    return run_condition(name, stream, context, blueprint, stage, data)
 
 
 def run_condition(
-    name: str, stream: Stream, context: Context, blueprint: Blueprint, stage: Stage | None = None
+    name: str,
+    stream: Stream,
+    context: Context,
+    blueprint: Blueprint,
+    stage: Stage | None = None,
+    data: list[TaskData] | None = None,
 ) -> Log:
     """One control through the stream (after the agent's run for ``random_library``, which
-    re-draws the agent's library as it was before each task)."""
-    data = _load(stream, context)
+    re-draws the agent's library as it was before each task); ``data`` is loaded when not given."""
+    data = data if data is not None else _load(stream, context)
     learner: Learner
     if name == "random_library":
         learned = Library.open(context.root / "lifelong")
