@@ -279,6 +279,12 @@ def learn(
     max_modules: Annotated[
         int | None, typer.Option(help="Self-organization: most modules per layer (the most relevant kept).")
     ] = None,
+    recall: Annotated[
+        bool | None,
+        typer.Option(
+            "--recall/--no-recall", help="Self-organization may start from the best-suited stored task."
+        ),
+    ] = None,
     mutation_rate: Annotated[float | None, typer.Option()] = None,
     fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
     crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
@@ -343,6 +349,7 @@ def learn(
             settle_steps=settle_steps,
             growth_margin=growth_margin,
             max_modules=max_modules,
+            recall=recall,
             grow=grow,
             mutation_rate=mutation_rate,
             fitness=fitness,

@@ -26,7 +26,7 @@ from lifelong.bench import versions
 from lifelong.bench.controls import Context, RandomLibrary
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
-from lifelong.history import library_history, modules_before
+from lifelong.history import contents_before, library_history
 from lifelong.report import write_report
 from lifelong.reports import own_parameters, to_json
 from lifelong.runner import command_line, learn_specs
@@ -81,7 +81,7 @@ def run_demo(
         )
     library.refresh()
     names = [spec.text for spec in stream.specs]
-    before = functools.partial(modules_before, library)
+    before = functools.partial(contents_before, library)
     controls: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="lifelong-demo-") as scratch:
         context = Context(judge, seed, resolve_device(device), data_dir, Path(scratch))

@@ -8,6 +8,7 @@ measured now, by re-evaluating every task. Backward transfer is then 0 for an in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +94,21 @@ def commit_order(log: list[HistoryEntry], state: str, names: list[str]) -> list[
     return ordered + sorted(set(names) - set(ordered))
 
 
-def modules_before(library: Library, name: str) -> list[ModuleRecord]:
-    """The modules ``library`` held when task ``name`` was learned: those of tasks committed
+@dataclass(frozen=True)
+class Contents:
+    """Some of a library's modules and tasks: e.g. what it held when a task was learned."""
+
+    modules: list[ModuleRecord]
+    tasks: list[TaskRecord]
+
+
+def contents_before(library: Library, name: str) -> Contents:
+    """The modules and tasks ``library`` held when task ``name`` was learned: those committed
     before it."""
     committed = commit_order(library.log(), library.state, [task.name for task in library.tasks()])
     position = {task: i for i, task in enumerate(committed)}
-    return [m for m in library.modules() if position.get(m.created_by, -1) < position[name]]
+    modules = [m for m in library.modules() if position.get(m.created_by, -1) < position[name]]
+    return Contents(modules, [library.task(task) for task in committed[: position[name]]])
 
 
 def accuracy_matrix(stored: list[float], now: list[float]) -> list[list[float | None]]:

@@ -9,19 +9,22 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import TINY_BUDGET as TINY
 
-from agents.classification.modules import Member, to_tensors
+from agents.classification.agent import load_task_network
+from agents.classification.modules import Head, Member, to_tensors
 from agents.classification.training import predict_logits
 from agents.task import TaskData
-from library_store import Library
+from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench.controls import Blueprint, Context, Progressive, SharedTrunk, randomise
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.bench.streams import Recorder, aggregate, bench_streams
 from lifelong.classification import ClassificationPlan
 from lifelong.errors import LifelongError
+from lifelong.history import Contents
 from lifelong.streams import parse_stream
 
 BLUEPRINT = Blueprint(
@@ -147,8 +150,44 @@ def test_random_library_has_the_learned_shapes_and_calibrated_batchnorm(tmp_path
     # given some of the modules (the library as an earlier task met it), only those are copied
     bottom = [m for m in learned.modules() if m.config["layer"] == 0]
     partial = Library.create(tmp_path / "partial")
-    randomise(learned, partial, data, torch.Generator().manual_seed(9), CPU, bottom)
+    randomise(learned, partial, data, torch.Generator().manual_seed(9), CPU, Contents(bottom, []))
     assert [(m.kind, m.config) for m in partial.modules()] == [(m.kind, m.config) for m in bottom]
+
+
+def test_the_random_library_keeps_the_learned_tasks_paths(tmp_path: Path) -> None:
+    """A stored task's path (modules and α/β) is structure, not knowledge: the random library
+    holds it too, re-pointed to the fresh modules, with a probe its own network reproduces."""
+    learned = Library.create(tmp_path / "learned")
+    g = torch.Generator().manual_seed(3)
+    members = [Member.new("conv", (1, 12, 12), 4, g), Member.new("conv", (4, 12, 12), 4, g)]
+    with learned.transaction("a task") as tx:
+        ids = [
+            tx.add_module(
+                m.kind,
+                to_tensors(m.module),
+                created_by="t",
+                config={**m.config, "layer": i},
+                signature=m.signature,
+            ).id
+            for i, m in enumerate(members)
+        ]
+        head = Head((4, 12, 12), 2)
+        uses = [[{"alpha": np.float32([0.5]), "beta": np.float32([2.0])}] for _ in ids]
+        probe = {"inputs": synthetic(1).val_x[:4].numpy(), "labels": np.int64([0, 1, 0, 1])}
+        probe["logits"] = np.zeros((4, 2), np.float32)
+        details = {"head": {"input_shape": [4, 12, 12], "n_classes": 2, **head.config}}
+        arrays = TaskArrays(uses=uses, head={k: v.numpy() for k, v in head.state_dict().items()}, probe=probe)
+        tx.add_task(TaskRecord("t0", "classification", "npz:x", [[i] for i in ids], details=details), arrays)
+    random = Library.create(tmp_path / "random")
+    randomise(learned, random, synthetic(5), torch.Generator().manual_seed(9), CPU)
+    task = random.task("t0")
+    assert [random.module(i).config["layer"] for layer in task.layers for i in layer] == [0, 1]
+    assert not set(task.module_ids) & set(ids)
+    copied = random.task_arrays("t0")
+    assert [[use["alpha"].tolist() for use in layer] for layer in copied.uses] == [[[0.5]], [[0.5]]]
+    network = load_task_network(random, "t0")
+    logits = predict_logits(network, torch.from_numpy(copied.probe["inputs"]), CPU).numpy()
+    assert np.array_equal(logits, copied.probe["logits"]) and np.abs(logits).sum() > 0
 
 
 @pytest.mark.slow

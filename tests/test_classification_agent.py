@@ -16,7 +16,7 @@ import torch
 from test_classification import TINY
 
 from agents import NewModule
-from agents.classification import evolution
+from agents.classification import evolution, recall
 from agents.classification.agent import (
     Attempt,
     ClassificationAgent,
@@ -60,7 +60,7 @@ def halves(spec: TaskSpec, shape: tuple[int, int, int], seed: int) -> TaskData:
 
 
 def problem(library_layers: list[list[Member]], input_shape: tuple[int, int, int], data: TaskData) -> Problem:
-    return Problem(data, library_layers, input_shape, 1.0, *task_streams(0))
+    return Problem(data, library_layers, [], input_shape, 1.0, *task_streams(0))
 
 
 def agent(seed: int = 0) -> ClassificationAgent:
@@ -355,3 +355,58 @@ def test_a_head_stored_before_readouts_rebuilds() -> None:
     again.load_state_dict(old.state_dict())
     x = torch.rand(4, 8, 28, 28)
     assert torch.equal(again(x), old(x))
+
+
+# ---------------------------------------------------------------------------- recall
+def path(task: str, members: list[Member], alpha: float = 0.7) -> recall.Path:
+    n = len(members)
+    return recall.Path(task, [members], [torch.full((n,), alpha)], [torch.ones(n)])
+
+
+def test_self_organization_starts_from_the_stored_path_that_suits_the_task() -> None:
+    """Two stored paths: one passes the input on, one writes zeros. The first scores as well as
+    the fresh mix of the library (ties go to a path: its α/β were learned) and becomes the
+    start: its modules, its α/β."""
+    identity = channel_copy(0, "identity")
+    with torch.no_grad():
+        identity.module.conv.weight[1, 1, 1, 1] = 1.0
+    silent = channel_copy(None, "silent")
+    task = bigger_channel_problem()
+    task.library_layers = [[silent, identity]]
+    task.paths = [path("zeros", [silent]), path("copies", [identity])]
+    patient = ClassificationAgent(TINY.override(so_steps=2000), target=1.0, load_data=halves)
+    attempt = patient.self_organize(task)
+    chosen = attempt.details["recall"]
+    assert chosen["task"] == "copies" and chosen["scores"]["copies"] >= chosen["mix_score"] > 0.9
+    assert chosen["scores"]["zeros"] < 0.7  # constant features: the majority class at best
+    assert attempt.network.layers[0].members == [identity]
+    assert attempt.val_acc > 0.9
+    task.paths = [path("zeros", [silent])]  # no path beats the fresh mix: the mix it is
+    attempt = patient.self_organize(task)
+    assert attempt.details["recall"]["task"] is None
+    assert attempt.network.layers[0].members == [silent, identity]
+
+
+def test_a_path_start_leaves_the_stored_path_as_it_was() -> None:
+    identity = channel_copy(0, "identity")
+    stored = path("copies", [identity], alpha=0.5)
+    layers = stored.layers()
+    with torch.no_grad():
+        layers[0].alpha.add_(1.0)
+    assert torch.equal(stored.alpha[0], torch.tensor([0.5])) and layers[0].alpha.requires_grad
+
+
+def test_stored_tasks_are_recalled_unless_switched_off(tmp_path: Path) -> None:
+    """The agent reads every stored task's path; ``recall=False`` reads none and records nothing."""
+    library = Library.create(tmp_path / "lib")
+    learn(library, agent(), TaskSpec("a", "npz"), name="a", seed=0, command="test")
+    b = learn(library, agent(), TaskSpec("b", "npz"), name="b", seed=0, command="test")
+    assert set(b.details["recall"]["scores"]) == {"a"}
+    problem = agent().prepare(library, TaskSpec("a", "npz"), "c")
+    assert [p.task for p in problem.paths] == ["a", "b"]
+    stored = library.task("a").layers
+    assert [[m.library_id for m in layer] for layer in problem.paths[0].members] == stored
+    forgetful = ClassificationAgent(TINY.override(recall=False), target=1.0, load_data=halves)
+    assert forgetful.prepare(library, TaskSpec("a", "npz"), "c").paths == []
+    c = learn(library, forgetful, TaskSpec("a", "npz"), name="c", seed=0, command="test")
+    assert "recall" not in c.details

@@ -12,7 +12,7 @@ from cli_helpers import TINY_BUDGET
 from library_store import Library
 from lifelong.classification import ClassificationPlan
 from lifelong.demo import run_demo
-from lifelong.history import modules_before
+from lifelong.history import contents_before
 from lifelong.streams import parse_stream
 
 
@@ -40,7 +40,7 @@ def test_demo_learns_the_stream_beside_random_controls_and_resumes(tmp_path: Pat
     assert facts["gap_points"] == pytest.approx(result.gap_points)
     assert len(list(result.report.parent.glob("*.png"))) >= 3
     for row in result.rows:  # the random copy of each task's library: the first task's modules
-        assert len(modules_before(library, row.task)) == (first.new_modules if row.judged else 0)
+        assert len(contents_before(library, row.task).modules) == (first.new_modules if row.judged else 0)
     state = library.state
 
     again = run_demo(library, stream, plan, **demo)  # resumes: nothing is learned twice

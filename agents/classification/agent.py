@@ -9,7 +9,7 @@ way wherever it comes in a run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from agents import NewModule, Report, Solution, quiet
-from agents.classification import evolution
+from agents.classification import evolution, recall
 from agents.classification.budget import DEFAULT_TARGET, Budget
 from agents.classification.modules import (
     KINDS,
@@ -35,7 +35,7 @@ from agents.classification.modules import (
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy, predict_logits, train
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
-from library_store import Library, ModuleRecord, TaskArrays
+from library_store import Library, ModuleRecord, TaskArrays, TaskRecord
 
 STEM = (
     evolution.LayerGene(reduce=False, residual=False, filters=16),
@@ -54,11 +54,13 @@ SCOUT_FRACTION = 5  # choose_modules' scout run: this fraction (1/5) of the self
 @dataclass
 class Problem:
     """A task to learn: its data, the library's frozen layers (those it may use: see
-    ``choose_modules``), and its own random streams —
-    ``generator`` (module, α/β and head initialisation; batches) and ``rng`` (evolution)."""
+    ``choose_modules``), the stored tasks' paths (see :mod:`~agents.classification.recall`), and
+    its own random streams — ``generator`` (module, α/β and head initialisation; batches) and
+    ``rng`` (evolution)."""
 
     data: TaskData
     library_layers: list[list[Member]]
+    paths: list[recall.Path]
     input_shape: Shape
     target: float
     generator: torch.Generator
@@ -177,26 +179,52 @@ def load_library_layers(
     return layers, input_shape
 
 
-def load_task_network(library: Library, name: str) -> TaskNetwork:
-    """Rebuild a stored task's network exactly as it was committed."""
-    record, arrays = library.task(name), library.task_arrays(name)
+def stored_layers(
+    record: TaskRecord, arrays: TaskArrays, member: Callable[[str], Member]
+) -> list[MixedLayer]:
+    """A stored task's mixed layers: ``member(id)`` for each module it uses, at its stored α/β."""
     layers = []
     for ids, uses in zip(record.layers, arrays.uses, strict=True):
         alpha = torch.tensor(np.stack([use["alpha"] for use in uses]))
         beta = torch.tensor(np.stack([use["beta"] for use in uses]))
-        members = [Member.stored(library.module(i), library.module_tensors(i)) for i in ids]
-        layers.append(MixedLayer(members, alpha, beta))
-    head_config = record.details["head"]
+        layers.append(MixedLayer([member(i) for i in ids], alpha, beta))
+    return layers
+
+
+def stored_head(record: TaskRecord, arrays: TaskArrays) -> Head:
+    """A stored task's head, exactly as it was committed."""
+    config = record.details["head"]
     head = Head(
-        tuple(head_config["input_shape"]),
-        head_config["n_classes"],
-        head_config["hidden"],
-        head_config.get("pool", 7),  # stored before the pool size was recorded: always 7
+        tuple(config["input_shape"]),
+        config["n_classes"],
+        config["hidden"],
+        config.get("pool", 7),  # stored before the pool size was recorded: always 7
     )
     head.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.head.items()})
-    network = TaskNetwork(layers, head)
+    return head
+
+
+def load_task_network(library: Library, name: str) -> TaskNetwork:
+    """Rebuild a stored task's network exactly as it was committed."""
+    record, arrays = library.task(name), library.task_arrays(name)
+
+    def member(module_id: str) -> Member:
+        return Member.stored(library.module(module_id), library.module_tensors(module_id))
+
+    network = TaskNetwork(stored_layers(record, arrays, member), stored_head(record, arrays))
     freeze(network)
     return network
+
+
+def load_paths(library: Library, layers: list[list[Member]]) -> list[recall.Path]:
+    """The path of every stored image task whose modules are all among ``layers``' members."""
+    members = {member.library_id: member for layer in layers for member in layer}
+    paths = []
+    for task in library.tasks():
+        if task.family == ClassificationAgent.family and set(task.module_ids) <= members.keys():
+            mixed = stored_layers(task, library.task_arrays(task.name), members.__getitem__)
+            paths.append(recall.Path.of_layers(task.name, mixed))
+    return paths
 
 
 class ClassificationAgent:
@@ -233,7 +261,8 @@ class ClassificationAgent:
         for layer in layers:
             for member in layer:
                 member.module.to(self.device)
-        return Problem(data, layers, input_shape, self.target, *task_streams(self.seed))
+        paths = load_paths(library, layers) if self.budget.recall else []
+        return Problem(data, layers, paths, input_shape, self.target, *task_streams(self.seed))
 
     def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:
         """Self-organization's attempt stands if it reaches the target, or whatever it reaches
@@ -243,11 +272,23 @@ class ClassificationAgent:
     def self_organize(self, problem: Problem) -> Attempt | None:
         """Frozen library, fresh α/β (N(1, 0.1)) and head; train only those. None if no library.
         A layer of more than ``max_modules`` modules is first cut to its most relevant ones
-        (:meth:`choose_modules`); growth then builds on the same choice."""
+        (:meth:`choose_modules`); growth then builds on the same choice. When a stored task's
+        path suits the task better than that fresh mix (:func:`~agents.classification.recall.recall`),
+        training starts from the path's modules and α/β instead."""
         if not problem.library_layers:
             return None
         chosen = self.choose_modules(problem)
-        network = self._network(problem, [list(layer) for layer in problem.library_layers])
+        details: dict[str, Any] = {"chosen_modules": chosen} if chosen else {}
+        start = None
+        if problem.paths:
+            recalled = recall.recall(
+                problem.paths, problem.library_layers, problem.data, problem.data.n_classes, self.device
+            )
+            details["recall"], start = recalled.to_json(), recalled.path
+        if start is None:
+            network = self._network(problem, [list(layer) for layer in problem.library_layers])
+        else:
+            network = self._with_head(problem, start.layers())
         curve = self._train(
             network,
             network.scale_parameters() + list(network.head.parameters()),
@@ -256,7 +297,6 @@ class ClassificationAgent:
             "self-organize",
             problem.target,
         )
-        details = {"chosen_modules": chosen} if chosen else {}
         return Attempt(network, curve.best, "self_organize", self._curves("self_organize", curve), details)
 
     def choose_modules(self, problem: Problem) -> list[list[str]]:
@@ -490,9 +530,12 @@ class ClassificationAgent:
     def _network(self, problem: Problem, layers: list[list[Member]]) -> TaskNetwork:
         """The layers mixed by fresh α/β, under a fresh head, all drawn from the task's generator."""
         mixed = [MixedLayer(members, generator=problem.generator) for members in layers]
-        head = Head(layers[-1][0].output_shape, problem.data.n_classes)
-        network = TaskNetwork(mixed, initialise(head, problem.generator))
-        return network.to(self.device)
+        return self._with_head(problem, mixed)
+
+    def _with_head(self, problem: Problem, layers: list[MixedLayer]) -> TaskNetwork:
+        """``layers`` under a fresh head drawn from the task's generator."""
+        head = Head(layers[-1].members[0].output_shape, problem.data.n_classes)
+        return TaskNetwork(layers, initialise(head, problem.generator)).to(self.device)
 
     def _train(
         self,

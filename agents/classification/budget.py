@@ -48,6 +48,9 @@ class Budget:
     # self-organization (a short scout run; the modules whose removal costs most validation loss),
     # so a task's cost stops growing with it.
     max_modules: int = 4
+    # Self-organization starts from the stored task whose path (modules and α/β) best suits the
+    # new task, when one beats a fresh mix (MNTDP's nearest past task; see recall.py).
+    recall: bool = True
     # False: a task is solved from the library alone (self-organization), however well; only a
     # task that meets an empty library grows.
     grow: bool = True

@@ -18,7 +18,7 @@ gives the network it grows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +27,21 @@ import torch
 from torch import nn
 
 from agents import Report
-from agents.classification.agent import load_library_layers, load_task_network
+from agents.classification.agent import (
+    ClassificationAgent,
+    load_library_layers,
+    load_task_network,
+    stored_head,
+    stored_layers,
+)
 from agents.classification.modules import LAYER, Head, Member, Shape, freeze, initialise, to_tensors
 from agents.classification.network import MixedLayer, TaskNetwork
-from agents.classification.training import accuracy, as_input, train
+from agents.classification.training import accuracy, as_input, predict_logits, train
 from agents.task import TaskData, TaskSpec
-from library_store import Library, ModuleRecord
+from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.classification import ClassificationPlan
+from lifelong.history import Contents
 from lifelong.reports import module_parameters, own_parameters
 from lifelong.runner import learn_specs
 
@@ -176,8 +183,8 @@ class Agent(Learner):
 class RandomLibrary(Learner):
     """Before each task, the agent's library as it is then, re-drawn at random; then the agent's
     procedure on that copy (``random_library``). The first task meets an empty library, as in
-    ``lifelong``. ``before(index)``, when given, names the modules the agent had before task
-    ``index`` (for a library that has since learned more); else all of ``learned``'s, now."""
+    ``lifelong``. ``before(index)``, when given, says what the agent's library held before task
+    ``index`` (for a library that has since learned more); else all of ``learned``, now."""
 
     name = "random_library"
 
@@ -185,16 +192,16 @@ class RandomLibrary(Learner):
         self,
         context: Context,
         learned: Library,
-        before: Callable[[int], Sequence[ModuleRecord]] | None = None,
+        before: Callable[[int], Contents] | None = None,
     ) -> None:
         self.context, self.learned, self.before = context, learned, before
         self.agents: dict[int, Agent] = {}
 
     def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
         library = Library.create(self.context.root / f"random-{index}")
-        records = self.before(index) if self.before else None
+        contents = self.before(index) if self.before else None
         generator = self.context.generator(index, salt=2)
-        randomise(self.learned, library, data, generator, self.context.device, records)
+        randomise(self.learned, library, data, generator, self.context.device, contents)
         agent = Agent(self.context, library)
         agent.learn(index, spec, data, report)
         self.agents[index] = agent
@@ -217,22 +224,24 @@ def randomise(
     data: TaskData,
     generator: torch.Generator,
     device: torch.device,
-    records: Sequence[ModuleRecord] | None = None,
+    contents: Contents | None = None,
 ) -> None:
     """Store in ``into`` a module of the same kind and shape for every image module of
-    ``learned`` (or of ``records``, some of them), freshly initialised, with BatchNorm statistics
+    ``learned`` (or of ``contents``, part of it), freshly initialised, with BatchNorm statistics
     from ``data``'s unlabeled training images (each layer calibrated on the plain mean of the
-    layer below)."""
-    layers, _ = load_library_layers(learned, records)
+    layer below); and every image task, its path re-pointed to the fresh modules with the same
+    α/β and head, so the agent's procedure (recall included) meets the same structure."""
+    contents = contents or Contents(learned.modules(), learned.tasks())
+    layers, _ = load_library_layers(learned, contents.modules)
     if not layers:
         return
     x = as_input(data.train_x[:CALIBRATION_IMAGES], device)
-    fresh_layers = []
+    fresh: dict[str, Member] = {}
     with torch.no_grad():
         for layer in layers:
-            fresh = [Member.new(m.kind, m.input_shape, m.output_shape[0], generator) for m in layer]
             outputs = []
-            for member in fresh:
+            for old in layer:
+                member = Member.new(old.kind, old.input_shape, old.output_shape[0], generator)
                 module = member.module.to(device)
                 for norm in module.modules():
                     if isinstance(norm, nn.BatchNorm2d):
@@ -243,18 +252,33 @@ def randomise(
                     module(x[start : start + 256])
                 freeze(module)
                 outputs.append(module(x))
+                fresh[str(old.library_id)] = member
             x = torch.stack(outputs).mean(0)
-            fresh_layers.append(fresh)
     with into.transaction("random library: same shapes, fresh weights", kind="change") as tx:
-        for index, layer in enumerate(fresh_layers):
-            for member in layer:
-                tx.add_module(
+        stored = {}
+        for index, layer in enumerate(layers):
+            for old in layer:
+                member = fresh[str(old.library_id)]
+                stored[old.library_id] = tx.add_module(
                     member.kind,
                     to_tensors(member.module),
                     created_by="random",
                     config={**member.config, LAYER: index},
                     signature=member.signature,
-                )
+                ).id
+        for task in contents.tasks:
+            if task.family != ClassificationAgent.family or not set(task.module_ids) <= stored.keys():
+                continue
+            arrays = learned.task_arrays(task.name)
+            head = stored_head(task, arrays)
+            network = TaskNetwork(stored_layers(task, arrays, fresh.__getitem__), head).to(device)
+            inputs = torch.from_numpy(arrays.probe["inputs"])
+            probe = {**arrays.probe, "logits": predict_logits(network, inputs, device).numpy()}
+            ids = [[stored[i] for i in layer] for layer in task.layers]
+            tx.add_task(
+                TaskRecord(task.name, task.family, task.spec, ids, details={"head": task.details["head"]}),
+                TaskArrays(uses=arrays.uses, head=arrays.head, probe=probe),
+            )
 
 
 class Independent(Learner):

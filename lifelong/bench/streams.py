@@ -45,7 +45,7 @@ from lifelong.bench.controls import (
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
-from lifelong.history import modules_before
+from lifelong.history import contents_before
 from lifelong.metrics import summary
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
@@ -167,7 +167,7 @@ def run_condition(
     learner: Learner
     if name == "random_library":
         learned = Library.open(context.root / "lifelong")
-        learner = RandomLibrary(context, learned, lambda index: modules_before(learned, task_name(index)))
+        learner = RandomLibrary(context, learned, lambda index: contents_before(learned, task_name(index)))
     else:
         learner = _control(name, context, blueprint)
     log = Log()

@@ -1,0 +1,118 @@
+"""Recall: start self-organization from the stored task whose path suits the new task best.
+
+A stored task's *path* is the modules it mixes in each layer and its α/β (MNTDP, Veniat et al.,
+ICLR 2021, which starts a new task from the paths of its nearest past tasks). A fresh α/β mix of
+every module blurs what each past task found; a task that comes again (CTrL's S⁻: the same task
+with less data) or a close relative should start from that task's own assembly instead.
+
+    for every stored path P and for the fresh mix M of the chosen modules (α = β = 1):
+        features = P's (or M's) frozen top map, average-pooled as a readout would pool it
+        score    = validation accuracy of a ridge readout fitted on the training features
+    the best path, if it scores at least M's, becomes self-organization's start
+
+The score is closed form (no training): one forward pass over at most ``RECALL_EXAMPLES``
+training images and the validation split per path. Self-organization then trains the start's
+α/β and a fresh head as usual; the path's modules are the network's modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from agents.classification.modules import Head, Member
+from agents.classification.network import MixedLayer
+from agents.classification.training import EVAL_BATCH, as_input
+from agents.task import TaskData
+
+RECALL_EXAMPLES = 2000  # training images the ridge readout is fitted on
+RIDGE = 0.1  # ridge penalty per training example, on standardised features
+
+
+@dataclass(frozen=True)
+class Path:
+    """A stored task's assembly: per layer, the modules it mixes and their α/β."""
+
+    task: str
+    members: list[list[Member]]
+    alpha: list[torch.Tensor]
+    beta: list[torch.Tensor]
+
+    @classmethod
+    def of_layers(cls, task: str, layers: list[MixedLayer]) -> Path:
+        return cls(
+            task,
+            [list(layer.members) for layer in layers],
+            [layer.alpha.detach().clone() for layer in layers],
+            [layer.beta.detach().clone() for layer in layers],
+        )
+
+    def layers(self) -> list[MixedLayer]:
+        """Fresh mixed layers at the path's α/β (a copy: training them leaves the path as it is)."""
+        return [MixedLayer(m, a, b) for m, a, b in zip(self.members, self.alpha, self.beta, strict=True)]
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """Recall's outcome: the path to start from (None: the fresh mix) and every score."""
+
+    path: Path | None
+    mix_score: float
+    scores: dict[str, float]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "task": self.path.task if self.path else None,
+            "mix_score": round(self.mix_score, 6),
+            "scores": {task: round(score, 6) for task, score in self.scores.items()},
+        }
+
+
+def recall(
+    paths: list[Path], chosen: list[list[Member]], data: TaskData, n_classes: int, device: torch.device
+) -> Recalled:
+    """Score every path and the fresh mix of ``chosen`` by a ridge readout; the best path wins
+    if it scores at least the mix's (a path's α/β were learned, the mix's are not)."""
+    mix_score = probe_score([MixedLayer(layer, *_ones(layer)) for layer in chosen], data, n_classes, device)
+    scores = {path.task: probe_score(path.layers(), data, n_classes, device) for path in paths}
+    best = max(paths, key=lambda path: scores[path.task], default=None)
+    if best is None or scores[best.task] < mix_score:
+        best = None
+    return Recalled(best, mix_score, scores)
+
+
+@torch.no_grad()
+def probe_score(layers: list[MixedLayer], data: TaskData, n_classes: int, device: torch.device) -> float:
+    """Validation accuracy of a ridge readout on the frozen, pooled features of ``layers``."""
+    trunk = nn.Sequential(*layers).to(device).eval()
+    pool = Head(layers[-1].members[0].output_shape, n_classes).pool_to
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        batches = [
+            nn.functional.adaptive_avg_pool2d(trunk(as_input(images[i : i + EVAL_BATCH], device)), pool)
+            .flatten(1)
+            .double()
+            .cpu()
+            for i in range(0, len(images), EVAL_BATCH)
+        ]
+        return torch.cat(batches)
+
+    train_x, train_y = data.train_x[:RECALL_EXAMPLES], data.train_y[:RECALL_EXAMPLES]
+    x, val = features(train_x), features(data.val_x)
+    mean, std = x.mean(0), x.std(0, correction=0) + 1e-6
+    x, val = (x - mean) / std, (val - mean) / std
+    x, val = _with_bias(x), _with_bias(val)
+    targets = nn.functional.one_hot(train_y, n_classes).double()
+    gram = x.T @ x + RIDGE * len(x) * torch.eye(x.shape[1], dtype=x.dtype)
+    weights = torch.linalg.solve(gram, x.T @ targets)
+    return float(((val @ weights).argmax(1) == data.val_y).double().mean())
+
+
+def _with_bias(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+
+
+def _ones(layer: list[Member]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.ones(len(layer)), torch.ones(len(layer))
