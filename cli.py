@@ -149,10 +149,12 @@ def modules(
     library = settings.open()
     title = "modules"
     if task is not None:
-        split = reports.parameter_split(library, library.task(task))
+        record = library.task(task)
+        split, start = reports.parameter_split(library, record), reports.recalled(record)
         title = (
             f"modules of {task}: {split['library_params']:,} library parameters, "
             f"{split['own_params']:,} its own ({split['own_share']:.1%})"
+            + (f"; started from {start}'s path" if start else "")
         )
     _show(settings, reports.modules(library, task), title)
 

@@ -89,6 +89,11 @@ def parameter_split(library: Library, task: TaskRecord) -> dict[str, Any]:
     return {"library_params": shared, "own_params": own, "own_share": round(own / max(1, shared + own), 4)}
 
 
+def recalled(task: TaskRecord) -> str | None:
+    """The stored task whose path self-organization started from (None: a fresh mix, or none)."""
+    return task.details.get("recall", {}).get("task")
+
+
 def tasks(library: Library) -> list[dict[str, Any]]:
     return [
         {
@@ -98,6 +103,7 @@ def tasks(library: Library) -> list[dict[str, Any]]:
             "status": task.status,
             "depth": task.depth,
             "modules": len(task.module_ids),
+            "recalled": recalled(task),
             **parameter_split(library, task),
             "metrics": task.metrics,
             "seed": task.seed,

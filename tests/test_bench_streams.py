@@ -225,6 +225,12 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, data_dir: Path) -> No
     }
     lifelong = runs["conditions"]["lifelong"]["0"]
     assert lifelong["params_total"] == sorted(lifelong["params_total"])
+    for name in ("lifelong", "random_library"):  # how the agent's procedure solved each task
+        how = runs["conditions"][name]["0"]["how"]
+        assert how[0] == {"phase": "grow", "new_modules": how[0]["new_modules"], "recalled": None}
+        assert how[0]["new_modules"] > 0 and len(how) == 3
+        assert how[2]["recalled"] in (None, "task-00", "task-01")  # recall saw the two stored tasks
+    assert runs["conditions"]["independent"]["0"]["how"] == []
     assert runs["stream"]["judged_from"] == 1
     with pytest.raises(LifelongError, match="unknown condition"):
         bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=data_dir)

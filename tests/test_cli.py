@@ -40,7 +40,13 @@ def populated(tmp_path: Path) -> Path:
             ]
             tx.add_task(
                 TaskRecord(
-                    name, "classification", f"spec:{name}", layers, metrics={"test_acc": 0.99}, seed=7
+                    name,
+                    "classification",
+                    f"spec:{name}",
+                    layers,
+                    metrics={"test_acc": 0.99},
+                    seed=7,
+                    details={"recall": {"task": "a"}} if name == "b" else {},  # b started from a's path
                 ),
                 TaskArrays(uses=uses, head={"weight": np.ones((2, 4), np.float32)}),
             )
@@ -72,7 +78,8 @@ def test_modules_of_a_task_show_its_own_alpha(populated: Path) -> None:
     human = run(populated, "modules", "--task", "b").stdout
     assert rows_b[1]["id"] in human and "alpha=0.5" in human
     assert [r["parameters"] for r in rows_b] == [36, 144]
-    assert "180 library parameters, 12 its own (6.2%)" in " ".join(human.split())
+    assert "180 library parameters, 12 its own (6.2%); started from a's path" in " ".join(human.split())
+    assert "started from" not in run(populated, "modules", "--task", "a").stdout
 
 
 def test_tasks_show_library_and_own_parameters(populated: Path) -> None:
@@ -81,6 +88,7 @@ def test_tasks_show_library_and_own_parameters(populated: Path) -> None:
     assert (a["library_params"], a["own_params"]) == (36, 2 + 8)  # one 4×1×3×3 conv; α, β, 2×4 head
     assert (b["library_params"], b["own_params"]) == (36 + 144, 4 + 8)
     assert b["own_share"] == round(12 / 192, 4)
+    assert (a["recalled"], b["recalled"]) == (None, "a")
 
 
 def test_tasks_modules_log_snapshots_as_json(populated: Path) -> None:

@@ -8,7 +8,8 @@ gives the network it grows.
 - ``lifelong``: the agent through the real learn loop, into a real library on disk.
 - ``random_library``: before each task, a library of the same modules as the agent's at that
   point, with fresh random weights (BatchNorm statistics calibrated on the task's own unlabeled
-  training images), then the agent's same procedure on it (GRUSM-ESP's control).
+  training images) and the same stored tasks' paths, then the agent's same procedure on it
+  (GRUSM-ESP's control).
 - ``independent``: each task alone, from scratch, with the network the agent built for the
   stream's first task (its :class:`Blueprint`), all of it trained (CTrL's "independent").
 - ``finetune``: one such network through the stream, a new head per task; it forgets.
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +44,7 @@ from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.classification import ClassificationPlan
 from lifelong.history import Contents
-from lifelong.reports import module_parameters, own_parameters
+from lifelong.reports import module_parameters, own_parameters, recalled
 from lifelong.runner import learn_specs
 
 CALIBRATION_IMAGES = 2048  # unlabeled training images that set a random module's BatchNorm statistics
@@ -144,6 +146,11 @@ class Learner:
         """Modules in the library the latest task was learned with; None without a library."""
         return None
 
+    def how(self, index: int) -> dict[str, Any] | None:
+        """How the agent's procedure solved task ``index`` (phase, new modules, the recalled
+        task); None for the controls that are not the agent."""
+        return None
+
 
 class Agent(Learner):
     """The real agent, learning every task into one library (``lifelong``)."""
@@ -178,6 +185,14 @@ class Agent(Learner):
 
     def library_modules(self) -> int:
         return len(self.library.modules())
+
+    def how(self, index: int) -> dict[str, Any]:
+        record = self.library.task(task_name(index))
+        return {
+            "phase": record.metrics.get("phase"),
+            "new_modules": record.metrics.get("new_modules"),
+            "recalled": recalled(record),
+        }
 
 
 class RandomLibrary(Learner):
@@ -216,6 +231,9 @@ class RandomLibrary(Learner):
 
     def library_modules(self) -> int:
         return self.agents[max(self.agents)].library_modules()
+
+    def how(self, index: int) -> dict[str, Any]:
+        return self.agents[index].how(index)
 
 
 def randomise(

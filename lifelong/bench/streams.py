@@ -76,6 +76,7 @@ class Log:
     seconds: list[float] = field(default_factory=list)
     examples_to_target: list[int | None] = field(default_factory=list)
     curves: list[dict[str, list[float]]] = field(default_factory=list)
+    how: list[dict[str, Any]] = field(default_factory=list)  # lifelong and random_library only
 
 
 class Recorder:
@@ -218,6 +219,9 @@ def _learn_one(
     log.seconds.append(round(seconds, 3))
     log.examples_to_target.append(recorder.examples_to_target)
     log.curves.append({"examples": recorder.examples, "val_acc": recorder.val_acc})
+    how = learner.how(index)
+    if how is not None:
+        log.how.append(how)
 
 
 def _control(name: str, context: Context, blueprint: Blueprint) -> Learner:
