@@ -193,3 +193,7 @@ def test_bench_store_writes_json(tmp_path: Path) -> None:
     assert {"snapshot_4_vs_2", "restore_4_vs_2"} == set(report["ratios"])
     for key in ("protocol", "command", "seeds", "versions", "device", "wall_s"):
         assert key in report
+    root = Path(__file__).resolve().parent.parent
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # run from a checkout: the result names the commit it was measured with
+        assert report["versions"]["commit"].split("+")[0] == head.stdout.strip()

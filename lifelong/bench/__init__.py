@@ -8,6 +8,7 @@ per-seed records).
 from __future__ import annotations
 
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -38,13 +39,37 @@ class Stage:
 
 
 def versions() -> dict[str, str]:
+    """Python's and the packages' versions, and the project's git commit when it runs from a
+    checkout (``+dirty`` when tracked files differ from it): what a result was measured with."""
     found = {"python": platform.python_version()}
     for package in ("lifelong", "torch", "zarr", "icechunk", "ale-py", "gymnasium"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = "not installed"
+    commit = _git_commit()
+    if commit is not None:
+        found["commit"] = commit
     return found
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def run(
