@@ -10,9 +10,11 @@ with less data) or a close relative should start from that task's own assembly i
         score    = validation accuracy of a ridge readout fitted on the training features
     the best path, if it scores at least M's, becomes self-organization's start
 
-The score is closed form (no training): one forward pass over at most ``RECALL_EXAMPLES``
-training images and the validation split per path. Self-organization then trains the start's
-α/β and a fresh head as usual; the path's modules are the network's modules.
+The score is closed form (no training): one forward pass per path over at most
+``RECALL_EXAMPLES`` training and as many validation images: per stored task, about what three
+training steps of batch 64 cost (a forward pass is about a third of a step). Self-organization
+then trains the start's α/β and a fresh head as usual; the path's modules are the network's
+modules.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from agents.classification.network import MixedLayer
 from agents.classification.training import EVAL_BATCH, as_input
 from agents.task import TaskData
 
-RECALL_EXAMPLES = 2000  # training images the ridge readout is fitted on
+RECALL_EXAMPLES = 256  # training images the ridge readout is fitted on; validation images it is scored on
 RIDGE = 0.1  # ridge penalty per training example, on standardised features
 
 
@@ -99,15 +101,15 @@ def probe_score(layers: list[MixedLayer], data: TaskData, n_classes: int, device
         ]
         return torch.cat(batches)
 
-    train_x, train_y = data.train_x[:RECALL_EXAMPLES], data.train_y[:RECALL_EXAMPLES]
-    x, val = features(train_x), features(data.val_x)
+    n = RECALL_EXAMPLES
+    x, val = features(data.train_x[:n]), features(data.val_x[:n])
     mean, std = x.mean(0), x.std(0, correction=0) + 1e-6
     x, val = (x - mean) / std, (val - mean) / std
     x, val = _with_bias(x), _with_bias(val)
-    targets = nn.functional.one_hot(train_y, n_classes).double()
+    targets = nn.functional.one_hot(data.train_y[:n], n_classes).double()
     gram = x.T @ x + RIDGE * len(x) * torch.eye(x.shape[1], dtype=x.dtype)
     weights = torch.linalg.solve(gram, x.T @ targets)
-    return float(((val @ weights).argmax(1) == data.val_y).double().mean())
+    return float(((val @ weights).argmax(1) == data.val_y[:n]).double().mean())
 
 
 def _with_bias(x: torch.Tensor) -> torch.Tensor:
