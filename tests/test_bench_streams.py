@@ -7,7 +7,10 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,9 +22,10 @@ from agents.classification.modules import Head, Member, to_tensors
 from agents.classification.training import predict_logits
 from agents.task import TaskData
 from library_store import Library, TaskArrays, TaskRecord
+from lifelong.bench import Stage
 from lifelong.bench.controls import Blueprint, Context, Progressive, SharedTrunk, randomise
 from lifelong.bench.pnn import ProgressiveNetwork
-from lifelong.bench.streams import Recorder, aggregate, bench_streams
+from lifelong.bench.streams import Recorder, aggregate, bench_streams, start_seed
 from lifelong.classification import ClassificationPlan
 from lifelong.errors import LifelongError
 from lifelong.history import Contents
@@ -234,6 +238,55 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, data_dir: Path) -> No
     assert runs["stream"]["judged_from"] == 1
     with pytest.raises(LifelongError, match="unknown condition"):
         bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=data_dir)
+
+
+class Deferred(Future):  # type: ignore[type-arg]
+    """A job that runs only when its result is asked for."""
+
+    def __init__(self, job: Callable[[], Any]) -> None:
+        super().__init__()
+        self.job = job
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self.job()
+
+
+class Recording(Executor):
+    """A pool that notes when each control's job is handed over and when its result is taken."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, str]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[type-arg]
+        name, seed = args[0], args[2].seed
+        self.events.append(("submit", seed, name))
+
+        def job() -> Any:
+            self.events.append(("result", seed, name))
+            return fn(*args, **kwargs)
+
+        return Deferred(job)
+
+
+def test_seeds_overlap_and_pnn_is_handed_over_first(tmp_path: Path, data_dir: Path) -> None:
+    """Every seed's controls are handed to the workers before any result is waited for (the next
+    seed's agent learns meanwhile), PNN, the costliest, first; the random library once the agent
+    has learned the whole stream."""
+    stream = parse_stream("mnist:0v1@10pc mnist:2v3@10pc")
+    pool = Recording()
+    plan = ClassificationPlan(TINY, 0.9)
+    stage = Stage(lambda *a, **k: None, "test", 0)
+    conditions = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
+    started = [
+        start_seed(stream, Context(plan, seed, CPU, data_dir, tmp_path / str(seed)), conditions, stage, pool)
+        for seed in (0, 1)
+    ]
+    controls = ["pnn", "independent", "finetune", "frozen_first", "random_library"]
+    assert pool.events == [("submit", seed, name) for seed in (0, 1) for name in controls]
+    logs = [run.finish(stage) for run in started]
+    assert [list(by_name) for by_name in logs] == [list(conditions)] * 2
+    for by_name in logs:
+        assert all(len(log.test_acc) == 2 and len(log.initial) == 2 for log in by_name.values())
 
 
 @pytest.mark.parametrize(

@@ -104,38 +104,60 @@ class Recorder:
         self.report(event, **fields)
 
 
-def run_seed(
-    stream: Stream, context: Context, conditions: tuple[str, ...], stage: Stage, pool: Executor | None = None
-) -> dict[str, Log]:
-    """Every condition through the stream with one seed; libraries live under ``context.root``.
+# the controls handed to the workers after the agent's first task, costliest first (PNN's step
+# costs grow with the square of its columns), so it does not run on alone at the end
+SUBMIT_ORDER = ("pnn", "independent", "finetune", "frozen_first")
 
-    The agent learns first (its first network is the controls' blueprint); each control then
-    runs the whole stream on its own, in ``pool``'s processes when given, and the random library
-    follows the agent's library as it was before each task. Every learner draws its randomness
-    from (seed, task), so the order they run in changes nothing."""
+
+@dataclass
+class SeedRun:
+    """One seed under way: the agent's log, and each control's log or the job computing it."""
+
+    seed: int
+    tasks: int
+    conditions: tuple[str, ...]
+    logs: dict[str, Future[Log] | Log]
+    initial: list[float]  # each task's untrained network: the row before learning
+
+    def finish(self, stage: Stage) -> dict[str, Log]:
+        """Every condition's log, once its job is done."""
+        logs = {}
+        for name, job in self.logs.items():
+            if isinstance(job, Future):
+                job = job.result()
+                stage.advance(self.tasks, f"seed {self.seed}: {name} learned the stream")
+            job.initial = self.initial
+            logs[name] = job
+        return {name: logs[name] for name in self.conditions}
+
+
+def start_seed(
+    stream: Stream, context: Context, conditions: tuple[str, ...], stage: Stage, pool: Executor | None = None
+) -> SeedRun:
+    """The agent through the stream with one seed, here; every control through it in ``pool``'s
+    processes when given (returning at once: the next seed's agent can start), else here too.
+    Libraries live under ``context.root``.
+
+    The agent learns first (its first network is the controls' blueprint), and the random
+    library follows the agent's library as it was before each task. Every learner draws its
+    randomness from (seed, task), so the order they run in changes nothing."""
     data = _load(stream, context)
     agent = Agent(context, Library.create(context.root / "lifelong"))
-    lifelong, jobs = Log(), {}
-    for index in range(len(stream.specs)):
+    lifelong = Log()
+    _learn_one(agent, lifelong, 0, stream, data, context, stage.report)
+    stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[0].text}")
+    blueprint = Blueprint.of_task(agent.library, task_name(0))
+    controls = [name for name in SUBMIT_ORDER if name in conditions]
+    logs = {name: _start(pool, name, stream, context, blueprint, stage, data) for name in controls}
+    for index in range(1, len(stream.specs)):
         _learn_one(agent, lifelong, index, stream, data, context, stage.report)
         stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[index].text}")
-        if index == 0:
-            blueprint = Blueprint.of_task(agent.library, task_name(0))
-            for name in conditions:
-                if name not in ("lifelong", "random_library"):
-                    jobs[name] = _start(pool, name, stream, context, blueprint, stage, data)
     if "random_library" in conditions:
-        jobs["random_library"] = _start(pool, "random_library", stream, context, blueprint, stage, data)
-    logs = {"lifelong": lifelong} if "lifelong" in conditions else {}
-    for name, job in jobs.items():
-        if isinstance(job, Future):
-            job = job.result()
-            stage.advance(len(stream.specs), f"seed {context.seed}: {name} learned the stream")
-        logs[name] = job
+        logs["random_library"] = _start(pool, "random_library", stream, context, blueprint, stage, data)
+    if "lifelong" in conditions:
+        logs["lifelong"] = lifelong
     initial = _initial(context, blueprint, data)
-    for log in logs.values():
-        log.initial = initial
-    return {name: logs[name] for name in conditions}
+    return SeedRun(context.seed, len(data), conditions, logs, initial)
 
 
 def _start(
@@ -314,10 +336,18 @@ def bench_streams(
                     workers, mp_context=spawn, initializer=_start_worker, initargs=(threads, os.getpid())
                 )
             )
-        for seed in seeds:
-            root = Path(tmp) / f"seed-{seed}"
-            context = Context(plan, seed, resolve_device(device), data_dir, root)
-            for name, log in run_seed(stream, context, conditions, stage, pool).items():
+        started = [
+            start_seed(
+                stream,
+                Context(plan, seed, resolve_device(device), data_dir, Path(tmp) / f"seed-{seed}"),
+                conditions,
+                stage,
+                pool,
+            )
+            for seed in seeds
+        ]
+        for seed, run in zip(seeds, started, strict=True):
+            for name, log in run.finish(stage).items():
                 runs[name][str(seed)] = log
     results = {}
     for name, by_seed in runs.items():
