@@ -241,6 +241,11 @@ SeedOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache (env LIFELONG_DATA, default ./data).")]
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
+CompeteOpt = typer.Option(
+    "--compete/--no-compete",
+    help="Growth competes with self-organization whatever --target: a task is solved only once "
+    "growth could not win its --growth-margin (validation ≥ 1 − margin); --target labels the outcome.",
+)
 ReportDirOpt = Annotated[Path, typer.Option("--out", help="Folder for the report's PNGs and index.html.")]
 
 
@@ -287,6 +292,7 @@ def learn(
             "--recall/--no-recall", help="Self-organization may start from the best-suited stored task."
         ),
     ] = None,
+    compete: Annotated[bool | None, CompeteOpt] = None,
     mutation_rate: Annotated[float | None, typer.Option()] = None,
     fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
     crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
@@ -353,6 +359,7 @@ def learn(
             max_modules=max_modules,
             recall=recall,
             grow=grow,
+            compete=compete,
             mutation_rate=mutation_rate,
             fitness=fitness,
             crossover=crossover,
@@ -696,6 +703,7 @@ def bench_streams(
     budget: PresetOpt = "quick",
     seeds: SeedsOpt = "0",
     target: TargetOpt = lifelong.DEFAULT_TARGET,
+    compete: Annotated[bool, CompeteOpt] = False,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     results_dir: ResultsDirOpt = Path("results"),
@@ -721,7 +729,8 @@ def bench_streams(
     parsed = parse_stream(stream if stream is not None else tasks)
     names = CONDITIONS if conditions == "all" else tuple(c.strip() for c in conditions.split(","))
     seed_list = _int_list(seeds, "--seeds")
-    plan = ClassificationPlan(budget_for("quick", **QUICK) if quick else budget_for(budget), target)
+    preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
+    plan = ClassificationPlan(preset.override(compete=compete), target)
 
     def run(report: Callable[..., None]) -> Any:
         return body(

@@ -60,7 +60,7 @@ def halves(spec: TaskSpec, shape: tuple[int, int, int], seed: int) -> TaskData:
 
 
 def problem(library_layers: list[list[Member]], input_shape: tuple[int, int, int], data: TaskData) -> Problem:
-    return Problem(data, library_layers, [], input_shape, 1.0, *task_streams(0))
+    return Problem(data, library_layers, [], input_shape, 1.0, 1.0, *task_streams(0))
 
 
 def agent(seed: int = 0) -> ClassificationAgent:
@@ -333,6 +333,23 @@ def test_new_modules_must_beat_self_organization_by_the_margin(tmp_path: Path) -
     else:  # grown; its new modules stored unless pruning found them unneeded
         assert grown.metrics["phase"] == "grow"
         assert grown.metrics["new_modules"] > 0 or grown.details["pruned_modules"] > 0
+
+
+def test_under_compete_growth_runs_whatever_the_target(tmp_path: Path) -> None:
+    """A target the library meets stops the search at self-organization; under ``compete``
+    growth runs all the same (validation stays under 1 − margin: a tenth of its labels are
+    flipped) and the target only labels the outcome."""
+    assert TINY.solved(0.97) == 0.97 and TINY.override(compete=True).solved(0.97) == 0.995
+    assert TINY.override(compete=True, growth_margin=0.0).solved(0.97) == 1.0
+    library = Library.create(tmp_path / "lib")
+    learn(library, agent(), TaskSpec("a", "npz"), name="a", seed=0, command="test")
+    easy = ClassificationAgent(TINY, target=0.5, load_data=halves)
+    stopped = learn(library, easy, TaskSpec("b", "npz"), name="b", seed=0, command="test")
+    assert stopped.metrics["phase"] == "self_organize" and "growth_rejected" not in stopped.details
+    competing = ClassificationAgent(TINY.override(compete=True), target=0.5, load_data=halves)
+    record = learn(library, competing, TaskSpec("b", "npz"), name="c", seed=0, command="test")
+    assert record.metrics["phase"] == "grow" or "growth_rejected" in record.details
+    assert record.metrics["target_met"] is True and record.details["budget"]["compete"] is True
 
 
 def test_without_growth_a_task_is_solved_from_the_library_alone(tmp_path: Path) -> None:

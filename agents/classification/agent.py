@@ -56,13 +56,15 @@ class Problem:
     """A task to learn: its data, the library's frozen layers (those it may use: see
     ``choose_modules``), the stored tasks' paths (see :mod:`~agents.classification.recall`), and
     its own random streams — ``generator`` (module, α/β and head initialisation; batches) and
-    ``rng`` (evolution)."""
+    ``rng`` (evolution). ``target`` labels the outcome; ``solved`` (the target, or more under the
+    budget's ``compete``) is the validation accuracy at which training and search stop."""
 
     data: TaskData
     library_layers: list[list[Member]]
     paths: list[recall.Path]
     input_shape: Shape
     target: float
+    solved: float
     generator: torch.Generator
     rng: np.random.Generator
 
@@ -262,12 +264,14 @@ class ClassificationAgent:
             for member in layer:
                 member.module.to(self.device)
         paths = load_paths(library, layers) if self.budget.recall else []
-        return Problem(data, layers, paths, input_shape, self.target, *task_streams(self.seed))
+        solved = self.budget.solved(self.target)
+        return Problem(data, layers, paths, input_shape, self.target, solved, *task_streams(self.seed))
 
     def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:
-        """Self-organization's attempt stands if it reaches the target, or whatever it reaches
-        when the budget allows no growth (a task solved from the library alone)."""
-        return attempt is not None and (attempt.val_acc >= problem.target or not self.budget.grow)
+        """Self-organization's attempt stands if it is solved (reaches the target; under
+        ``compete``, leaves growth less than its margin to win), or whatever it reaches when the
+        budget allows no growth (a task solved from the library alone)."""
+        return attempt is not None and (attempt.val_acc >= problem.solved or not self.budget.grow)
 
     def self_organize(self, problem: Problem) -> Attempt | None:
         """Frozen library, fresh α/β (N(1, 0.1)) and head; train only those. None if no library.
@@ -295,7 +299,7 @@ class ClassificationAgent:
             problem,
             self.budget.so_steps,
             "self-organize",
-            problem.target,
+            problem.solved,
         )
         return Attempt(network, curve.best, "self_organize", self._curves("self_organize", curve), details)
 
@@ -381,7 +385,7 @@ class ClassificationAgent:
             rng=problem.rng,
             crossover=b.crossover,
             on_candidate=on_candidate,
-            good_enough=lambda trained: trained.validation.best >= problem.target,
+            good_enough=lambda trained: trained.validation.best >= problem.solved,
             rounding=b.rounding,
             initial=None if problem.library_layers else stem(ranges, problem.rng),
             cost=lambda trained: trained.flops,
@@ -390,7 +394,7 @@ class ClassificationAgent:
         winner: TrainedGenome = result.best.evaluated
         network = winner.network
         final = self._train(
-            network, _trainable(network), problem, b.final_steps, "train winner", problem.target
+            network, _trainable(network), problem, b.final_steps, "train winner", problem.solved
         )
         for module in network.trainable_modules():
             freeze(module)
@@ -400,7 +404,7 @@ class ClassificationAgent:
             problem,
             b.settle_steps,
             "settle α/β + head",
-            problem.target,
+            problem.solved,
         )
         curves = {
             **(attempt.curves if attempt else {}),

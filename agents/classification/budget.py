@@ -54,6 +54,11 @@ class Budget:
     # False: a task is solved from the library alone (self-organization), however well; only a
     # task that meets an empty library grows.
     grow: bool = True
+    # True: growth competes with self-organization whatever the target: a task counts as solved
+    # only once its validation accuracy leaves less than growth_margin to win (1 - margin), so
+    # self-organization trains its whole budget and growth runs unless it could not possibly pay;
+    # the target then only labels the outcome (target_met). False: the target decides.
+    compete: bool = False
 
     def __post_init__(self) -> None:
         at_least(self, settle_steps=0, population=2, **dict.fromkeys(AT_LEAST_ONE, 1))  # 2: elite + child
@@ -70,6 +75,11 @@ class Budget:
             raise BudgetError("--growth-margin must lie in [0, 1] (validation accuracy)")
         if not self.lr > 0:
             raise BudgetError("--lr must be positive")
+
+    def solved(self, target: float) -> float:
+        """The validation accuracy at which a task needs nothing more: ``target``, or under
+        ``compete`` the accuracy growth could no longer beat by its margin."""
+        return max(target, 1 - self.growth_margin) if self.compete else target
 
     def train_config(self, steps: int, target: float) -> TrainConfig:
         """How one training phase of ``steps`` runs under this budget, stopping at ``target``."""
