@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.classification import training
 from agents.classification.agent import load_task_network
 from agents.classification.budget import PRESETS
 from agents.classification.training import predict_logits
@@ -86,6 +87,21 @@ def test_zero_forgetting_after_more_tasks(three_tasks: tuple[Path, dict]) -> Non
     after = probe_logits(library, "mnist:1v3@400")
     assert np.array_equal(after, snapshot["after_first"])  # bit-identical
     assert np.array_equal(after, library.task_arrays("mnist:1v3@400").probe["logits"])
+
+
+def test_logits_do_not_depend_on_the_evaluation_batch(
+    three_tasks: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evaluation runs in batches of EVAL_BATCH images; a grown network's logits are the same
+    bits whatever that size (so changing it for speed changes no result)."""
+    library = Library.open(three_tasks[0])
+    network = load_task_network(library, "mnist:1v3@400")
+    images = torch.randint(
+        0, 256, (300, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    logits = predict_logits(network, images, torch.device("cpu"))
+    monkeypatch.setattr(training, "EVAL_BATCH", 7)
+    assert torch.equal(predict_logits(network, images, torch.device("cpu")), logits)
 
 
 def test_library_modules_stay_frozen(three_tasks: tuple[Path, dict]) -> None:
