@@ -25,7 +25,7 @@ from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench import Stage
 from lifelong.bench.controls import Blueprint, Context, Progressive, SharedTrunk, randomise
 from lifelong.bench.pnn import ProgressiveNetwork
-from lifelong.bench.streams import Recorder, aggregate, bench_streams, start_seed
+from lifelong.bench.streams import AGENT_FAILED, Recorder, aggregate, bench_streams, run_condition, start_seed
 from lifelong.classification import ClassificationPlan
 from lifelong.errors import LifelongError
 from lifelong.history import Contents
@@ -270,8 +270,8 @@ class Recording(Executor):
 
 def test_seeds_overlap_and_pnn_is_handed_over_first(tmp_path: Path, data_dir: Path) -> None:
     """Every seed's controls are handed to the workers before any result is waited for (the next
-    seed's agent learns meanwhile), PNN, the costliest, first; the random library once the agent
-    has learned the whole stream."""
+    seed's agent learns meanwhile), PNN, the costliest, first, then the random library (which
+    follows the agent one task behind)."""
     stream = parse_stream("mnist:0v1@10pc mnist:2v3@10pc")
     pool = Recording()
     plan = ClassificationPlan(TINY, 0.9)
@@ -281,12 +281,30 @@ def test_seeds_overlap_and_pnn_is_handed_over_first(tmp_path: Path, data_dir: Pa
         start_seed(stream, Context(plan, seed, CPU, data_dir, tmp_path / str(seed)), conditions, stage, pool)
         for seed in (0, 1)
     ]
-    controls = ["pnn", "independent", "finetune", "frozen_first", "random_library"]
+    controls = ["pnn", "random_library", "independent", "finetune", "frozen_first"]
     assert pool.events == [("submit", seed, name) for seed in (0, 1) for name in controls]
     logs = [run.finish(stage) for run in started]
     assert [list(by_name) for by_name in logs] == [list(conditions)] * 2
     for by_name in logs:
         assert all(len(log.test_acc) == 2 and len(log.initial) == 2 for log in by_name.values())
+
+
+def test_the_random_library_gives_up_when_the_agent_stops(tmp_path: Path) -> None:
+    """In a worker, the random library waits for the agent's commit of each task; if the agent
+    stopped, it ends with a one-line error instead of waiting for ever."""
+    learned = Library.create(tmp_path / "lifelong")
+    (tmp_path / AGENT_FAILED).touch()
+    started = time.monotonic()
+    with pytest.raises(LifelongError, match="the agent stopped before task-00"):
+        run_condition(
+            "random_library",
+            parse_stream("mnist:0v1 mnist:2v3"),
+            context(tmp_path),
+            BLUEPRINT,
+            data=[synthetic(0), synthetic(1)],
+        )
+    assert time.monotonic() - started < 30
+    assert not learned.tasks()
 
 
 @pytest.mark.parametrize(

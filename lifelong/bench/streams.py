@@ -45,12 +45,14 @@ from lifelong.bench.controls import (
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
-from lifelong.history import contents_before
+from lifelong.history import Contents, contents_before
 from lifelong.metrics import summary
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
 
 WATCH_S = 1.0  # how often a worker checks that the benchmark's process still lives
+FOLLOW_S = 0.5  # how often the random library, one task behind the agent, looks for its commit
+AGENT_FAILED = "agent-failed"  # marks a seed whose agent stopped: the random library gives up
 CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
 # --quick: every named stream with every condition and one seed in minutes on 2 CPU cores
 QUICK = dict(
@@ -105,8 +107,9 @@ class Recorder:
 
 
 # the controls handed to the workers after the agent's first task, costliest first (PNN's step
-# costs grow with the square of its columns), so it does not run on alone at the end
-SUBMIT_ORDER = ("pnn", "independent", "finetune", "frozen_first")
+# costs grow with the square of its columns), so it does not run on alone at the end; the random
+# library follows the agent one task behind
+SUBMIT_ORDER = ("pnn", "random_library", "independent", "finetune", "frozen_first")
 
 
 @dataclass
@@ -138,8 +141,9 @@ def start_seed(
     processes when given (returning at once: the next seed's agent can start), else here too.
     Libraries live under ``context.root``.
 
-    The agent learns first (its first network is the controls' blueprint), and the random
-    library follows the agent's library as it was before each task. Every learner draws its
+    The agent learns first (its first network is the controls' blueprint); the random library
+    re-draws the agent's library as it was before each task, so in a worker it follows the agent
+    one task behind, and here it waits for the agent's whole run. Every learner draws its
     randomness from (seed, task), so the order they run in changes nothing."""
     data = _load(stream, context)
     agent = Agent(context, Library.create(context.root / "lifelong"))
@@ -147,13 +151,19 @@ def start_seed(
     _learn_one(agent, lifelong, 0, stream, data, context, stage.report)
     stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[0].text}")
     blueprint = Blueprint.of_task(agent.library, task_name(0))
-    controls = [name for name in SUBMIT_ORDER if name in conditions]
+    later = ("random_library",) if pool is None else ()
+    controls = [name for name in SUBMIT_ORDER if name in conditions and name not in later]
     logs = {name: _start(pool, name, stream, context, blueprint, stage, data) for name in controls}
-    for index in range(1, len(stream.specs)):
-        _learn_one(agent, lifelong, index, stream, data, context, stage.report)
-        stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[index].text}")
-    if "random_library" in conditions:
-        logs["random_library"] = _start(pool, "random_library", stream, context, blueprint, stage, data)
+    try:
+        for index in range(1, len(stream.specs)):
+            _learn_one(agent, lifelong, index, stream, data, context, stage.report)
+            stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[index].text}")
+    except BaseException:
+        (context.root / AGENT_FAILED).touch()
+        raise
+    for name in later:
+        if name in conditions:
+            logs[name] = _start(pool, name, stream, context, blueprint, stage, data)
     if "lifelong" in conditions:
         logs["lifelong"] = lifelong
     initial = _initial(context, blueprint, data)
@@ -184,13 +194,13 @@ def run_condition(
     stage: Stage | None = None,
     data: list[TaskData] | None = None,
 ) -> Log:
-    """One control through the stream (after the agent's run for ``random_library``, which
-    re-draws the agent's library as it was before each task); ``data`` is loaded when not given."""
+    """One control through the stream (``random_library`` re-draws the agent's library as it was
+    before each task, once the agent has committed that task); ``data`` is loaded when not given."""
     data = data if data is not None else _load(stream, context)
     learner: Learner
     if name == "random_library":
         learned = Library.open(context.root / "lifelong")
-        learner = RandomLibrary(context, learned, lambda index: contents_before(learned, task_name(index)))
+        learner = RandomLibrary(context, learned, lambda index: _before(learned, index, context.root))
     else:
         learner = _control(name, context, blueprint)
     log = Log()
@@ -199,6 +209,18 @@ def run_condition(
         if stage:
             stage.advance(1, f"seed {context.seed}: {name} learned {stream.specs[index].text}")
     return log
+
+
+def _before(learned: Library, index: int, root: Path) -> Contents:
+    """What the agent's library held before task ``index``, once the agent (perhaps learning in
+    another process) has committed that task."""
+    name = task_name(index)
+    while name not in {task.name for task in learned.tasks()}:
+        if (root / AGENT_FAILED).exists():
+            raise LifelongError(f"{root.name}: the agent stopped before {name}, so the random library does")
+        time.sleep(FOLLOW_S)
+        learned.refresh()
+    return contents_before(learned, name)
 
 
 def _load(stream: Stream, context: Context) -> list[TaskData]:
