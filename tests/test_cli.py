@@ -182,6 +182,24 @@ def test_check_names_problems_and_exits_1(populated: Path) -> None:
     assert any(module.id in p["where"] or "module" in p["where"] for p in report["problems"])
 
 
+def test_a_bench_result_names_the_code_it_started_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Versions (and the git commit) are read before the run, not after: a checkout that moves on
+    while a long benchmark runs must not be credited with its numbers."""
+    from lifelong import bench
+
+    calls: list[str] = []
+    monkeypatch.setattr(bench, "versions", lambda: calls.append("versions") or {"commit": "abc"})
+
+    def body(report: object) -> tuple[dict, dict]:
+        calls.append("body")
+        return {}, {}
+
+    saved, _ = bench.run("probe", body, seeds=[0], device="cpu", out_dir=tmp_path)
+    assert calls == ["versions", "body"] and saved["versions"] == {"commit": "abc"}
+
+
 def test_bench_store_writes_json(tmp_path: Path) -> None:
     result = run(
         tmp_path / "unused", "--json", "bench", "store", "--sizes", "2,4", "--results-dir", str(tmp_path)

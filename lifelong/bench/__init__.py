@@ -83,14 +83,16 @@ def run(
     file_name: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run one benchmark protocol (``body(report)``, which reports its progress) and write its
-    JSON result under ``out_dir`` as ``file_name`` (default ``<protocol>.json``)."""
+    JSON result under ``out_dir`` as ``file_name`` (default ``<protocol>.json``). Versions and
+    commit are read before the run: the code it started with, whatever changes meanwhile."""
+    measured_with = versions()
     start = time.perf_counter()
     results, ratios, *runs = body(report)
     report = {
         "protocol": protocol,
         "command": command_line(),
         "seeds": seeds,
-        "versions": versions(),
+        "versions": measured_with,
         "device": device,
         "wall_s": round(time.perf_counter() - start, 3),
         "results": results,
