@@ -342,11 +342,14 @@ def test_under_compete_growth_runs_whatever_the_target(tmp_path: Path) -> None:
     assert TINY.solved(0.97) == 0.97 and TINY.override(compete=True).solved(0.97) == 0.995
     assert TINY.override(compete=True, growth_margin=0.0).solved(0.97) == 1.0
     library = Library.create(tmp_path / "lib")
+    competing = ClassificationAgent(TINY.override(compete=True), target=0.5, load_data=halves)
+    first = competing.prepare(library, TaskSpec("a", "npz"), "a")
+    assert first.solved == 0.5  # an empty library: nothing to compete with, the target decides
     learn(library, agent(), TaskSpec("a", "npz"), name="a", seed=0, command="test")
+    assert competing.prepare(library, TaskSpec("b", "npz"), "b").solved == 0.995
     easy = ClassificationAgent(TINY, target=0.5, load_data=halves)
     stopped = learn(library, easy, TaskSpec("b", "npz"), name="b", seed=0, command="test")
     assert stopped.metrics["phase"] == "self_organize" and "growth_rejected" not in stopped.details
-    competing = ClassificationAgent(TINY.override(compete=True), target=0.5, load_data=halves)
     record = learn(library, competing, TaskSpec("b", "npz"), name="c", seed=0, command="test")
     assert record.metrics["phase"] == "grow" or "growth_rejected" in record.details
     assert record.metrics["target_met"] is True and record.details["budget"]["compete"] is True

@@ -264,7 +264,8 @@ class ClassificationAgent:
             for member in layer:
                 member.module.to(self.device)
         paths = load_paths(library, layers) if self.budget.recall else []
-        solved = self.budget.solved(self.target)
+        # growth competes with self-organization; a first task has none to compete with
+        solved = self.budget.solved(self.target) if layers else self.target
         return Problem(data, layers, paths, input_shape, self.target, solved, *task_streams(self.seed))
 
     def good_enough(self, problem: Problem, attempt: Attempt | None) -> bool:

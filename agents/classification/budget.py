@@ -54,10 +54,11 @@ class Budget:
     # False: a task is solved from the library alone (self-organization), however well; only a
     # task that meets an empty library grows.
     grow: bool = True
-    # True: growth competes with self-organization whatever the target: a task counts as solved
-    # only once its validation accuracy leaves less than growth_margin to win (1 - margin), so
-    # self-organization trains its whole budget and growth runs unless it could not possibly pay;
-    # the target then only labels the outcome (target_met). False: the target decides.
+    # True: growth competes with self-organization whatever the target: a task that meets a
+    # library counts as solved only once its validation accuracy leaves less than growth_margin to
+    # win (1 - margin), so self-organization trains its whole budget and growth runs unless it
+    # could not possibly pay; the target then only labels the outcome (target_met). A first task
+    # (empty library: nothing to compete with) searches as without it. False: the target decides.
     compete: bool = False
 
     def __post_init__(self) -> None:
