@@ -89,11 +89,30 @@ def test_pnn_keeps_earlier_columns_and_grows_adapters(tmp_path: Path) -> None:
     pnn.learn(1, None, second, lambda *a, **k: None)
     assert torch.equal(predict_logits(pnn.network.view(0), first.test_x, CPU), before)
     column = pnn.network.columns[1]
-    # one per earlier column, into layers 1 and 2 and into the head
-    assert [len(adapters) for adapters in column.laterals] == [1, 1, 1]
-    adapters = sum(p.numel() for p in column.laterals.parameters())
+    assert len(pnn.network.columns[0].adapters) == 0
+    assert len(column.adapters) == 3  # into layers 1 and 2 and into the head
+    adapters = sum(p.numel() for p in column.adapters.parameters())
     assert pnn.parameters()[1] == 2 * columns_before + adapters
     assert pnn.accuracy(1, second) > 0.8
+
+
+def test_pnn_adapter_reads_every_earlier_column_side_by_side() -> None:
+    network = ProgressiveNetwork()
+    g = torch.Generator().manual_seed(0)
+    for classes in (2, 2, 3):
+        network.add_column(BLUEPRINT.trunk, classes, g)
+    # V of the third column's adapter into layer 1 reads both earlier columns' 4-channel maps
+    assert [a.project.in_channels for a in network.columns[2].adapters] == [8, 8, 8]
+    x = torch.rand(4, 1, 12, 12)
+    out = network(x, 2)
+    for earlier in (0, 1):  # changing either earlier column changes the newest column's output
+        layer = network.columns[earlier].layers[1]
+        with torch.no_grad():
+            layer.alpha.mul_(2)
+        assert not torch.equal(network(x, 2), out)
+        with torch.no_grad():
+            layer.alpha.div_(2)
+    assert torch.equal(network(x, 2), out)
 
 
 def test_pnn_forward_uses_earlier_columns() -> None:
