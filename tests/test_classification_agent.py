@@ -26,7 +26,7 @@ from agents.classification.agent import (
     gene_space,
     task_streams,
 )
-from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze
+from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy
 from agents.task import TaskData, TaskSpec
@@ -275,6 +275,21 @@ def test_a_task_head_is_a_small_linear_readout(shape: tuple[int, int, int], clas
     assert sum(p.numel() for p in head.parameters()) == (shape[0] * side * side + 1) * classes
     assert shape[0] * side * side <= max(READOUT_FEATURES, shape[0])
     assert head(torch.rand(3, *shape)).shape == (3, classes)
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 28, 28), (5, 3, 7, 7), (2, 2, 5, 8)])
+def test_the_fast_max_pool_is_max_pool2d_exactly(shape: tuple[int, int, int, int]) -> None:
+    # quantised ReLU outputs: many ties in a window, zeros and equal positive values alike
+    x = torch.relu(torch.randn(shape, generator=torch.Generator().manual_seed(0))).mul(4).round()
+    expected = torch.nn.functional.max_pool2d(x, 2)
+    with torch.no_grad():
+        assert torch.equal(max_pool_2x2(x), expected)
+    grad = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    torch.nn.functional.max_pool2d(a, 2).backward(grad)
+    out = max_pool_2x2(b)
+    out.backward(grad)
+    assert torch.equal(out, expected) and torch.equal(a.grad, b.grad)
 
 
 def test_a_network_counts_its_flops_without_touching_batchnorm() -> None:

@@ -63,7 +63,19 @@ class DimReduce(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.bn(self.conv(x) + nn.functional.max_pool2d(x, 2)))
+        return torch.relu(self.bn(self.conv(x) + max_pool_2x2(x)))
+
+
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``max_pool2d(x, 2)``, exactly. Without gradients it is the maximum of the four strided
+    quarter-maps, about 15× faster on CPU, where ``max_pool2d`` computes argmax indices one
+    element at a time even when nothing will use them (a third of the agent's time on a library
+    of many halving modules, much of it evaluating); with gradients, ``max_pool2d`` itself."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return nn.functional.max_pool2d(x, 2)
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # an odd side loses its last row or column
+    rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
 
 
 def module_config(kind: str, input_shape: Shape, filters: int | None = None) -> dict[str, Any]:
