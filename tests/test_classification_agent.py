@@ -24,11 +24,12 @@ from agents.classification.agent import (
     TrainedGenome,
     extended_layers,
     gene_space,
+    removal_costs,
     task_streams,
 )
 from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
 from agents.classification.network import MixedLayer, TaskNetwork
-from agents.classification.training import Curve, accuracy
+from agents.classification.training import Curve, accuracy, predict_logits
 from agents.task import TaskData, TaskSpec
 from library_store import Library
 from lifelong.learn import learn
@@ -327,6 +328,28 @@ def test_a_crowded_layer_keeps_its_most_relevant_modules() -> None:
     task.library_layers = [[silent[0], identity, *silent[1:]]]
     assert roomy.self_organize(task).details == {}
     assert len(task.library_layers[0]) == 4
+
+
+def test_removal_costs_are_those_of_the_reduced_networks_evaluated_whole() -> None:
+    g = torch.Generator().manual_seed(0)
+    shapes = [((1, 8, 8), 4, 3), ((4, 8, 8), 4, 1), ((4, 8, 8), 4, 2)]  # (input, filters, modules)
+    layers = [MixedLayer([Member.new("conv", i, f, g) for _ in range(n)], generator=g) for i, f, n in shapes]
+    network = TaskNetwork(layers, Head((4, 8, 8), 3))
+    images = torch.randint(0, 256, (300, 1, 8, 8), generator=g, dtype=torch.uint8)  # three batches
+    labels = torch.randint(3, (300,), generator=g)
+    cpu = torch.device("cpu")
+    costs = removal_costs(network, images, labels, [0, 2], cpu)
+    assert sorted(costs) == [0, 2] and [len(costs[0]), len(costs[2])] == [3, 2]
+
+    def whole(net: TaskNetwork) -> float:
+        return float(torch.nn.functional.cross_entropy(predict_logits(net, images, cpu), labels))
+
+    full = whole(network)
+    for index, cost in costs.items():
+        for i, value in enumerate(cost):
+            smaller = [*layers[:index], layers[index].without(i), *layers[index + 1 :]]
+            assert value == whole(TaskNetwork(smaller, network.head)) - full  # the same bits
+    assert len(set(costs[0])) == 3  # every module of layer 0 matters a different amount
 
 
 def test_new_modules_must_beat_self_organization_by_the_margin(tmp_path: Path) -> None:

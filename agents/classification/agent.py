@@ -33,7 +33,7 @@ from agents.classification.modules import (
     to_tensors,
 )
 from agents.classification.network import MixedLayer, TaskNetwork
-from agents.classification.training import Curve, accuracy, predict_logits, train
+from agents.classification.training import Curve, accuracy, as_input, in_batches, predict_logits, train
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
 from library_store import Library, ModuleRecord, TaskArrays, TaskRecord
 
@@ -323,21 +323,11 @@ class ClassificationAgent:
             "choose modules",
             target=2.0,  # the whole scout run: a ranking, not a solution
         )
-        val_x, val_y = problem.data.val_x, problem.data.val_y
-
-        def loss() -> float:
-            return float(cross_entropy(predict_logits(scout, val_x, self.device), val_y))
-
-        full, kept = loss(), []
+        crowded = [index for index, layer in enumerate(scout.layers) if len(layer.members) > k]
+        costs = removal_costs(scout, problem.data.val_x, problem.data.val_y, crowded, self.device)
+        kept = []
         for index, layer in enumerate(scout.layers):
-            if len(layer.members) <= k:
-                kept.append(layer.members)
-                continue
-            cost = []
-            for i in range(len(layer.members)):
-                scout.layers[index] = layer.without(i)
-                cost.append(loss() - full)
-            scout.layers[index] = layer
+            cost = costs.get(index, [0.0] * len(layer.members))  # an uncrowded layer keeps all
             best = sorted(range(len(cost)), key=lambda i: -cost[i])[:k]
             kept.append([layer.members[i] for i in sorted(best)])
         problem.library_layers = kept
@@ -565,6 +555,33 @@ class ClassificationAgent:
     @staticmethod
     def _curves(prefix: str, curve: Curve) -> dict[str, list[float]]:
         return {f"{prefix}_step": [float(s) for s in curve.steps], f"{prefix}_val_acc": curve.accuracies}
+
+
+def removal_costs(
+    network: TaskNetwork,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    layers: Sequence[int],
+    device: torch.device,
+) -> dict[int, list[float]]:
+    """For each of ``layers``, what removing each of its modules (:meth:`MixedLayer.without`)
+    adds to ``network``'s loss on ``images``: the same numbers as evaluating every reduced
+    network whole, with each layer's input computed once instead of once per module."""
+    network.eval()
+
+    def loss(stack: Sequence[torch.nn.Module], inputs: torch.Tensor) -> float:
+        logits = in_batches(torch.nn.Sequential(*stack, network.head), inputs).cpu()
+        return float(cross_entropy(logits, labels))
+
+    x = as_input(images, device)
+    full, costs = loss(network.layers, x), {}
+    for index, layer in enumerate(network.layers):
+        if index in layers:
+            above = list(network.layers[index + 1 :])
+            reduced = (layer.without(i).eval() for i in range(len(layer.members)))
+            costs[index] = [loss([smaller, *above], x) - full for smaller in reduced]
+        x = in_batches(layer, x)
+    return costs
 
 
 def _trainable(network: TaskNetwork) -> list[torch.nn.Parameter]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -35,10 +36,17 @@ def predict_logits(network: nn.Module, images: torch.Tensor, device: torch.devic
     """Logits for all ``images`` in eval mode, in fixed-size batches (deterministic)."""
     was_training = network.training
     network.eval()
-    outputs = [
-        network(as_input(images[i : i + EVAL_BATCH], device)).cpu() for i in range(0, len(images), EVAL_BATCH)
-    ]
+    logits = in_batches(lambda batch: network(as_input(batch, device)).cpu(), images)
     network.train(was_training)
+    return logits
+
+
+@torch.no_grad()
+def in_batches(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+    """``function`` over ``inputs`` in batches of :data:`EVAL_BATCH`, concatenated: the batches
+    every evaluation uses, so a sample's result is the same bits whichever evaluation computes it
+    (``function``'s train or eval mode is the caller's to set)."""
+    outputs = [function(inputs[i : i + EVAL_BATCH]) for i in range(0, len(inputs), EVAL_BATCH)]
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
