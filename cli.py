@@ -748,6 +748,30 @@ def bench_streams(
     _bench(ctx, "streams", run, seed_list, str(resolve_device(device)), results_dir, file_name)
 
 
+@bench_app.command("merge")
+def bench_merge(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(help="`lifelong bench streams` results over disjoint seeds.")
+    ],
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """One result from stream results run apart (one seed a machine, or a seed a day): the same
+    stream, budget, target, conditions, device, workers and threads, disjoint seeds. Its figures
+    are those of one run with all the seeds; it names the file each seed came from."""
+    from lifelong.bench.streams import load_bench, merge_seeds
+
+    benches = [(path, load_bench(path)) for path in files]
+    (result, sources), seeds = merge_seeds(benches), sorted({s for _, b in benches for s in b["seeds"]})
+    file_name = files[0].name
+    if any((results_dir / file_name).resolve() == path.resolve() for path in files):
+        raise typer.BadParameter(
+            f"{results_dir / file_name} is one of the files merged: choose another --results-dir"
+        )
+    device = benches[0][1]["device"]
+    _bench(ctx, "streams", lambda _: result, seeds, device, results_dir, file_name, {"sources": sources})
+
+
 @bench_app.command("atari-throughput")
 def bench_atari_throughput(
     ctx: typer.Context,
@@ -803,8 +827,9 @@ def _bench(
     device: str,
     results_dir: Path,
     file_name: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Run a benchmark with live progress, write its JSON result, print it."""
+    """Run a benchmark with live progress, write its JSON result (with ``extra``'s entries), print it."""
     from lifelong import bench
 
     settings = _settings(ctx)
@@ -817,6 +842,7 @@ def _bench(
             out_dir=results_dir,
             report=progress,
             file_name=file_name,
+            extra=extra,
         )
     if settings.as_json:
         _show(settings, report)

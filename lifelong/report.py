@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -18,12 +17,10 @@ from matplotlib import colormaps
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure  # figures drawn with Agg, never through pyplot's global state
 
-from library_store import Library, first_line
-from lifelong import metrics
-from lifelong.errors import LifelongError
+from library_store import Library
+from lifelong.bench.streams import CONDITIONS, load_bench
 from lifelong.history import learning_curve
 
-CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
 DPI = 110
 MARKERS, STYLES = ("o", "s", "^", "D", "v", "P"), ("-", "--", "-.", ":")
 
@@ -242,55 +239,19 @@ def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
 
 
 # ---------------------------------------------------------------------------- a bench result
-def load_bench(path: str | Path) -> dict[str, Any]:
-    """A ``lifelong bench streams`` result, checked; a one-line error if it is not one."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise LifelongError(f"cannot read bench file {path}: {error.strerror or first_line(error)}") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise LifelongError(f"bench file {path} is not JSON ({first_line(error)})") from None
-    if not isinstance(data, dict) or data.get("protocol") != "streams":
-        protocol = data.get("protocol") if isinstance(data, dict) else None
-        raise LifelongError(
-            f"bench file {path} is not a `lifelong bench streams` result (protocol {protocol!r})"
-        )
-    try:
-        _check_bench(data)
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise LifelongError(f"bench file {path} is malformed: {first_line(error)}") from None
-    return data
-
-
-def _check_bench(data: dict[str, Any]) -> None:
-    stream, conditions = data["runs"]["stream"], data["runs"]["conditions"]
-    size = len(stream["tasks"])
-    if not size or not isinstance(conditions, dict) or not conditions:
-        raise ValueError("no tasks or no conditions in runs")
-    if not 0 <= int(stream.get("judged_from", 1)) <= size:
-        raise ValueError(f"judged_from {stream.get('judged_from')} outside 0..{size}")
-    for condition, seeds in conditions.items():
-        if not isinstance(seeds, dict) or not seeds:
-            raise ValueError(f"condition {condition!r} has no runs")
-        for seed, run in seeds.items():
-            where = f"{condition} seed {seed}"
-            metrics.check_matrix(run["matrix"])
-            if len(run["matrix"]) != size:
-                raise ValueError(f"{where}: a {len(run['matrix'])}-task matrix for {size} tasks")
-            for key in ("test_acc", "params_total"):
-                if len(run[key]) != size or not all(isinstance(v, int | float) for v in run[key]):
-                    raise ValueError(f"{where}: {key} must hold {size} numbers")
-
-
 def bench_section(out: Path, prefix: str, path: Path, bench: dict[str, Any]) -> Section:
     stream = bench["runs"]["stream"]
     conditions = bench["runs"]["conditions"]
     seeds = bench.get("seeds", [])
+    took = f"{bench.get('wall_s', 0):.0f} s"
+    if "sources" in bench:  # `lifelong bench merge`: each merged run's own time
+        took = "merged from " + "; ".join(
+            f"seeds {s['seeds']} in {s['wall_s']:.0f} s" for s in bench["sources"]
+        )
     note = (
         f"{path}: stream {stream.get('name', '?')}, {len(stream['tasks'])} tasks (judged from task "
         f"{stream.get('judged_from', 1) + 1}), conditions {', '.join(conditions)}, seeds "
-        f"{', '.join(map(str, seeds))}; device {bench.get('device', '?')}, {bench.get('wall_s', 0):.0f} s"
+        f"{', '.join(map(str, seeds))}; device {bench.get('device', '?')}, {took}"
     )
     section = Section(f"Bench: {path.name}", note)
     section.pictures = [

@@ -429,3 +429,71 @@ bench_streams(stream, [0, 1, 2], plan, device="cpu", data_dir=Path({str(data_dir
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers)
+
+
+def _bench_file(out: Path, stream: str, seeds: list[int], data_dir: Path) -> Path:
+    """A ``bench streams`` result file for ``seeds`` (agent and independent network), as the CLI
+    writes it."""
+    from lifelong import bench
+
+    def body(report: Callable[..., None]) -> Any:
+        plan = ClassificationPlan(TINY, 0.9)
+        conditions = ("lifelong", "independent")
+        return bench_streams(
+            parse_stream(stream),
+            seeds,
+            plan,
+            conditions=conditions,
+            device="cpu",
+            data_dir=data_dir,
+            threads=1,
+        )
+
+    return bench.run("streams", body, seeds=seeds, device="cpu", out_dir=out, file_name="streams.json")[1]
+
+
+def _merge(files: list[Path], out: Path) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("lifelong")), "bench", "merge", *map(str, files)]
+    return subprocess.run([*command, "--results-dir", str(out)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_results_run_apart_merge_into_the_result_of_one_run(tmp_path: Path, data_dir: Path) -> None:
+    """Seeds 0 and 1 run apart, then merged, give the figures of one run with both seeds (seconds
+    aside), and the merged file names where each seed came from."""
+    stream = "mnist:0v1@10pc mnist:2v3@10pc"
+    together = json.loads(_bench_file(tmp_path / "both", stream, [0, 1], data_dir).read_text())
+    apart = [_bench_file(tmp_path / f"seed{seed}", stream, [seed], data_dir) for seed in (1, 0)]
+    done = _merge(apart, tmp_path / "merged")
+    assert done.returncode == 0, done.stderr
+    merged = json.loads((tmp_path / "merged" / "streams.json").read_text())
+    assert merged["seeds"] == [0, 1] and merged["command"].startswith("lifelong bench merge")
+    assert [source["seeds"] for source in merged["sources"]] == [[1], [0]]
+    for name, figures in together["results"].items():
+        timeless = {key for key in figures if not key.startswith("seconds_per_task")}
+        assert {key: merged["results"][name][key] for key in timeless} == {
+            key: figures[key] for key in timeless
+        }
+        assert figures["judged_test_acc_sd"] > 0, name  # two seeds that differ: a mean of both
+        assert list(merged["runs"]["conditions"][name]) == ["0", "1"]
+    assert merged["ratios"]["lifelong_minus_independent_points"] == pytest.approx(
+        together["ratios"]["lifelong_minus_independent_points"]
+    )
+    # the same seed twice, other streams, fewer than two files, or the output over an input:
+    # one line, exit 2, nothing written
+    other = tmp_path / "other.json"
+    edited = json.loads(apart[1].read_text())
+    edited["runs"]["stream"]["tasks"][1] = "mnist:4v5@10pc"
+    other.write_text(json.dumps({**edited, "seeds": [2]}))
+    for files, message in [
+        ([apart[0], apart[0]], "seed 1 is in both"),
+        ([apart[0], other], "differ in stream"),
+        ([apart[0]], "two or more"),
+        ([tmp_path / "nowhere.json", apart[0]], "cannot read bench file"),
+    ]:
+        failed = _merge(files, tmp_path / "refused")
+        assert failed.returncode == 2 and message in failed.stderr, failed.stderr
+        assert len(failed.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
+    failed = _merge(apart, apart[0].parent)
+    assert failed.returncode == 2 and "is one of the files merged" in failed.stderr
+    assert json.loads(apart[0].read_text())["seeds"] == [1]

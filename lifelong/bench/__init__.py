@@ -2,7 +2,8 @@
 
 Every result holds ``protocol``, ``command``, ``seeds``, ``versions``, ``device``, ``wall_s``,
 ``results`` (condition → metric → number) and ``ratios``; a protocol may add ``runs`` (its raw
-per-seed records).
+per-seed records), and a merged result ``sources`` (each merged file's command, seeds, versions
+and wall time).
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ def run(
     out_dir: Path,
     report: Report = quiet,
     file_name: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run one benchmark protocol (``body(report)``, which reports its progress) and write its
-    JSON result under ``out_dir`` as ``file_name`` (default ``<protocol>.json``). Versions and
-    commit are read before the run: the code it started with, whatever changes meanwhile."""
+    JSON result, with ``extra``'s entries, under ``out_dir`` as ``file_name`` (default
+    ``<protocol>.json``). Versions and commit are read before the run: the code it started with,
+    whatever changes meanwhile."""
     measured_with = versions()
     start = time.perf_counter()
     results, ratios, *runs = body(report)
@@ -97,6 +100,7 @@ def run(
         "wall_s": round(time.perf_counter() - start, 3),
         "results": results,
         "ratios": ratios,
+        **(extra or {}),
         **({"runs": runs[0]} if runs else {}),
     }
     out_dir.mkdir(parents=True, exist_ok=True)

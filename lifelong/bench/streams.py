@@ -11,6 +11,7 @@ are recorded per task.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import statistics
@@ -29,7 +30,7 @@ import torch
 from agents import Report, quiet
 from agents.classification.training import accuracy
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData
-from library_store import Library
+from library_store import Library, first_line
 from lifelong.bench import BenchResult, Stage
 from lifelong.bench.controls import (
     Agent,
@@ -46,7 +47,7 @@ from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.history import Contents, contents_before
-from lifelong.metrics import summary
+from lifelong.metrics import check_matrix, summary
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
 
@@ -371,13 +372,7 @@ def bench_streams(
         for seed, run in zip(seeds, started, strict=True):
             for name, log in run.finish(stage).items():
                 runs[name][str(seed)] = log
-    results = {}
-    for name, by_seed in runs.items():
-        per_seed = []
-        for seed, log in by_seed.items():
-            independent = runs["independent"][seed].test_acc if "independent" in runs else None
-            per_seed.append(seed_metrics(log, independent, stream.judged_from))
-        results[name] = aggregate(per_seed)
+    results = _results(runs, stream.judged_from)
     raw = {
         "stream": {
             "name": stream.name,
@@ -393,6 +388,104 @@ def bench_streams(
         },
     }
     return results, _ratios(results), raw
+
+
+def _results(runs: dict[str, dict[str, Log]], judged_from: int) -> dict[str, dict[str, float | None]]:
+    """Each condition's figures, mean ± sd over its seeds' logs."""
+    results = {}
+    for name, by_seed in runs.items():
+        per_seed = []
+        for seed, log in by_seed.items():
+            independent = runs["independent"][seed].test_acc if "independent" in runs else None
+            per_seed.append(seed_metrics(log, independent, judged_from))
+        results[name] = aggregate(per_seed)
+    return results
+
+
+# what must be equal for results over different seeds to be one result: the figures depend on
+# the stream, budget, target and torch threads; the seconds also on the device and workers
+SAME_IN_A_MERGE = ("stream", "budget", "target", "threads", "workers")
+
+
+def merge_seeds(benches: list[tuple[Path, dict[str, Any]]]) -> tuple[BenchResult, list[dict[str, Any]]]:
+    """One result from ``bench streams`` results over disjoint seeds of the same stream, budget,
+    target, conditions, device, workers and threads: the figures one run with all their seeds
+    gives (every learner draws its randomness from (seed, task)), and where each seed came from."""
+    if len(benches) < 2:
+        raise LifelongError("give two or more `lifelong bench streams` results to merge")
+    (first_path, first), owner = benches[0], {}
+    for path, bench in benches:
+        theirs, ref = bench["runs"], first["runs"]
+        for key in SAME_IN_A_MERGE:
+            if theirs.get(key) != ref.get(key):
+                raise LifelongError(f"{path} and {first_path} differ in {key}: they are not one experiment")
+        if bench.get("device") != first.get("device"):
+            raise LifelongError(f"{path} ran on {bench.get('device')}, {first_path} on {first.get('device')}")
+        if list(theirs["conditions"]) != list(ref["conditions"]):
+            raise LifelongError(f"{path} and {first_path} ran different conditions")
+        for seed in next(iter(theirs["conditions"].values())):
+            if seed in owner:
+                raise LifelongError(f"seed {seed} is in both {owner[seed][0]} and {path}")
+            owner[seed] = (path, theirs["conditions"])
+    seeds = sorted(owner, key=int)
+    try:
+        runs = {
+            name: {seed: Log(**owner[seed][1][name][seed]) for seed in seeds}
+            for name in first["runs"]["conditions"]
+        }
+    except TypeError as error:
+        raise LifelongError(f"a run in these results is malformed: {first_line(error)}") from None
+    as_json = {name: {seed: asdict(log) for seed, log in by_seed.items()} for name, by_seed in runs.items()}
+    raw = {**first["runs"], "conditions": as_json}
+    results = _results(runs, first["runs"]["stream"]["judged_from"])
+    sources = [
+        {"file": str(path), **{key: bench.get(key) for key in ("command", "seeds", "versions", "wall_s")}}
+        for path, bench in benches
+    ]
+    return (results, _ratios(results), raw), sources
+
+
+def load_bench(path: str | Path) -> dict[str, Any]:
+    """A ``lifelong bench streams`` result, checked; a one-line error if it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise LifelongError(f"cannot read bench file {path}: {error.strerror or first_line(error)}") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise LifelongError(f"bench file {path} is not JSON ({first_line(error)})") from None
+    if not isinstance(data, dict) or data.get("protocol") != "streams":
+        protocol = data.get("protocol") if isinstance(data, dict) else None
+        raise LifelongError(
+            f"bench file {path} is not a `lifelong bench streams` result (protocol {protocol!r})"
+        )
+    try:
+        _check_bench(data)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise LifelongError(f"bench file {path} is malformed: {first_line(error)}") from None
+    return data
+
+
+def _check_bench(data: dict[str, Any]) -> None:
+    stream, conditions = data["runs"]["stream"], data["runs"]["conditions"]
+    size = len(stream["tasks"])
+    if not size or not isinstance(conditions, dict) or not conditions:
+        raise ValueError("no tasks or no conditions in runs")
+    if not 0 <= int(stream.get("judged_from", 1)) <= size:
+        raise ValueError(f"judged_from {stream.get('judged_from')} outside 0..{size}")
+    for condition, seeds in conditions.items():
+        if not isinstance(seeds, dict) or not seeds:
+            raise ValueError(f"condition {condition!r} has no runs")
+        for seed, run in seeds.items():
+            where = f"{condition} seed {seed}"
+            check_matrix(run["matrix"])
+            if len(run["matrix"]) != size:
+                raise ValueError(f"{where}: a {len(run['matrix'])}-task matrix for {size} tasks")
+            for key in ("test_acc", "params_total"):
+                if len(run[key]) != size or not all(isinstance(v, int | float) for v in run[key]):
+                    raise ValueError(f"{where}: {key} must hold {size} numbers")
+        if set(seeds) != set(next(iter(conditions.values()))):
+            raise ValueError(f"condition {condition!r} ran other seeds than the rest")
 
 
 def _start_worker(threads: int, parent: int) -> None:
