@@ -762,7 +762,8 @@ def bench_merge(
     from lifelong.bench.streams import load_bench, merge_seeds
 
     benches = [(path, load_bench(path)) for path in files]
-    (result, sources), seeds = merge_seeds(benches), sorted({s for _, b in benches for s in b["seeds"]})
+    result, sources = merge_seeds(benches)
+    seeds = [int(seed) for seed in next(iter(result[2]["conditions"].values()))]
     file_name = files[0].name
     if any((results_dir / file_name).resolve() == path.resolve() for path in files):
         raise typer.BadParameter(

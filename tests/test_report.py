@@ -163,6 +163,15 @@ def test_a_matrix_that_is_not_lower_triangular_is_refused(tmp_path: Path) -> Non
         load_bench(path)
 
 
+def test_conditions_that_ran_other_seeds_are_refused(tmp_path: Path) -> None:
+    bench = fake_bench(SPLIT[:2], ["lifelong", "pnn"])
+    del bench["runs"]["conditions"]["pnn"]["2"]  # a merge would pair seed 2's agent with nothing
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(bench))
+    with pytest.raises(LifelongError, match="malformed: condition 'pnn' ran other seeds than the rest"):
+        load_bench(path)
+
+
 # ---------------------------------------------------------------------------- with a library
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:

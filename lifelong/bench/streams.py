@@ -402,8 +402,9 @@ def _results(runs: dict[str, dict[str, Log]], judged_from: int) -> dict[str, dic
     return results
 
 
-# what must be equal for results over different seeds to be one result: the figures depend on
-# the stream, budget, target and torch threads; the seconds also on the device and workers
+# what in ``runs`` must be equal for results over different seeds to be one result: the figures
+# depend on the stream, budget, target and torch threads; the seconds also on the workers (and on
+# the device, which a result records outside ``runs`` and a merge checks too)
 SAME_IN_A_MERGE = ("stream", "budget", "target", "threads", "workers")
 
 
