@@ -591,13 +591,30 @@ class Transaction:
 
     def add_task(self, record: TaskRecord, task_arrays: TaskArrays | None = None) -> None:
         """Store a learned task: its record and its own arrays (α/β per module, head, probe)."""
-        record = record.validate()
-        task_arrays = (task_arrays or TaskArrays()).validate(record)
         if record.name in self._tasks:
             raise Conflict(f"task {record.name!r} already exists; choose another --name")
+        self._write_task(*self._checked(record, task_arrays))
+
+    def replace_task(self, record: TaskRecord, task_arrays: TaskArrays) -> None:
+        """Store ``record`` and its arrays in place of the stored task of the same name (a prune
+        re-points a task to other modules and re-fits its own parameters). Checked first: a
+        refused replacement leaves the task as it was."""
+        if record.name not in self._tasks:
+            raise UnknownTask(f"no task {record.name!r} in the library")
+        record, task_arrays = self._checked(record, task_arrays)
+        with _storage_errors(self._what):
+            arrays.delete_node(self._store, f"tasks/{task_key(record.name)}")
+        self._write_task(record, task_arrays)
+
+    def _checked(self, record: TaskRecord, task_arrays: TaskArrays | None) -> tuple[TaskRecord, TaskArrays]:
+        record = record.validate()
+        task_arrays = (task_arrays or TaskArrays()).validate(record)
         missing = sorted({m for m in record.module_ids if m not in self._modules})
         if missing:
             raise UnknownModule(f"task {record.name!r} uses unknown modules {', '.join(missing)}")
+        return record, task_arrays
+
+    def _write_task(self, record: TaskRecord, task_arrays: TaskArrays) -> None:
         base = f"tasks/{task_key(record.name)}"
         nodes = [
             arrays.Node(base, {**record.to_json(), ARRAYS_CHECKSUM: task_arrays_checksum(task_arrays)}),

@@ -383,6 +383,35 @@ def test_delete_unused_module(library: Library, make_tensors) -> None:
     assert library.check() == []
 
 
+def test_replace_task_repoints_it_so_the_old_module_can_leave(
+    library: Library, library_path: Path, make_tensors
+) -> None:
+    old, survivor = learn(library, "one", {"conv": make_tensors(), "res_fire": make_tensors()})
+    learn(library, "other", {"dim_reduce": make_tensors()}, alpha=3.0)
+    other_before = library.task_arrays("other")
+    with library.transaction("prune", kind="prune") as tx:
+        with pytest.raises(UnknownTask):
+            tx.replace_task(record("missing", [[survivor]]), own_arrays([[survivor]], 1.0))
+        with pytest.raises(UnknownModule):  # refused before anything is written
+            tx.replace_task(record("one", [["conv-000000000000"]]), own_arrays([["x"]], 1.0))
+        with pytest.raises(Conflict, match="one"):
+            tx.delete_module(old)
+    assert library.task("one").layers == [[old, survivor]], "a refused replacement commits nothing"
+    with library.transaction("prune", kind="prune") as tx:
+        tx.replace_task(record("one", [[survivor]]), own_arrays([[survivor]], alpha=7.0))
+        tx.delete_module(old)
+    reopened = Library.open(library_path)
+    assert reopened.task("one").layers == [[survivor]]
+    assert reopened.task_arrays("one").uses[0][0]["alpha"] == np.float32(7.0)
+    assert len(reopened.task_arrays("one").uses[0]) == 1
+    assert [m.id for m in reopened.modules()] == sorted([survivor, *reopened.task("other").module_ids])
+    assert reopened.users(survivor) == ["one"]
+    other_after = reopened.task_arrays("other")
+    assert same_bits(other_after.uses[0][0]["alpha"], other_before.uses[0][0]["alpha"])
+    assert reopened.log()[0].kind == "prune"
+    assert reopened.check() == []
+
+
 def test_duplicate_task_name_is_a_conflict_and_changes_nothing(library: Library, make_tensors) -> None:
     learn(library, "same", {"conv": make_tensors()}, alpha=1.0)
     before = snapshot_of(library)
