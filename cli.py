@@ -410,6 +410,76 @@ def _show_learned(settings: Settings, records: list[Any], title: str) -> None:
 
 
 @app.command()
+def prune(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would change; change nothing.")
+    ] = False,
+    tolerance: Annotated[
+        float | None, typer.Option(help="Points of val or test accuracy a changed task may lose (0.5).")
+    ] = None,
+    similarity: Annotated[
+        float | None, typer.Option(help="Merge modules at least this alike: 1 − ‖a−b‖/(‖a‖+‖b‖) (0.95).")
+    ] = None,
+    share: Annotated[
+        float | None, typer.Option(help="Soft pruning: a module below this |α·β| share leaves a task (0.05).")
+    ] = None,
+    refit_steps: Annotated[
+        int | None, typer.Option(help="Steps re-fitting a changed task's α/β and readout (200).")
+    ] = None,
+    budget: BudgetOpt = "quick",
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Prune the library: soft pruning by α, merging near-identical modules, removing unused ones.
+
+    Every changed task re-fits its own α/β and readout and is re-evaluated; a change costing it
+    more than --tolerance points is refused for that task. One commit of kind prune (undo it
+    with `lifelong restore`)."""
+    from lifelong.classification import budget_for
+    from lifelong.prune import prune as run_prune
+    from lifelong.prune import prune_settings
+
+    settings = _settings(ctx)
+    chosen = prune_settings(tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps)
+    library = settings.open()
+    with _progress(settings) as report:
+        result = run_prune(
+            library,
+            chosen,
+            budget_for(budget),
+            data_dir=data_dir,
+            device=device,
+            dry_run=dry_run,
+            report=report,
+        )
+    if settings.as_json:
+        _show(settings, result)
+        return
+    _show(settings, [_change_row(c) for c in result["changes"]], "changes", None)
+    _show(settings, result["merges"], "merges")
+    for name, why in result["unchanged"].items():
+        out.print(f"{name}: not changed, {why}")
+    verb = "would remove" if dry_run else "removed"
+    out.print(
+        f"{verb} {len(result['removed_modules'])} modules: {result['parameters_removed']:,} of "
+        f"{result['parameters_before']:,} library parameters ({result['parameter_reduction']:.1%})"
+        + ("" if dry_run else f"; committed: {result['committed']}")
+    )
+
+
+def _change_row(change: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": change["task"],
+        "accepted": change["accepted"],
+        "soft-pruned": list(change["dropped"]),
+        "merged": [f"{a} → {b}" for a, b in change["merged"].items()],
+        "val before→after": f"{change['before']['val_acc']:.4f} → {change['after']['val_acc']:.4f}",
+        "test before→after": f"{change['before']['test_acc']:.4f} → {change['after']['test_acc']:.4f}",
+    }
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
     budget: BudgetOpt = "quick",

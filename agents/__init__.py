@@ -10,13 +10,23 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from library_store import Library, TaskArrays
+from library_store import Library, ModuleRecord, TaskArrays
 
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # statistics, not parameters
 Report = Callable[..., None]  # progress events: report("phase", name=..., total=...), ...
 
 
 def quiet(*_: Any, **__: Any) -> None:
     """A progress report that says nothing."""
+
+
+def module_parameters(module: ModuleRecord) -> int:
+    """Numbers a module learned: its stored tensors except BatchNorm's running statistics."""
+    return sum(
+        int(np.prod(meta["shape"], dtype=np.int64))
+        for name, meta in module.tensors.items()
+        if not name.endswith(BN_BUFFERS)
+    )
 
 
 BudgetT = TypeVar("BudgetT")

@@ -392,12 +392,13 @@ class Library:
             with _storage_errors(what):
                 session = self._repo.writable_session(MAIN)
                 tx = Transaction(self, session.store, what)
+                tx.message = message
             yield tx
             if session.has_uncommitted_changes:
                 with _storage_errors(what):
-                    state = session.commit(message, metadata={"kind": kind})
+                    state = session.commit(tx.message, metadata={"kind": kind})
                     self.refresh()
-                    self._record(kind, message, state)
+                    self._record(kind, tx.message, state)
 
     def check_writable(self) -> None:
         """Fail now, before any work, where a change would fail at its commit: a folder of the
@@ -536,7 +537,11 @@ class Library:
 
 
 class Transaction:
-    """The changes of one atomic commit. Obtained from :meth:`Library.transaction`."""
+    """The changes of one atomic commit. Obtained from :meth:`Library.transaction`. ``message``
+    (the transaction's, to begin with) is what the commit and its history entry will say; a
+    change that learns what it did only in the block (a prune) sets it there."""
+
+    message: str
 
     def __init__(self, library: Library, store: Any, what: str) -> None:
         self._library = library

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents import module_parameters
 from library_store import HistoryEntry, Library, ModuleRecord, TaskRecord
 from lifelong import classification, metrics
 from lifelong.errors import LifelongError
-from lifelong.reports import module_parameters, own_parameters
+from lifelong.reports import own_parameters
 
 PHASES = ("self_organize", "grow", "settle")  # the order a task's learning curves were recorded in
 

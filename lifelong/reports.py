@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from library_store import Library, ModuleRecord, TaskRecord
-
-BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # statistics, not parameters
+from agents import module_parameters
+from library_store import Library, TaskRecord
 
 
 def to_json(data: Any) -> str:
@@ -63,15 +62,6 @@ def info(library: Library) -> dict[str, Any]:
         "size_on_disk_bytes": library.size_on_disk(),
         "last_change": {"time": last.time, "kind": last.kind, "message": last.message} if last else None,
     }
-
-
-def module_parameters(module: ModuleRecord) -> int:
-    """Numbers a module learned: its stored tensors except BatchNorm's running statistics."""
-    return sum(
-        int(np.prod(meta["shape"], dtype=np.int64))
-        for name, meta in module.tensors.items()
-        if not name.endswith(BN_BUFFERS)
-    )
 
 
 def own_parameters(library: Library, name: str) -> int:

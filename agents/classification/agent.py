@@ -206,6 +206,30 @@ def stored_head(record: TaskRecord, arrays: TaskArrays) -> Head:
     return head
 
 
+def own_arrays(
+    network: TaskNetwork, probe_x: torch.Tensor, probe_y: torch.Tensor, device: torch.device
+) -> TaskArrays:
+    """What a task stores of its own: α/β per module it uses, its head, and a probe (inputs,
+    labels and the logits the network gives them now, to verify later that nothing changed)."""
+    uses = [
+        [
+            {
+                "alpha": layer.alpha[i].detach().cpu().numpy().astype(np.float32),
+                "beta": layer.beta[i].detach().cpu().numpy().astype(np.float32),
+            }
+            for i in range(len(layer.members))
+        ]
+        for layer in network.layers
+    ]
+    probe = {
+        "inputs": probe_x.numpy(),
+        "labels": probe_y.numpy(),
+        "logits": predict_logits(network, probe_x, device).numpy(),
+    }
+    head = {k: v.detach().cpu().numpy() for k, v in network.head.state_dict().items()}
+    return TaskArrays(uses=uses, head=head, probe=probe)
+
+
 def load_task_network(library: Library, name: str) -> TaskNetwork:
     """Rebuild a stored task's network exactly as it was committed."""
     record, arrays = library.task(name), library.task_arrays(name)
@@ -452,7 +476,6 @@ class ClassificationAgent:
         network, data = attempt.network, problem.data
         freeze(network)
         layers: list[list[str | NewModule]] = []
-        uses = []
         for index, layer in enumerate(network.layers):
             layers.append(
                 [
@@ -467,22 +490,7 @@ class ClassificationAgent:
                     for member in layer.members
                 ]
             )
-            uses.append(
-                [
-                    {
-                        "alpha": layer.alpha[i].detach().cpu().numpy().astype(np.float32),
-                        "beta": layer.beta[i].detach().cpu().numpy().astype(np.float32),
-                    }
-                    for i in range(len(layer.members))
-                ]
-            )
         probe_x, probe_y = data.val_x[: self.budget.probe_size], data.val_y[: self.budget.probe_size]
-        probe = {
-            "inputs": probe_x.numpy(),
-            "labels": probe_y.numpy(),
-            "logits": predict_logits(network, probe_x, self.device).numpy(),
-        }
-        head = {k: v.detach().cpu().numpy() for k, v in network.head.state_dict().items()}
         test_acc = accuracy(network, data.test_x, data.test_y, self.device)
         new = sum(isinstance(e, NewModule) for layer in layers for e in layer)
         metrics = {
@@ -510,7 +518,7 @@ class ClassificationAgent:
         met = attempt.val_acc >= problem.target
         return Solution(
             layers,
-            TaskArrays(uses=uses, head=head, probe=probe),
+            own_arrays(network, probe_x, probe_y, self.device),
             attempt.phase,
             {**metrics, "target_met": met},
             attempt.curves,

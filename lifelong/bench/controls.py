@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import Report
+from agents import Report, module_parameters
 from agents.classification.agent import (
     ClassificationAgent,
     load_library_layers,
@@ -44,7 +44,7 @@ from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.classification import ClassificationPlan
 from lifelong.history import Contents
-from lifelong.reports import module_parameters, own_parameters, recalled
+from lifelong.reports import own_parameters, recalled
 from lifelong.runner import learn_specs
 
 CALIBRATION_IMAGES = 2048  # unlabeled training images that set a random module's BatchNorm statistics

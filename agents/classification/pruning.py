@@ -1,0 +1,391 @@
+"""Pruning the library: SMART's soft pruning by α and L2-similarity merging, every task verified.
+
+SMART prunes "by L2 similarity measurement and weight-based soft-pruning according to α", so the
+library's compute falls as well as rises. Over the stored image tasks:
+
+    1. soft pruning   in every task, a module whose share |α·β| / Σ|α·β| of its layer is below
+                      ``share`` leaves that task (the layer's largest share always stays)
+    2. redundancy     modules of one layer with the same signature are run on the inputs the
+                      stored tasks feed that layer (their probe images carried up their own
+                      paths); similarity = 1 − ‖a − b‖ / (‖a‖ + ‖b‖), in [0, 1]; pairs at least
+                      ``similarity`` alike merge, most alike first: the module fewer tasks use
+                      is dropped and its users are re-pointed to the survivor
+    3. verification   every changed task re-fits its own parameters (α/β, readout) on its own
+                      training data and is re-evaluated on validation and test; a change costing
+                      more than ``tolerance`` points on either is refused for that task (then
+                      merges alone, then soft pruning alone, are tried), which keeps its modules
+    4. removal        modules no task uses any more leave the library (older snapshots keep them)
+
+Untouched tasks are not rewritten, so their outputs stay bit-identical. A task whose data cannot
+be reloaded is never changed. Atari tasks are not changed either; their modules count as used.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from agents import Report, module_parameters, quiet
+from agents.classification.agent import (
+    ClassificationAgent,
+    load_library_layers,
+    own_arrays,
+    stored_head,
+    stored_layers,
+)
+from agents.classification.budget import Budget
+from agents.classification.modules import Member
+from agents.classification.network import MixedLayer, TaskNetwork
+from agents.classification.training import accuracy, as_input, in_batches, train
+from agents.task import TaskData
+from library_store import Library, TaskArrays, TaskRecord, Transaction
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """What a prune may change. Accuracies in points (0–100)."""
+
+    tolerance: float = 0.5  # a changed task may lose at most this much validation or test accuracy
+    similarity: float = 0.95  # modules at least this alike are merged
+    share: float = 0.05  # soft pruning: a module below this share of its layer leaves the task
+    refit_steps: int = 200  # steps re-fitting a changed task's α/β and readout (0: none)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.tolerance <= 100:
+            raise ValueError(f"--tolerance must lie in [0, 100] points, got {self.tolerance:g}")
+        if not 0 <= self.similarity <= 1:
+            raise ValueError(f"--similarity must lie in [0, 1], got {self.similarity:g}")
+        if not 0 <= self.share < 1:
+            raise ValueError(f"--share must lie in [0, 1), got {self.share:g}")
+        if self.refit_steps < 0:
+            raise ValueError(f"--refit-steps must be at least 0, got {self.refit_steps}")
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Module ``dropped`` is replaced by ``survivor`` (same layer and signature) in every task."""
+
+    layer: int
+    dropped: str
+    survivor: str
+    similarity: float
+
+
+@dataclass
+class TaskChange:
+    """What pruning proposed for one task, and what its verification found."""
+
+    task: str
+    dropped: dict[str, float]  # soft-pruned module → its share of its layer
+    merged: dict[str, str]  # dropped module → survivor
+    before: dict[str, float]  # val_acc, test_acc of the stored network (re-evaluated)
+    after: dict[str, float] = field(default_factory=dict)  # the accepted variant's, else the full change's
+    accepted: bool = False
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every variant tried and its scores
+    network: TaskNetwork | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "dropped": self.dropped,
+            "merged": self.merged,
+            "before": self.before,
+            "after": self.after,
+            "accepted": self.accepted,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class PrunePlan:
+    """A prune, worked out and verified, not yet committed."""
+
+    settings: PruneSettings
+    merges: list[Merge]
+    pairs: list[dict[str, Any]]  # the most alike same-signature pairs, merged or not
+    changes: list[TaskChange]
+    unchanged: dict[str, str]  # task → why it was not changed (no data, an Atari task)
+    removed: list[str]  # modules that leave the library
+    removed_parameters: int
+    parameters_before: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.__dict__,
+            "merges": [m.__dict__ for m in self.merges],
+            "closest_pairs": self.pairs,
+            "changes": [c.to_json() for c in self.changes],
+            "unchanged": self.unchanged,
+            "removed_modules": self.removed,
+            "parameters_before": self.parameters_before,
+            "parameters_removed": self.removed_parameters,
+            "parameter_reduction": round(self.removed_parameters / max(1, self.parameters_before), 4),
+        }
+
+
+@dataclass
+class _Stored:
+    record: TaskRecord
+    arrays: TaskArrays
+    network: TaskNetwork
+
+
+def layer_shares(layer: MixedLayer) -> list[float]:
+    """Each module's share |α·β| / Σ|α·β| of the layer's mix."""
+    weight = (layer.alpha * layer.beta).detach().abs()
+    return (weight / weight.sum().clamp_min(1e-12)).tolist()
+
+
+@torch.no_grad()
+def similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    """1 − ‖a − b‖ / (‖a‖ + ‖b‖): 1 for equal outputs, 0 for opposite ones (the triangle
+    inequality keeps it in [0, 1]); scale-aware, unlike a cosine."""
+    total = float(a.norm() + b.norm())
+    return 1.0 if total == 0 else 1.0 - float((a - b).norm()) / total
+
+
+def plan_prune(
+    library: Library,
+    settings: PruneSettings,
+    budget: Budget,
+    load_data: Callable[[TaskRecord], TaskData],
+    *,
+    device: torch.device | None = None,
+    report: Report = quiet,
+) -> PrunePlan:
+    """Work out and verify a prune of ``library`` (read only). ``load_data(record)`` reloads a
+    task's data exactly as it was learned (raising if it cannot); ``budget`` sets the re-fit's
+    batch size, learning rate and evaluation interval."""
+    device = device or torch.device("cpu")
+    layers, _ = load_library_layers(library)
+    members = {m.library_id: m for layer in layers for m in layer}
+    for member in members.values():
+        member.module.to(device)
+    stored, unchanged = {}, {}
+    for record in library.tasks():
+        if record.family != ClassificationAgent.family:
+            unchanged[record.name] = f"an {record.family} task: pruning changes image tasks only"
+            continue
+        arrays = library.task_arrays(record.name)
+        network = TaskNetwork(stored_layers(record, arrays, members.__getitem__), stored_head(record, arrays))
+        stored[record.name] = _Stored(record, arrays, network.to(device).eval())
+    modules = {m.id: m for m in library.modules()}
+    users = {i: {name for name, s in stored.items() if i in s.record.module_ids} for i in modules}
+    merges, pairs = find_merges(layers, stored, users, settings.similarity, device)
+    changes = []
+    for name, task in stored.items():
+        change = _propose(task, merges, settings.share)
+        if change is None:
+            continue
+        report("task", name=name)
+        try:
+            data = load_data(task.record)
+        except Exception as error:  # the task's data are gone: it keeps its modules
+            unchanged[name] = f"its data cannot be reloaded ({str(error).splitlines()[0]})"
+            continue
+        changes.append(_verify(task, change, merges, members, data, settings, budget, device, report))
+    used = {i for record in library.tasks() for i in record.module_ids if record.name not in stored}
+    for name, task in stored.items():
+        accepted = next((c for c in changes if c.task == name and c.accepted), None)
+        used |= _module_ids(accepted.network) if accepted else set(task.record.module_ids)
+    removed = sorted(set(modules) - used)
+    return PrunePlan(
+        settings=settings,
+        merges=merges,
+        pairs=pairs,
+        changes=changes,
+        unchanged=unchanged,
+        removed=removed,
+        removed_parameters=sum(module_parameters(modules[i]) for i in removed),
+        parameters_before=sum(module_parameters(m) for m in modules.values()),
+    )
+
+
+def find_merges(
+    layers: list[list[Member]],
+    stored: dict[str, _Stored],
+    users: dict[str, set[str]],
+    threshold: float,
+    device: torch.device,
+) -> tuple[list[Merge], list[dict[str, Any]]]:
+    """Step 2: the merges (most alike first; a dropped module merges no further), and the ten
+    most alike pairs with their similarity, merged or not (to choose ``--similarity`` by)."""
+    candidates = []
+    for index, layer in enumerate(layers):
+        inputs = _layer_inputs(index, stored, device)
+        if inputs is None:
+            continue
+        outputs = {}
+        for a, b in itertools.combinations(layer, 2):
+            if a.signature != b.signature:
+                continue
+            for m in (a, b):
+                if m.library_id not in outputs:
+                    outputs[m.library_id] = in_batches(m.module.eval(), inputs)
+            value = similarity(outputs[a.library_id], outputs[b.library_id])
+            candidates.append((value, index, str(a.library_id), str(b.library_id)))
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2], c[3]))
+    merges: list[Merge] = []
+    dropped: set[str] = set()
+    for value, index, a, b in candidates:
+        if value < threshold or a in dropped or b in dropped:
+            continue
+        survivor, loser = sorted((a, b), key=lambda i: (-len(users[i]), i))
+        if any(m.survivor == loser for m in merges):  # a survivor already absorbed others: it stays
+            survivor, loser = loser, survivor
+            if any(m.survivor == loser for m in merges):
+                continue
+        merges.append(Merge(index, loser, survivor, round(value, 6)))
+        dropped.add(loser)
+    pairs = [{"layer": i, "modules": [a, b], "similarity": round(v, 6)} for v, i, a, b in candidates[:10]]
+    return merges, pairs
+
+
+def _layer_inputs(index: int, stored: dict[str, _Stored], device: torch.device) -> torch.Tensor | None:
+    """What the stored tasks feed layer ``index``: each task's probe images carried up its own
+    layers below it (None when no task reaches that layer)."""
+    inputs = []
+    for task in stored.values():
+        if len(task.network.layers) <= index:
+            continue
+        x = as_input(torch.from_numpy(task.arrays.probe["inputs"]), device)
+        for layer in task.network.layers[:index]:
+            x = in_batches(layer, x)
+        inputs.append(x)
+    return torch.cat(inputs) if inputs else None
+
+
+def _propose(task: _Stored, merges: list[Merge], share: float) -> TaskChange | None:
+    """The change pruning would make to one task (None: none)."""
+    replaced = {m.dropped: m.survivor for m in merges}
+    dropped, merged = {}, {}
+    for layer in task.network.layers:
+        shares = layer_shares(layer)
+        largest = max(range(len(shares)), key=shares.__getitem__)
+        for i, member in enumerate(layer.members):
+            if i != largest and shares[i] < share:
+                dropped[str(member.library_id)] = round(shares[i], 6)
+            elif member.library_id in replaced:
+                merged[str(member.library_id)] = replaced[member.library_id]
+    if not dropped and not merged:
+        return None
+    return TaskChange(task.record.name, dropped, merged, before={})
+
+
+def _edited(task: _Stored, dropped: set[str], merged: dict[str, str], members: dict) -> TaskNetwork:
+    """The task's network with ``dropped`` modules left out and ``merged`` ones re-pointed; a
+    module re-pointed to one its layer already mixes is left out too. Leaving modules out rescales
+    the others' α as :meth:`MixedLayer.without` does (the mean is over fewer modules)."""
+    layers = []
+    for layer in task.network.layers:
+        ids, keep = [], []
+        for i, member in enumerate(layer.members):
+            new = merged.get(str(member.library_id), str(member.library_id))
+            if str(member.library_id) in dropped or new in ids:
+                continue
+            ids.append(new)
+            keep.append(i)
+        with torch.no_grad():
+            alpha = layer.alpha[keep] * (len(keep) / len(layer.members))
+            beta = layer.beta[keep]
+        layers.append(MixedLayer([members[i] for i in ids], alpha, beta))
+    head = stored_head(task.record, task.arrays)
+    return TaskNetwork(layers, head)
+
+
+def _verify(
+    task: _Stored,
+    change: TaskChange,
+    merges: list[Merge],
+    members: dict,
+    data: TaskData,
+    settings: PruneSettings,
+    budget: Budget,
+    device: torch.device,
+    report: Report,
+) -> TaskChange:
+    """Step 3: re-fit and re-evaluate the change, then merges alone, then soft pruning alone;
+    the first within ``tolerance`` is accepted."""
+
+    def scores(network: TaskNetwork) -> dict[str, float]:
+        return {
+            "val_acc": accuracy(network, data.val_x, data.val_y, device),
+            "test_acc": accuracy(network, data.test_x, data.test_y, device),
+        }
+
+    change.before = scores(task.network)
+    variants = [(set(change.dropped), change.merged), (set(), change.merged), (set(change.dropped), {})]
+    seen = []
+    for dropped, merged in variants:
+        if (not dropped and not merged) or (dropped, merged) in seen:
+            continue
+        seen.append((dropped, merged))
+        network = _edited(task, dropped, merged, members).to(device)
+        if settings.refit_steps:
+            generator = torch.Generator().manual_seed(task.record.seed or 0)
+            train(
+                network,
+                network.scale_parameters() + list(network.head.parameters()),
+                data,
+                budget.train_config(settings.refit_steps, change.before["val_acc"]),
+                generator=generator,
+                device=device,
+                report=report,
+                label=f"re-fit {task.record.name}",
+            )
+        after = scores(network)
+        cost = max(change.before[k] - after[k] for k in after) * 100
+        change.attempts.append(
+            {"dropped": sorted(dropped), "merged": merged, **after, "cost_points": round(cost, 4)}
+        )
+        change.after = change.after or after
+        if cost <= settings.tolerance:
+            change.dropped = {i: s for i, s in change.dropped.items() if i in dropped}
+            change.merged = merged
+            change.after, change.accepted, change.network = after, True, network.eval()
+            return change
+    return change
+
+
+def _module_ids(network: TaskNetwork) -> set[str]:
+    return {str(m.library_id) for layer in network.layers for m in layer.members}
+
+
+def apply_prune(
+    plan: PrunePlan, library: Library, tx: Transaction, device: torch.device | None = None
+) -> None:
+    """Write ``plan`` into ``tx``: every accepted task re-pointed with its re-fitted α/β, readout
+    and a new probe (same images, new logits) and a record of the change; then the removals."""
+    device = device or torch.device("cpu")
+    for change in plan.changes:
+        if not change.accepted:
+            continue
+        record, stored = library.task(change.task), library.task_arrays(change.task)
+        network = change.network
+        arrays = own_arrays(
+            network,
+            torch.from_numpy(stored.probe["inputs"]),
+            torch.from_numpy(stored.probe["labels"]),
+            device,
+        )
+        layers = [[str(m.library_id) for m in layer.members] for layer in network.layers]
+        history = [*record.details.get("prunes", []), change.to_json()]
+        tx.replace_task(
+            replace(
+                record,
+                layers=layers,
+                metrics={
+                    **record.metrics,
+                    **change.after,
+                    "modules_used": sum(len(layer) for layer in layers),
+                },
+                details={**record.details, "prunes": history},
+            ),
+            arrays,
+        )
+    for module_id in plan.removed:
+        tx.delete_module(module_id)
