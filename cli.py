@@ -326,6 +326,10 @@ def learn(
             "--require-target", help="A task that misses --target is an error and is not committed."
         ),
     ] = False,
+    prune: Annotated[
+        str,
+        typer.Option("--prune", help="auto: `lifelong prune` (its defaults) after each task; off: never."),
+    ] = "off",
 ) -> None:
     """Learn tasks one after another: self-organize, grow if needed, prune, commit.
 
@@ -333,10 +337,13 @@ def learn(
     (default none: use the whole budget); --generations counts ESP generations for Atari. A task
     that misses its target is committed with status below-target (and a warning), unless
     --require-target makes that an error."""
+    from lifelong.prune import prune_settings
     from lifelong.runner import learn_specs
     from lifelong.tasks import parse_spec
 
     settings = _settings(ctx)
+    if prune not in ("auto", "off"):
+        raise typer.BadParameter(f"--prune must be auto or off, not {prune!r}")
     parsed = [parse_spec(text) for text in specs]
     families = {spec.family for spec in parsed}
     plans: dict[str, Any] = {}
@@ -393,6 +400,7 @@ def learn(
             data_dir=data_dir,
             report=report,
             require_target=require_target,
+            prune=prune_settings() if prune == "auto" else None,
         )
     _show_learned(settings, records, "learned")
 

@@ -71,6 +71,12 @@ class LiveProgress:
                 f"  generation {info['generation']} candidate {info['index']}: {info['genome']} "
                 f"→ val {info['val_acc']:.4f}"
             )
+        elif event == "prune_task":
+            self.console.print(
+                f"[bold]pruning {info['name']}[/bold]: {info['dropped']} soft-pruned, {info['merged']} merged"
+            )
+        elif event == "pruned":
+            self.console.print(f"after {info['after']}: {info['summary']}")
         elif event == "stage":
             self.stage = self.progress.add_task(info["name"], total=info["total"], status="")
         elif event == "stage_step" and self.stage is not None:

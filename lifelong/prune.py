@@ -53,13 +53,25 @@ def prune(
     if dry_run:
         library.refresh()
         plan = plan_prune(library, settings, budget, load, device=torch_device, report=report)
-        return {**plan.to_json(), "dry_run": True, "committed": False, "state": library.state}
+        return {
+            **plan.to_json(),
+            "summary": summary(plan),
+            "dry_run": True,
+            "committed": False,
+            "state": library.state,
+        }
     with library.transaction("prune", kind="prune") as tx:
         plan = plan_prune(library, settings, budget, load, device=torch_device, report=report)
         apply_prune(plan, library, tx, torch_device)
         tx.message = summary(plan)
     committed = bool(plan.removed) or any(change.accepted for change in plan.changes)
-    return {**plan.to_json(), "dry_run": False, "committed": committed, "state": library.state}
+    return {
+        **plan.to_json(),
+        "summary": summary(plan),
+        "dry_run": False,
+        "committed": committed,
+        "state": library.state,
+    }
 
 
 def summary(plan: PrunePlan) -> str:

@@ -19,11 +19,14 @@ from typing import Protocol
 import torch
 
 from agents import Agent, Report, quiet
+from agents.classification.budget import PRESETS
+from agents.classification.pruning import PruneSettings
 from agents.task import TaskSpec
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import Interrupted, TaskSpecError
 from lifelong.learn import learn
+from lifelong.prune import prune as prune_library
 from lifelong.tasks import check_names
 
 
@@ -61,9 +64,12 @@ def learn_specs(
     data_dir: Path | None = None,
     report: Report = quiet,
     require_target: bool = False,
+    prune: PruneSettings | None = None,
 ) -> list[TaskRecord]:
-    """Check every task, then learn and commit each in turn. Ctrl-C raises :class:`Interrupted`,
-    whose message says what this call committed; the task in progress is never committed half-way."""
+    """Check every task, then learn and commit each in turn; with ``prune`` (``learn --prune
+    auto``), prune the library after each task (a commit of its own; ``report`` hears
+    ``pruned``). Ctrl-C raises :class:`Interrupted`, whose message says what this call committed;
+    the task in progress is never committed half-way."""
     names = check_names(library, list(specs), list(names) if names else None)
     run = Run(seed, resolve_device(device), data_dir, report)
     for index, spec in enumerate(specs):
@@ -83,6 +89,12 @@ def learn_specs(
                     library, agent, spec, name=name, seed=seed, command=command, require_target=require_target
                 )
             )
+            if prune is not None:
+                budget = getattr(plans.get("classification"), "budget", PRESETS["quick"])
+                result = prune_library(
+                    library, prune, budget, data_dir=data_dir, device=device, report=report
+                )
+                report("pruned", after=name, summary=result["summary"], committed=result["committed"])
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(library, names)) from None
     return records

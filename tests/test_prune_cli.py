@@ -178,3 +178,14 @@ def test_a_second_writer_waits_for_the_prune(library: Path) -> None:
     assert child.wait() == 0 and json.loads(child.stdout.read())["committed"]
     opened = Library.open(library)
     assert opened.snapshots() and opened.log()[0].kind == "snapshot" and opened.log()[1].kind == "prune"
+
+
+def test_learn_with_prune_auto_prunes_after_each_task(library: Path) -> None:
+    spec = Library.open(library).task("a").spec
+    result = run_cli("--json", "learn", spec, "--name", "c", "--prune", "auto", *TINY, library=library)
+    assert result.returncode == 0, result.stderr
+    opened = Library.open(library)
+    kinds = [entry.kind for entry in opened.log()[:2]]
+    assert kinds == ["prune", "learn"] and "learn c" in opened.log()[1].message
+    assert opened.task("a").layers[0][0] == opened.task("b").layers[0][0]
+    assert_one_line_error(run_cli("learn", spec, "--prune", "sometimes", library=library), "--prune")

@@ -181,7 +181,7 @@ def plan_prune(
         change = _propose(task, merges, settings.share)
         if change is None:
             continue
-        report("task", name=name)
+        report("prune_task", name=name, dropped=len(change.dropped), merged=len(change.merged))
         try:
             data = load_data(task.record)
         except Exception as error:  # the task's data are gone: it keeps its modules
