@@ -826,6 +826,36 @@ def bench_streams(
     _bench(ctx, "streams", run, seed_list, str(resolve_device(device)), results_dir, file_name)
 
 
+@bench_app.command("growth")
+def bench_growth(
+    ctx: typer.Context,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="10 smaller tasks and the stream benchmark's quick budget.")
+    ] = False,
+    budget: PresetOpt = "quick",
+    seeds: SeedsOpt = "0",
+    data_dir: DataDirOpt = None,
+    results_dir: ResultsDirOpt = Path("results"),
+    workers: Annotated[
+        int, typer.Option(help="Processes learning the libraries (0: all in this process).", min=0)
+    ] = 2,
+) -> None:
+    """The library's size over a stream of ≥ 10 MNIST and Fashion-MNIST tasks, with and without
+    `learn --prune auto`: modules, parameters, compute per task, final accuracy (CPU)."""
+    from lifelong.bench.growth import bench_growth as body
+    from lifelong.bench.streams import QUICK
+    from lifelong.classification import budget_for
+
+    seed_list = _int_list(seeds, "--seeds")
+    preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
+    file_name = f"growth{'-quick' if quick else ''}.json"
+
+    def run(report: Callable[..., None]) -> Any:
+        return body(seed_list, preset, data_dir, quick=quick, workers=workers, report=report)
+
+    _bench(ctx, "growth", run, seed_list, "cpu", results_dir, file_name)
+
+
 @bench_app.command("merge")
 def bench_merge(
     ctx: typer.Context,

@@ -350,13 +350,13 @@ def bench_streams(
     runs: dict[str, dict[str, Log]] = {name: {} for name in conditions}
     with ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lifelong-streams-"))
-        stack.enter_context(_torch_threads(threads))
+        stack.enter_context(torch_threads(threads))
         pool = None
         if workers:  # spawned: forking a process that holds torch threads can hang
             spawn = multiprocessing.get_context("spawn")
             pool = stack.enter_context(
                 ProcessPoolExecutor(
-                    workers, mp_context=spawn, initializer=_start_worker, initargs=(threads, os.getpid())
+                    workers, mp_context=spawn, initializer=start_worker, initargs=(threads, os.getpid())
                 )
             )
         started = [
@@ -489,7 +489,7 @@ def _check_bench(data: dict[str, Any]) -> None:
             raise ValueError(f"condition {condition!r} ran other seeds than the rest")
 
 
-def _start_worker(threads: int, parent: int) -> None:
+def start_worker(threads: int, parent: int) -> None:
     """A control's worker process: ``threads`` torch threads, and it ends when the benchmark's
     process does (killed or not), instead of learning on for nobody."""
     torch.set_num_threads(threads)
@@ -503,7 +503,7 @@ def _start_worker(threads: int, parent: int) -> None:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
+def torch_threads(threads: int) -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

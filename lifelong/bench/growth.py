@@ -1,0 +1,152 @@
+"""``lifelong bench growth``: the library's size over a stream, with and without pruning.
+
+Per seed, two fresh libraries learn the same stream of MNIST and Fashion-MNIST tasks, one task a
+``learn`` call as a user would: ``no_prune`` as is, ``prune_auto`` with ``learn --prune auto``
+(the library pruned after each task). After each task: library modules and parameters, and the
+mean compute of the stored tasks' networks (multiply-accumulates for one image). At the end every
+task is re-evaluated on its test data. Goal: at least 30% fewer library parameters
+(``ratios.param_reduction``) at no more than 0.5 points of average accuracy lost
+(``ratios.acc_loss_points``). The two conditions of a seed run side by side in worker processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from agents import Report, module_parameters, quiet
+from agents.classification.agent import load_task_network
+from agents.classification.budget import Budget
+from agents.classification.pruning import PruneSettings
+from library_store import Library
+from lifelong.bench import BenchResult, Stage
+from lifelong.bench.streams import aggregate, start_worker, torch_threads
+from lifelong.classification import ClassificationPlan, evaluate_task
+from lifelong.runner import learn_specs
+from lifelong.tasks import parse_spec
+
+CONDITIONS = ("no_prune", "prune_auto")
+STREAM = (
+    "mnist:0-4 fashion:0-4 mnist:5v6 fashion:5v6 mnist:7v9@100pc fashion:7v9@100pc "
+    "mnist:3v8 fashion:2v4@100pc mnist:1v7@100pc fashion:1v8 mnist:2v5@100pc fashion:3v9"
+)
+QUICK_STREAM = (
+    "mnist:0-4@500pc fashion:0-4@500pc mnist:5v6@100pc fashion:5v6@100pc mnist:7v9@50pc "
+    "fashion:7v9@50pc mnist:3v8@100pc fashion:2v4@100pc mnist:1v7@50pc fashion:1v8@50pc"
+)
+
+
+def run_condition(
+    condition: str, seed: int, stream: list[str], plan: ClassificationPlan, data_dir: Path | None, root: Path
+) -> dict[str, Any]:
+    """One library learning ``stream`` task by task (pruned after each under ``prune_auto``)."""
+    library = Library.create(root / f"{condition}-seed{seed}")
+    prune = PruneSettings() if condition == "prune_auto" else None
+    after: list[dict[str, Any]] = []
+    for text in stream:
+        start = time.perf_counter()
+        learn_specs(
+            library,
+            [parse_spec(text)],
+            plans={plan.family: plan},
+            seed=seed,
+            device="cpu",
+            data_dir=data_dir,
+            prune=prune,
+        )
+        seconds = time.perf_counter() - start
+        library.refresh()
+        modules = library.modules()
+        tasks = library.tasks()
+        macs = [load_task_network(library, t.name).flops(tuple(t.details["input_shape"])) / 2 for t in tasks]
+        after.append(
+            {
+                "task": text,
+                "seconds": round(seconds, 3),
+                "library_modules": len(modules),
+                "library_params": sum(module_parameters(m) for m in modules),
+                "macs_per_task": statistics.mean(macs),
+                "prunes": sum(entry.kind == "prune" for entry in library.log()),
+            }
+        )
+    test_acc = {
+        t.name: evaluate_task(library, t.name, data_dir=data_dir)["test_acc"] for t in library.tasks()
+    }
+    changed = [t.name for t in library.tasks() if t.details.get("prunes")]
+    return {"after": after, "test_acc": [test_acc[text] for text in stream], "changed_tasks": changed}
+
+
+def seed_figures(run: dict[str, Any]) -> dict[str, float | None]:
+    last = run["after"][-1]
+    return {
+        "final_avg_test_acc": statistics.mean(run["test_acc"]),
+        "library_params": last["library_params"],
+        "library_modules": last["library_modules"],
+        "macs_per_task": last["macs_per_task"],
+        "seconds_per_task": statistics.mean(a["seconds"] for a in run["after"]),
+        "tasks_changed_by_pruning": len(run["changed_tasks"]),
+    }
+
+
+def bench_growth(
+    seeds: list[int],
+    budget: Budget,
+    data_dir: Path | None,
+    *,
+    quick: bool = False,
+    workers: int = 2,
+    report: Report = quiet,
+) -> BenchResult:
+    stream = (QUICK_STREAM if quick else STREAM).split()
+    plan = ClassificationPlan(budget)
+    stage = Stage(report, "bench growth (libraries)", len(seeds) * len(CONDITIONS))
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    runs: dict[str, dict[str, Any]] = {c: {} for c in CONDITIONS}
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lifelong-growth-")))
+        stack.enter_context(torch_threads(threads))
+        jobs = [(c, seed) for seed in seeds for c in CONDITIONS]
+        if workers:
+            spawn = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    workers, mp_context=spawn, initializer=start_worker, initargs=(threads, os.getpid())
+                )
+            )
+            futures = {job: pool.submit(run_condition, *job, stream, plan, data_dir, tmp) for job in jobs}
+            for (condition, seed), future in futures.items():
+                runs[condition][str(seed)] = future.result()
+                stage.advance(1, f"seed {seed}: {condition}")
+        else:
+            for condition, seed in jobs:
+                runs[condition][str(seed)] = run_condition(condition, seed, stream, plan, data_dir, tmp)
+                stage.advance(1, f"seed {seed}: {condition}")
+    results = {c: aggregate([seed_figures(run) for run in runs[c].values()]) for c in CONDITIONS}
+    reductions = [
+        1
+        - runs["prune_auto"][s]["after"][-1]["library_params"]
+        / runs["no_prune"][s]["after"][-1]["library_params"]
+        for s in runs["no_prune"]
+    ]
+    losses = [
+        100
+        * (
+            statistics.mean(runs["no_prune"][s]["test_acc"])
+            - statistics.mean(runs["prune_auto"][s]["test_acc"])
+        )
+        for s in runs["no_prune"]
+    ]
+    ratios = {
+        "param_reduction": statistics.mean(reductions),
+        "param_reduction_sd": statistics.stdev(reductions) if len(reductions) > 1 else 0.0,
+        "acc_loss_points": statistics.mean(losses),
+        "acc_loss_points_sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,
+    }
+    return results, ratios, {"stream": stream, "budget": budget.__dict__, "conditions": runs}
