@@ -675,7 +675,8 @@ def report_command(
     ctx: typer.Context,
     out_dir: ReportDirOpt = Path("report"),
     bench: Annotated[
-        list[Path] | None, typer.Option("--bench", help="A `lifelong bench streams` result (repeatable).")
+        list[Path] | None,
+        typer.Option("--bench", help="A `lifelong bench streams` or `bench growth` result (repeatable)."),
     ] = None,
     no_eval: NoEvalOpt = False,
     data_dir: DataDirOpt = None,
@@ -684,11 +685,11 @@ def report_command(
     """Pictures (PNG) and an index.html: the library's growth, module usage, learning curves and
     accuracy matrix; and, for each --bench file, its conditions side by side."""
     from lifelong.history import library_history
-    from lifelong.report import load_bench, write_report
+    from lifelong.report import load_result, write_report
 
     settings = _settings(ctx)
     for path in bench or []:
-        load_bench(path)  # a bad file fails now, before any evaluation
+        load_result(path)  # a bad file fails now, before any evaluation
     library = history = None
     if settings.library_path.exists() or not bench:
         library = settings.open()

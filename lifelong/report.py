@@ -18,7 +18,9 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure  # figures drawn with Agg, never through pyplot's global state
 
 from library_store import Library
-from lifelong.bench.streams import CONDITIONS, load_bench
+from lifelong.bench import read_result
+from lifelong.bench.growth import check_growth
+from lifelong.bench.streams import CONDITIONS, check_bench
 from lifelong.history import learning_curve
 
 DPI = 110
@@ -50,7 +52,7 @@ def write_report(
     """Write the pictures of ``history`` (with ``library``: its modules) and of every bench file,
     and ``index.html`` showing them; return the index's path. Bench files are read and checked
     before anything is written."""
-    benches = [(Path(path), load_bench(path)) for path in bench_files]
+    benches = [(Path(path), load_result(path)) for path in bench_files]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -61,6 +63,11 @@ def write_report(
     index = out / "index.html"
     index.write_text(_page(sections), encoding="utf-8")
     return index
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """A `lifelong bench streams` or `bench growth` result, checked (a one-line error if not)."""
+    return read_result(path, {"streams": check_bench, "growth": check_growth})
 
 
 # ---------------------------------------------------------------------------- a library
@@ -240,6 +247,8 @@ def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
 
 # ---------------------------------------------------------------------------- a bench result
 def bench_section(out: Path, prefix: str, path: Path, bench: dict[str, Any]) -> Section:
+    if bench["protocol"] == "growth":
+        return growth_section(out, prefix, path, bench)
     stream = bench["runs"]["stream"]
     conditions = bench["runs"]["conditions"]
     seeds = bench.get("seeds", [])
@@ -258,6 +267,52 @@ def bench_section(out: Path, prefix: str, path: Path, bench: dict[str, Any]) -> 
         _bench_accuracy(out, prefix, bench),
         _bench_params(out, prefix, bench),
         _bench_matrices(out, prefix, bench),
+    ]
+    return section
+
+
+def growth_section(out: Path, prefix: str, path: Path, bench: dict[str, Any]) -> Section:
+    """`lifelong bench growth`: the library's size and compute after each task, with and
+    without pruning (mean ± sd over seeds)."""
+    tasks, conditions = bench["runs"]["stream"], bench["runs"]["conditions"]
+    note = (
+        f"{path}: {len(tasks)} tasks, conditions {', '.join(conditions)}, seeds "
+        f"{', '.join(map(str, bench.get('seeds', [])))}; {bench.get('wall_s', 0):.0f} s"
+    )
+    panels = (
+        ("library_params", "library parameters"),
+        ("library_modules", "library modules"),
+        ("macs_per_task", "MACs per image, mean over tasks"),
+    )
+    x = np.arange(len(tasks))
+    fig = Figure(figsize=(max(7.0, 0.5 * len(tasks) + 4), 10), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for k, (condition, runs) in enumerate(conditions.items()):
+            values = np.array([[a[key] for a in run["after"]] for run in runs.values()], dtype=float)
+            mean = values.mean(axis=0)
+            sd = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(mean)
+            ax.plot(x, mean, marker=MARKERS[k], linestyle=STYLES[k], label=condition, color=f"C{k}")
+            ax.fill_between(x, mean - sd, mean + sd, color=f"C{k}", alpha=0.15)
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("The library after each task, with and without `learn --prune auto`")
+    axes[0].legend(fontsize=8)
+    _task_ticks(axes[-1], tasks)
+    file = _save(fig, out, f"{prefix}-growth.png")
+    results = bench["results"]
+    keys = sorted({k for values in results.values() for k in values})
+    tables = [
+        _table(["condition", *keys], [[c, *(results[c].get(k) for k in keys)] for c in results]),
+        _table(["ratio", "value"], [[k, v] for k, v in bench.get("ratios", {}).items()]),
+    ]
+    caption = (
+        "Lines: mean over seeds; bands: ± sd. Tables: final figures per condition, and the goal's ratios."
+    )
+    section = Section(f"Bench: {path.name}", note)
+    section.pictures = [
+        Picture(file, "(g) Library size over time, with and without pruning", caption, tables)
     ]
     return section
 

@@ -17,7 +17,7 @@ from test_history import TASKS, build_library
 from library_store import Library
 from lifelong.errors import LifelongError
 from lifelong.history import library_history
-from lifelong.report import load_bench, mean_matrix, write_report
+from lifelong.report import load_result, mean_matrix, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +141,7 @@ def test_text_from_files_is_escaped(tmp_path: Path) -> None:
     [
         ("{not json", "is not JSON"),
         (json.dumps({"protocol": "smart-mnist"}), "protocol 'smart-mnist'"),
-        (json.dumps([1, 2]), "not a `lifelong bench streams` result"),
+        (json.dumps([1, 2]), "not a `lifelong bench streams` or `lifelong bench growth` result"),
         (json.dumps({"protocol": "streams"}), "malformed"),
     ],
 )
@@ -160,7 +160,7 @@ def test_a_matrix_that_is_not_lower_triangular_is_refused(tmp_path: Path) -> Non
     path = tmp_path / "x.json"
     path.write_text(json.dumps(bench))
     with pytest.raises(LifelongError, match="malformed: R\\[0\\]\\[1\\] must be None"):
-        load_bench(path)
+        load_result(path)
 
 
 def test_conditions_that_ran_other_seeds_are_refused(tmp_path: Path) -> None:
@@ -169,7 +169,50 @@ def test_conditions_that_ran_other_seeds_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text(json.dumps(bench))
     with pytest.raises(LifelongError, match="malformed: condition 'pnn' ran other seeds than the rest"):
-        load_bench(path)
+        load_result(path)
+
+
+def fake_growth(tasks: int = 4, seeds: int = 3) -> dict:
+    """A `bench growth` result: the pruned library loses a module every second task."""
+    rng = np.random.default_rng(0)
+
+    def run(pruned: bool) -> dict:
+        after = [
+            {"library_params": 1000 * (k + 1) - (300 * (k // 2) if pruned else 0),
+             "library_modules": k + 1 - (k // 2 if pruned else 0), "macs_per_task": 5e5 + k}
+            for k in range(tasks)
+        ]  # fmt: skip
+        return {"after": after, "test_acc": list(rng.uniform(0.9, 1.0, tasks)), "changed_tasks": []}
+
+    conditions = {
+        c: {str(s): run(c == "prune_auto") for s in range(seeds)} for c in ("no_prune", "prune_auto")
+    }
+    return {
+        "protocol": "growth",
+        "seeds": list(range(seeds)),
+        "results": {c: {"library_params": 1.0} for c in conditions},
+        "ratios": {"param_reduction": 0.3, "acc_loss_points": 0.1},
+        "runs": {"stream": [f"mnist:{k}v9" for k in range(tasks)], "conditions": conditions},
+    }
+
+
+def test_a_growth_result_draws_the_library_over_time_with_and_without_pruning(tmp_path: Path) -> None:
+    path = tmp_path / "growth.json"
+    path.write_text(json.dumps(fake_growth()))
+    index = write_report(tmp_path / "out", bench_files=[path])
+    (picture,) = assert_valid_pictures(index)
+    assert "growth" in picture
+    page = index.read_text()
+    assert "param_reduction" in page and "no_prune" in page and "prune_auto" in page
+
+
+def test_a_growth_result_whose_conditions_ran_other_seeds_is_refused(tmp_path: Path) -> None:
+    bench = fake_growth()
+    del bench["runs"]["conditions"]["prune_auto"]["1"]
+    path = tmp_path / "growth.json"
+    path.write_text(json.dumps(bench))
+    with pytest.raises(LifelongError, match="malformed: condition 'prune_auto' ran other seeds"):
+        load_result(path)
 
 
 # ---------------------------------------------------------------------------- with a library

@@ -8,6 +8,7 @@ and wall time).
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from agents import Report, quiet
+from library_store import first_line
+from lifelong.errors import LifelongError
 from lifelong.reports import to_json
 from lifelong.runner import command_line
 
@@ -107,3 +110,25 @@ def run(
     path = out_dir / (file_name or f"{protocol}.json")
     path.write_text(to_json(report) + "\n")
     return report, path
+
+
+def read_result(path: str | Path, protocols: dict[str, Callable[[dict[str, Any]], None]]) -> dict[str, Any]:
+    """A benchmark result file of one of ``protocols`` (name → its checker, which raises
+    KeyError, TypeError, ValueError or IndexError on a malformed result); a one-line error if it
+    is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise LifelongError(f"cannot read bench file {path}: {error.strerror or first_line(error)}") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise LifelongError(f"bench file {path} is not JSON ({first_line(error)})") from None
+    protocol = data.get("protocol") if isinstance(data, dict) else None
+    if protocol not in protocols:
+        names = " or ".join(f"`lifelong bench {name}`" for name in protocols)
+        raise LifelongError(f"bench file {path} is not a {names} result (protocol {protocol!r})")
+    try:
+        protocols[protocol](data)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise LifelongError(f"bench file {path} is malformed: {first_line(error)}") from None
+    return data

@@ -150,3 +150,21 @@ def bench_growth(
         "acc_loss_points_sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,
     }
     return results, ratios, {"stream": stream, "budget": budget.__dict__, "conditions": runs}
+
+
+def check_growth(data: dict[str, Any]) -> None:
+    """Raise if ``data`` is not a well-formed growth result."""
+    stream, conditions = data["runs"]["stream"], data["runs"]["conditions"]
+    if not stream or set(conditions) != set(CONDITIONS):
+        raise ValueError(f"needs tasks and the conditions {', '.join(CONDITIONS)}")
+    seeds = set(conditions[CONDITIONS[0]])
+    for condition, runs in conditions.items():
+        if not runs or set(runs) != seeds:
+            raise ValueError(f"condition {condition!r} ran other seeds than the rest")
+        for seed, run in runs.items():
+            if len(run["after"]) != len(stream) or len(run["test_acc"]) != len(stream):
+                raise ValueError(f"{condition} seed {seed}: not one record per task")
+            for after in run["after"]:
+                for key in ("library_params", "library_modules", "macs_per_task"):
+                    if not isinstance(after[key], int | float):
+                        raise ValueError(f"{condition} seed {seed}: {key} is not a number")

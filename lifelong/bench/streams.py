@@ -11,7 +11,6 @@ are recorded per task.
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import statistics
@@ -31,7 +30,7 @@ from agents import Report, quiet
 from agents.classification.training import accuracy
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData
 from library_store import Library, first_line
-from lifelong.bench import BenchResult, Stage
+from lifelong.bench import BenchResult, Stage, read_result
 from lifelong.bench.controls import (
     Agent,
     Blueprint,
@@ -448,26 +447,11 @@ def merge_seeds(benches: list[tuple[Path, dict[str, Any]]]) -> tuple[BenchResult
 
 def load_bench(path: str | Path) -> dict[str, Any]:
     """A ``lifelong bench streams`` result, checked; a one-line error if it is not one."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise LifelongError(f"cannot read bench file {path}: {error.strerror or first_line(error)}") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise LifelongError(f"bench file {path} is not JSON ({first_line(error)})") from None
-    if not isinstance(data, dict) or data.get("protocol") != "streams":
-        protocol = data.get("protocol") if isinstance(data, dict) else None
-        raise LifelongError(
-            f"bench file {path} is not a `lifelong bench streams` result (protocol {protocol!r})"
-        )
-    try:
-        _check_bench(data)
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise LifelongError(f"bench file {path} is malformed: {first_line(error)}") from None
-    return data
+    return read_result(path, {"streams": check_bench})
 
 
-def _check_bench(data: dict[str, Any]) -> None:
+def check_bench(data: dict[str, Any]) -> None:
+    """Raise if ``data`` is not a well-formed stream result."""
     stream, conditions = data["runs"]["stream"], data["runs"]["conditions"]
     size = len(stream["tasks"])
     if not size or not isinstance(conditions, dict) or not conditions:
