@@ -840,19 +840,26 @@ def bench_growth(
     workers: Annotated[
         int, typer.Option(help="Processes learning the libraries (0: all in this process).", min=0)
     ] = 2,
+    tolerance: Annotated[float | None, typer.Option(help="The prune's --tolerance.")] = None,
+    similarity: Annotated[float | None, typer.Option(help="The prune's --similarity.")] = None,
+    share: Annotated[float | None, typer.Option(help="The prune's --share.")] = None,
+    refit_steps: Annotated[int | None, typer.Option(help="The prune's --refit-steps.")] = None,
 ) -> None:
     """The library's size over a stream of ≥ 10 MNIST and Fashion-MNIST tasks, with and without
-    `learn --prune auto`: modules, parameters, compute per task, final accuracy (CPU)."""
+    `learn --prune auto` (`lifelong prune`'s defaults unless given): modules, parameters, compute
+    per task, final accuracy (CPU)."""
     from lifelong.bench.growth import bench_growth as body
     from lifelong.bench.streams import QUICK
     from lifelong.classification import budget_for
+    from lifelong.prune import prune_settings
 
+    chosen = prune_settings(tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps)
     seed_list = _int_list(seeds, "--seeds")
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
     file_name = f"growth{'-quick' if quick else ''}.json"
 
     def run(report: Callable[..., None]) -> Any:
-        return body(seed_list, preset, data_dir, quick=quick, workers=workers, report=report)
+        return body(seed_list, preset, chosen, data_dir, quick=quick, workers=workers, report=report)
 
     _bench(ctx, "growth", run, seed_list, "cpu", results_dir, file_name)
 

@@ -44,11 +44,17 @@ QUICK_STREAM = (
 
 
 def run_condition(
-    condition: str, seed: int, stream: list[str], plan: ClassificationPlan, data_dir: Path | None, root: Path
+    condition: str,
+    seed: int,
+    stream: list[str],
+    plan: ClassificationPlan,
+    settings: PruneSettings,
+    data_dir: Path | None,
+    root: Path,
 ) -> dict[str, Any]:
     """One library learning ``stream`` task by task (pruned after each under ``prune_auto``)."""
     library = Library.create(root / f"{condition}-seed{seed}")
-    prune = PruneSettings() if condition == "prune_auto" else None
+    prune = settings if condition == "prune_auto" else None
     after: list[dict[str, Any]] = []
     for text in stream:
         start = time.perf_counter()
@@ -98,6 +104,7 @@ def seed_figures(run: dict[str, Any]) -> dict[str, float | None]:
 def bench_growth(
     seeds: list[int],
     budget: Budget,
+    settings: PruneSettings,
     data_dir: Path | None,
     *,
     quick: bool = False,
@@ -120,13 +127,17 @@ def bench_growth(
                     workers, mp_context=spawn, initializer=start_worker, initargs=(threads, os.getpid())
                 )
             )
-            futures = {job: pool.submit(run_condition, *job, stream, plan, data_dir, tmp) for job in jobs}
+            futures = {
+                job: pool.submit(run_condition, *job, stream, plan, settings, data_dir, tmp) for job in jobs
+            }
             for (condition, seed), future in futures.items():
                 runs[condition][str(seed)] = future.result()
                 stage.advance(1, f"seed {seed}: {condition}")
         else:
             for condition, seed in jobs:
-                runs[condition][str(seed)] = run_condition(condition, seed, stream, plan, data_dir, tmp)
+                runs[condition][str(seed)] = run_condition(
+                    condition, seed, stream, plan, settings, data_dir, tmp
+                )
                 stage.advance(1, f"seed {seed}: {condition}")
     results = {c: aggregate([seed_figures(run) for run in runs[c].values()]) for c in CONDITIONS}
     reductions = [
@@ -149,7 +160,8 @@ def bench_growth(
         "acc_loss_points": statistics.mean(losses),
         "acc_loss_points_sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,
     }
-    return results, ratios, {"stream": stream, "budget": budget.__dict__, "conditions": runs}
+    runs_out = {"stream": stream, "budget": budget.__dict__, "prune": settings.__dict__, "conditions": runs}
+    return results, ratios, runs_out
 
 
 def check_growth(data: dict[str, Any]) -> None:

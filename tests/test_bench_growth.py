@@ -1,0 +1,46 @@
+"""`lifelong bench growth` end to end on real MNIST at a tiny budget: both libraries learn the
+stream task by task, the pruned one differs only where a prune committed, and the result reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import TINY_BUDGET
+
+from agents.classification.pruning import PruneSettings
+from lifelong import bench
+from lifelong.bench import growth
+from lifelong.report import load_result
+
+pytestmark = pytest.mark.slow
+
+
+def test_both_libraries_learn_the_stream_and_differ_only_where_a_prune_committed(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(growth, "QUICK_STREAM", "mnist:0v1@20pc mnist:2v3@20pc mnist:4v5@20pc")
+    settings = PruneSettings(similarity=0.0, share=0.4, refit_steps=5)  # prunes whatever it may
+
+    def body(report):
+        return growth.bench_growth([0], TINY_BUDGET, settings, data_dir, quick=True, workers=0, report=report)
+
+    result, path = bench.run("growth", body, seeds=[0], device="cpu", out_dir=tmp_path)
+    assert load_result(path)["protocol"] == "growth"
+    runs = result["runs"]["conditions"]
+    plain, pruned = runs["no_prune"]["0"], runs["prune_auto"]["0"]
+    assert [a["task"] for a in plain["after"]] == result["runs"]["stream"] == growth.QUICK_STREAM.split()
+    assert all(a["prunes"] == 0 for a in plain["after"])
+    params = [a["library_params"] for a in plain["after"]]
+    assert params == sorted(params) and params[0] > 0, "without pruning the library only grows"
+    assert all(0 < acc <= 1 for acc in plain["test_acc"] + pruned["test_acc"])
+    first_prune = next((i for i, a in enumerate(pruned["after"]) if a["prunes"]), len(pruned["after"]))
+    strip = lambda a: {k: v for k, v in a.items() if k != "seconds"}  # noqa: E731
+    assert [strip(a) for a in pruned["after"][:first_prune]] == [
+        strip(a) for a in plain["after"][:first_prune]
+    ]
+    if first_prune < len(pruned["after"]):
+        assert pruned["after"][first_prune]["library_params"] <= plain["after"][first_prune]["library_params"]
+    assert set(result["ratios"]) >= {"param_reduction", "acc_loss_points"}
+    assert json.loads(path.read_text())["runs"]["prune"]["share"] == 0.4
