@@ -196,3 +196,39 @@ def test_a_merge_that_costs_a_task_more_than_the_tolerance_is_refused_for_it(lib
     assert library.task("x") == before[1]
     assert all(np.array_equal(before[0].probe[k], library.task_arrays("x").probe[k]) for k in before[0].probe)
     assert library.log()[0].kind != "prune", "nothing changed, nothing committed"
+
+
+def test_a_task_keeps_the_edits_within_tolerance_and_refuses_the_rest(library: Library) -> None:
+    """Task ``w`` mixes an exact copy of copy-0 with copy-1; both merge into copy-0 (which x and y
+    use). Together they blind w; one at a time, the copy's merge costs nothing and is kept, and
+    copy-1's is refused."""
+    kept, blinding = comparing_library(library)
+    tensors, record = library.module_tensors(kept), library.module(kept)
+    with library.transaction("copy") as tx:
+        copy = tx.add_module(
+            "conv", tensors, created_by="w", config=record.config, signature=record.signature
+        ).id
+    members = {i: Member.stored(library.module(i), library.module_tensors(i)) for i in (copy, blinding)}
+    w = comparing_network([members[copy], members[blinding]], [1.0, 1.0])
+    data = bigger_channel_problem().data
+    details = library.task("x").details
+    with library.transaction("w") as tx:
+        tx.add_task(
+            TaskRecord("w", "classification", "w", [[copy, blinding]], details=details, seed=0),
+            own_arrays(w, data.val_x[:8], data.val_y[:8], CPU),
+        )
+    settings = PruneSettings(similarity=0.0, share=0.0, refit_steps=0)
+    with library.transaction("prune", kind="prune") as tx:
+        plan = plan_prune(library, settings, BUDGET, lambda record: data)
+        apply_prune(plan, library, tx)
+    assert [(m.dropped, m.survivor) for m in plan.merges] == [(copy, kept), (blinding, kept)]
+    change = next(c for c in plan.changes if c.task == "w")
+    assert change.accepted and change.merged == {copy: kept}
+    assert [a["cost_points"] > 0.5 for a in change.attempts] == [
+        True,
+        False,
+        True,
+    ]  # all; copy; copy + copy-1
+    assert library.task("w").layers == [[kept, blinding]]
+    assert accuracy(load_task_network(library, "w"), data.test_x, data.test_y, CPU) == 1.0
+    assert copy not in {m.id for m in library.modules()} and blinding in {m.id for m in library.modules()}

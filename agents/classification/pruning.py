@@ -12,8 +12,8 @@ library's compute falls as well as rises. Over the stored image tasks:
                       is dropped and its users are re-pointed to the survivor
     3. verification   every changed task re-fits its own parameters (α/β, readout) on its own
                       training data and is re-evaluated on validation and test; a change costing
-                      more than ``tolerance`` points on either is refused for that task (then
-                      merges alone, then soft pruning alone, are tried), which keeps its modules
+                      more than ``tolerance`` points on either is refused for that task, and its
+                      edits are tried one at a time, each kept only if the task stays within it
     4. removal        modules no task uses any more leave the library (older snapshots keep them)
 
 Untouched tasks are not rewritten, so their outputs stay bit-identical. A task whose data cannot
@@ -187,7 +187,7 @@ def plan_prune(
         except Exception as error:  # the task's data are gone: it keeps its modules
             unchanged[name] = f"its data cannot be reloaded ({str(error).splitlines()[0]})"
             continue
-        changes.append(_verify(task, change, merges, members, data, settings, budget, device, report))
+        changes.append(_verify(task, change, members, data, settings, budget, device, report))
     used = {i for record in library.tasks() for i in record.module_ids if record.name not in stored}
     for name, task in stored.items():
         accepted = next((c for c in changes if c.task == name and c.accepted), None)
@@ -273,6 +273,7 @@ def _propose(task: _Stored, merges: list[Merge], share: float) -> TaskChange | N
                 merged[str(member.library_id)] = replaced[member.library_id]
     if not dropped and not merged:
         return None
+    merged = {m.dropped: m.survivor for m in merges if m.dropped in merged}  # most alike first
     return TaskChange(task.record.name, dropped, merged, before={})
 
 
@@ -300,16 +301,16 @@ def _edited(task: _Stored, dropped: set[str], merged: dict[str, str], members: d
 def _verify(
     task: _Stored,
     change: TaskChange,
-    merges: list[Merge],
-    members: dict,
+    members: dict[str, Member],
     data: TaskData,
     settings: PruneSettings,
     budget: Budget,
     device: torch.device,
     report: Report,
 ) -> TaskChange:
-    """Step 3: re-fit and re-evaluate the change, then merges alone, then soft pruning alone;
-    the first within ``tolerance`` is accepted."""
+    """Step 3: the whole change, re-fitted and re-evaluated; if it costs more than
+    ``tolerance``, its edits one at a time (merges most alike first, then soft drops smallest
+    share first), each kept only if the task, with the edits kept so far, stays within it."""
 
     def scores(network: TaskNetwork) -> dict[str, float]:
         return {
@@ -317,22 +318,17 @@ def _verify(
             "test_acc": accuracy(network, data.test_x, data.test_y, device),
         }
 
-    change.before = scores(task.network)
-    variants = [(set(change.dropped), change.merged), (set(), change.merged), (set(change.dropped), {})]
-    seen = []
-    for dropped, merged in variants:
-        if (not dropped and not merged) or (dropped, merged) in seen:
-            continue
-        seen.append((dropped, merged))
+    def attempt(edits: list[tuple[str, str]]) -> tuple[TaskNetwork, dict[str, float], float]:
+        dropped = {module for kind, module in edits if kind == "drop"}
+        merged = {module: change.merged[module] for kind, module in edits if kind == "merge"}
         network = _edited(task, dropped, merged, members).to(device)
         if settings.refit_steps:
-            generator = torch.Generator().manual_seed(task.record.seed or 0)
             train(
                 network,
                 network.scale_parameters() + list(network.head.parameters()),
                 data,
                 budget.train_config(settings.refit_steps, change.before["val_acc"]),
-                generator=generator,
+                generator=torch.Generator().manual_seed(task.record.seed or 0),
                 device=device,
                 report=report,
                 label=f"re-fit {task.record.name}",
@@ -342,12 +338,25 @@ def _verify(
         change.attempts.append(
             {"dropped": sorted(dropped), "merged": merged, **after, "cost_points": round(cost, 4)}
         )
-        change.after = change.after or after
-        if cost <= settings.tolerance:
-            change.dropped = {i: s for i, s in change.dropped.items() if i in dropped}
-            change.merged = merged
-            change.after, change.accepted, change.network = after, True, network.eval()
-            return change
+        return network.eval(), after, cost
+
+    change.before = scores(task.network)
+    edits = [("merge", module) for module in change.merged]  # in the merges' order: most alike first
+    edits += [("drop", module) for module in sorted(change.dropped, key=change.dropped.__getitem__)]
+    kept: list[tuple[str, str]] = []
+    network, after, cost = attempt(edits)
+    change.after = after
+    if cost <= settings.tolerance:
+        kept = edits
+    elif len(edits) > 1:
+        for edit in edits:
+            trial, trial_after, trial_cost = attempt([*kept, edit])
+            if trial_cost <= settings.tolerance:
+                kept, network, after = [*kept, edit], trial, trial_after
+    if kept:
+        change.dropped = {m: s for m, s in change.dropped.items() if ("drop", m) in kept}
+        change.merged = {m: s for m, s in change.merged.items() if ("merge", m) in kept}
+        change.after, change.accepted, change.network = after, True, network
     return change
 
 
