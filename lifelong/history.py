@@ -3,7 +3,9 @@ and added, and the accuracy matrix over them (``lifelong metrics``).
 
 A committed task never changes (its modules are frozen, its α/β and head its own), so the row of
 the matrix after task ``i`` holds the accuracies stored at learning time; only the last row is
-measured now, by re-evaluating every task. Backward transfer is then 0 for an intact library.
+measured now, by re-evaluating every task. Backward transfer is then 0 for an intact library;
+only a prune (``lifelong prune``, within its tolerance) may move it, and its record keeps the
+accuracy the task had when learned.
 """
 
 from __future__ import annotations
@@ -44,13 +46,15 @@ def library_history(
         stored = record.metrics.get("test_acc")
         if stored is None:
             raise LifelongError(f"task {name!r} has no stored test accuracy")
+        prunes = record.details.get("prunes", [])
+        learned = prunes[0]["before"]["test_acc"] if prunes else stored  # a prune re-fit it since
         rows.append(
             {
                 "name": name,
                 "spec": record.spec,
                 "phase": record.metrics.get("phase"),
                 "status": record.status,
-                "test_acc_stored": stored,
+                "test_acc_stored": learned,
                 "test_acc_now": _accuracy_now(library, name, data_dir, device) if evaluate else stored,
                 "evaluated": evaluate,
                 "own_parameters": own_parameters(library, name),

@@ -45,7 +45,16 @@ def store_copy(library: Library, source: str, name: str, replace_first: dict[str
         ).id
         layers = [[new, *record.layers[0][1:]], *record.layers[1:]]
         tx.add_task(
-            TaskRecord(name, "classification", record.spec, layers, details=record.details, seed=0), arrays
+            TaskRecord(
+                name,
+                "classification",
+                record.spec,
+                layers,
+                metrics=record.metrics,
+                details=record.details,
+                seed=0,
+            ),
+            arrays,
         )
     network = load_task_network(library, name)  # the copy's own probe: its logits with the copy
     probe = arrays.probe

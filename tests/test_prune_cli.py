@@ -81,6 +81,11 @@ def test_prune_commits_once_and_restore_undoes_it(library: Path) -> None:
     evaluated = json.loads(run_cli("--json", "eval", changed.name, library=library).stdout)
     assert evaluated["probe_logits_identical"] and evaluated["test_acc_matches"], "its new record holds"
     assert run_cli("check", library=library).returncode == 0
+    history = json.loads(run_cli("--json", "metrics", "--no-eval", library=library).stdout)
+    row = next(r for r in history["tasks"] if r["name"] == changed.name)
+    record = changed.details["prunes"][0]
+    assert row["test_acc_stored"] == record["before"]["test_acc"], "counted at its accuracy when learned"
+    assert row["test_acc_now"] == changed.metrics["test_acc"] == record["after"]["test_acc"]
     again = json.loads(prune(library).stdout)
     assert not again["committed"] and again["merges"] == [], "a pruned library has nothing left to prune"
     assert run_cli("restore", "before-prune", library=library).returncode == 0
