@@ -435,6 +435,10 @@ def prune(
     refit_steps: Annotated[
         int | None, typer.Option(help="Steps re-fitting a changed task's α/β and readout (200).")
     ] = None,
+    measure: Annotated[
+        str | None,
+        typer.Option(help="l2: outputs' normalised L2; js: |γ|-weighted JS divergence of BN outputs (l2)."),
+    ] = None,
     budget: BudgetOpt = "quick",
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
@@ -449,7 +453,9 @@ def prune(
     from lifelong.prune import prune_settings
 
     settings = _settings(ctx)
-    chosen = prune_settings(tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps)
+    chosen = prune_settings(
+        tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
+    )
     library = settings.open()
     with _progress(settings) as report:
         result = run_prune(

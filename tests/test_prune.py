@@ -15,7 +15,13 @@ from test_classification_agent import bigger_channel_problem, channel_copy, comp
 from agents.classification.agent import load_task_network, own_arrays
 from agents.classification.modules import LAYER, Head, Member, to_tensors
 from agents.classification.network import MixedLayer, TaskNetwork
-from agents.classification.pruning import PruneSettings, apply_prune, plan_prune, similarity
+from agents.classification.pruning import (
+    PruneSettings,
+    apply_prune,
+    channel_similarity,
+    plan_prune,
+    similarity,
+)
 from agents.classification.training import accuracy
 from agents.task import TaskData, TaskSpec
 from library_store import Library, TaskRecord
@@ -91,8 +97,22 @@ def test_similarity_is_one_for_equal_outputs_and_falls_with_their_distance() -> 
     assert 1.0 > similarity(a, a * 1.01) > similarity(a, a * 1.5) > similarity(a, torch.zeros_like(a)) == 0.0
 
 
+def test_channel_similarity_weighs_channels_by_gamma() -> None:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(40, 2, 3, 3, generator=generator)
+    b = a.clone()
+    b[:, 1] = -b[:, 1] * 3  # channel 1 disagrees
+    ones = torch.ones(2)
+    assert channel_similarity(a, a.clone(), ones, ones) == 1.0
+    both = channel_similarity(a, b, ones, ones)
+    assert 0 < both < 1
+    assert channel_similarity(a, b, torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0])) == 1.0  # silenced
+    assert channel_similarity(a, b, torch.tensor([0.1, 1.0]), torch.tensor([0.1, 1.0])) < both
+
+
+@pytest.mark.parametrize("measure", ["l2", "js"])
 def test_an_exact_and_a_near_duplicate_merge_into_one_and_every_task_keeps_its_accuracy(
-    duplicated: tuple[Library, dict[str, str]],
+    duplicated: tuple[Library, dict[str, str]], measure: str
 ) -> None:
     library, ids = duplicated
     others = [m.id for m in library.modules() if m.id not in ids.values()]
@@ -100,7 +120,7 @@ def test_an_exact_and_a_near_duplicate_merge_into_one_and_every_task_keeps_its_a
         t.name: accuracy(load_task_network(library, t.name), *halves_pair(library, t.name), CPU)
         for t in library.tasks()
     }
-    settings = PruneSettings(share=0.0, refit_steps=20)
+    settings = PruneSettings(share=0.0, refit_steps=20, measure=measure)
     with library.transaction("prune", kind="prune") as tx:
         plan = plan_prune(library, settings, BUDGET, halves_data)
         apply_prune(plan, library, tx)

@@ -7,7 +7,9 @@ library's compute falls as well as rises. Over the stored image tasks:
                       ``share`` leaves that task (the layer's largest share always stays)
     2. redundancy     modules of one layer with the same signature are run on the inputs the
                       stored tasks feed that layer (their probe images carried up their own
-                      paths); similarity = 1 − ‖a − b‖ / (‖a‖ + ‖b‖), in [0, 1]; pairs at least
+                      paths); similarity = 1 − ‖a − b‖ / (‖a‖ + ‖b‖), in [0, 1] (or, with
+                      ``measure="js"``, 1 − the |γ|-weighted Jensen–Shannon divergence of their
+                      sigmoid BatchNorm outputs, channel by channel); pairs at least
                       ``similarity`` alike merge, most alike first: the module fewer tasks use
                       is dropped and its users are re-pointed to the survivor
     3. verification   every changed task re-fits its own parameters (α/β, readout) on its own
@@ -23,6 +25,7 @@ be reloaded is never changed. Atari tasks are not changed either; their modules 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -44,6 +47,8 @@ from agents.classification.training import accuracy, as_input, in_batches, train
 from agents.task import TaskData
 from library_store import Library, TaskArrays, TaskRecord, Transaction
 
+MEASURES = ("l2", "js")
+
 
 @dataclass(frozen=True)
 class PruneSettings:
@@ -53,6 +58,7 @@ class PruneSettings:
     similarity: float = 0.95  # modules at least this alike are merged
     share: float = 0.05  # soft pruning: a module below this share of its layer leaves the task
     refit_steps: int = 200  # steps re-fitting a changed task's α/β and readout (0: none)
+    measure: str = "l2"  # what "alike" means: normalised L2 of outputs, or "js" (see channel_similarity)
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerance <= 100:
@@ -61,6 +67,8 @@ class PruneSettings:
             raise ValueError(f"--similarity must lie in [0, 1], got {self.similarity:g}")
         if not 0 <= self.share < 1:
             raise ValueError(f"--share must lie in [0, 1), got {self.share:g}")
+        if self.measure not in MEASURES:
+            raise ValueError(f"--measure must be one of {', '.join(MEASURES)}, not {self.measure!r}")
         if self.refit_steps < 0:
             raise ValueError(f"--refit-steps must be at least 0, got {self.refit_steps}")
 
@@ -148,6 +156,48 @@ def similarity(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if total == 0 else 1.0 - float((a - b).norm()) / total
 
 
+@torch.no_grad()
+def channel_similarity(
+    a: torch.Tensor, b: torch.Tensor, gamma_a: torch.Tensor, gamma_b: torch.Tensor
+) -> float:
+    """1 − the importance-weighted channel divergence of two modules' BatchNorm outputs ``a``,
+    ``b`` (N, C, H, W): each unit's sigmoid read as a Bernoulli probability, the Jensen–Shannon
+    divergence of the two per unit (in bits, so in [0, 1]) averaged per channel, and the channels
+    weighted by their mean |γ| (a channel BatchNorm silences matters little)."""
+    p, q = torch.sigmoid(a.double()), torch.sigmoid(b.double())
+    m = (p + q) / 2
+
+    def kl(x: torch.Tensor) -> torch.Tensor:  # KL(Bernoulli(x) ‖ Bernoulli(m)); 0·log 0 = 0
+        return torch.xlogy(x, x / m) + torch.xlogy(1 - x, (1 - x) / (1 - m))
+
+    per_channel = ((kl(p) + kl(q)) / (2 * math.log(2))).mean(dim=(0, 2, 3))
+    weight = (gamma_a.abs() + gamma_b.abs()).double()
+    weight = weight / weight.sum() if weight.sum() > 0 else torch.full_like(weight, 1 / len(weight))
+    return float(1 - (weight * per_channel).sum().clamp(0, 1))
+
+
+def module_signal(member: Member, inputs: torch.Tensor, measure: str) -> torch.Tensor:
+    """What a module's similarity is measured on: its outputs (``l2``) or its BatchNorm's outputs
+    before the nonlinearity (``js``, caught by a forward hook)."""
+    module = member.module.eval()
+    if measure == "l2":
+        return in_batches(module, inputs)
+    caught: list[torch.Tensor] = []
+    handle = module.bn.register_forward_hook(lambda _, __, output: caught.append(output.cpu()))
+    try:
+        in_batches(module, inputs)
+    finally:
+        handle.remove()
+    return torch.cat(caught)
+
+
+def alike(a: Member, b: Member, signals: dict[str, torch.Tensor], measure: str) -> float:
+    x, y = signals[str(a.library_id)], signals[str(b.library_id)]
+    if measure == "l2":
+        return similarity(x, y)
+    return channel_similarity(x, y, a.module.bn.weight.detach().cpu(), b.module.bn.weight.detach().cpu())
+
+
 def plan_prune(
     library: Library,
     settings: PruneSettings,
@@ -175,7 +225,7 @@ def plan_prune(
         stored[record.name] = _Stored(record, arrays, network.to(device).eval())
     modules = {m.id: m for m in library.modules()}
     users = {i: {name for name, s in stored.items() if i in s.record.module_ids} for i in modules}
-    merges, pairs = find_merges(layers, stored, users, settings.similarity, device)
+    merges, pairs = find_merges(layers, stored, users, settings.similarity, settings.measure, device)
     changes = []
     for name, task in stored.items():
         change = _propose(task, merges, settings.share)
@@ -210,6 +260,7 @@ def find_merges(
     stored: dict[str, _Stored],
     users: dict[str, set[str]],
     threshold: float,
+    measure: str,
     device: torch.device,
 ) -> tuple[list[Merge], list[dict[str, Any]]]:
     """Step 2: the merges (most alike first; a dropped module merges no further), and the ten
@@ -219,14 +270,14 @@ def find_merges(
         inputs = _layer_inputs(index, stored, device)
         if inputs is None:
             continue
-        outputs = {}
+        signals: dict[str, torch.Tensor] = {}
         for a, b in itertools.combinations(layer, 2):
             if a.signature != b.signature:
                 continue
             for m in (a, b):
-                if m.library_id not in outputs:
-                    outputs[m.library_id] = in_batches(m.module.eval(), inputs)
-            value = similarity(outputs[a.library_id], outputs[b.library_id])
+                if str(m.library_id) not in signals:
+                    signals[str(m.library_id)] = module_signal(m, inputs, measure)
+            value = alike(a, b, signals, measure)
             candidates.append((value, index, str(a.library_id), str(b.library_id)))
     candidates.sort(key=lambda c: (-c[0], c[1], c[2], c[3]))
     merges: list[Merge] = []
