@@ -850,6 +850,7 @@ def bench_growth(
     similarity: Annotated[float | None, typer.Option(help="The prune's --similarity.")] = None,
     share: Annotated[float | None, typer.Option(help="The prune's --share.")] = None,
     refit_steps: Annotated[int | None, typer.Option(help="The prune's --refit-steps.")] = None,
+    measure: Annotated[str | None, typer.Option(help="The prune's --measure.")] = None,
 ) -> None:
     """The library's size over a stream of ≥ 10 MNIST and Fashion-MNIST tasks, with and without
     `learn --prune auto` (`lifelong prune`'s defaults unless given): modules, parameters, compute
@@ -859,7 +860,9 @@ def bench_growth(
     from lifelong.classification import budget_for
     from lifelong.prune import prune_settings
 
-    chosen = prune_settings(tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps)
+    chosen = prune_settings(
+        tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
+    )
     seed_list = _int_list(seeds, "--seeds")
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
     file_name = f"growth{'-quick' if quick else ''}.json"
