@@ -417,28 +417,36 @@ def _show_learned(settings: Settings, records: list[Any], title: str) -> None:
             )
 
 
+# `lifelong prune`'s settings (also `bench growth`'s); None: PruneSettings' default
+ToleranceOpt = Annotated[
+    float | None, typer.Option(help="Points of val or test accuracy a changed task may lose (0.5).")
+]
+SimilarityOpt = Annotated[
+    float | None, typer.Option(help="Merge modules at least this alike: 1 − ‖a−b‖/(‖a‖+‖b‖) (0.95).")
+]
+ShareOpt = Annotated[
+    float | None, typer.Option(help="Soft pruning: a module below this |α·β| share leaves a task (0.05).")
+]
+RefitStepsOpt = Annotated[
+    int | None, typer.Option(help="Steps re-fitting a changed task's α/β and readout (200).")
+]
+MeasureOpt = Annotated[
+    str | None,
+    typer.Option(help="l2: outputs' normalised L2; js: |γ|-weighted JS divergence of BN outputs (l2)."),
+]
+
+
 @app.command()
 def prune(
     ctx: typer.Context,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would change; change nothing.")
     ] = False,
-    tolerance: Annotated[
-        float | None, typer.Option(help="Points of val or test accuracy a changed task may lose (0.5).")
-    ] = None,
-    similarity: Annotated[
-        float | None, typer.Option(help="Merge modules at least this alike: 1 − ‖a−b‖/(‖a‖+‖b‖) (0.95).")
-    ] = None,
-    share: Annotated[
-        float | None, typer.Option(help="Soft pruning: a module below this |α·β| share leaves a task (0.05).")
-    ] = None,
-    refit_steps: Annotated[
-        int | None, typer.Option(help="Steps re-fitting a changed task's α/β and readout (200).")
-    ] = None,
-    measure: Annotated[
-        str | None,
-        typer.Option(help="l2: outputs' normalised L2; js: |γ|-weighted JS divergence of BN outputs (l2)."),
-    ] = None,
+    tolerance: ToleranceOpt = None,
+    similarity: SimilarityOpt = None,
+    share: ShareOpt = None,
+    refit_steps: RefitStepsOpt = None,
+    measure: MeasureOpt = None,
     budget: BudgetOpt = "quick",
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
@@ -846,11 +854,11 @@ def bench_growth(
     workers: Annotated[
         int, typer.Option(help="Processes learning the libraries (0: all in this process).", min=0)
     ] = 2,
-    tolerance: Annotated[float | None, typer.Option(help="The prune's --tolerance.")] = None,
-    similarity: Annotated[float | None, typer.Option(help="The prune's --similarity.")] = None,
-    share: Annotated[float | None, typer.Option(help="The prune's --share.")] = None,
-    refit_steps: Annotated[int | None, typer.Option(help="The prune's --refit-steps.")] = None,
-    measure: Annotated[str | None, typer.Option(help="The prune's --measure.")] = None,
+    tolerance: ToleranceOpt = None,
+    similarity: SimilarityOpt = None,
+    share: ShareOpt = None,
+    refit_steps: RefitStepsOpt = None,
+    measure: MeasureOpt = None,
 ) -> None:
     """The library's size over a stream of ≥ 10 MNIST and Fashion-MNIST tasks, with and without
     `learn --prune auto` (`lifelong prune`'s defaults unless given): modules, parameters, compute
