@@ -70,6 +70,15 @@ def noisy_halves(rng: np.random.Generator, n: int, size: int, channels: int) -> 
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
+def halves_npz_arrays(rng: np.random.Generator, train: int = 200, test: int = 50) -> dict[str, np.ndarray]:
+    """An easy two-class npz data set (:func:`noisy_halves`, 28×28 grey): what ``np.savez`` takes."""
+    arrays = {}
+    for split, n in (("train", train), ("test", test)):
+        x, y = noisy_halves(rng, n, 28, 1)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x[..., 0], y
+    return arrays
+
+
 def fill(disk: Path, leave: int = 0) -> None:
     """Take the free space of the file system at ``disk``, all but about ``leave`` bytes."""
     fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import LIFELONG, TINY, assert_one_line_error, fill, fingerprint, noisy_halves, run_cli
+from cli_helpers import (
+    LIFELONG,
+    TINY,
+    assert_one_line_error,
+    fill,
+    fingerprint,
+    halves_npz_arrays,
+    run_cli,
+)
 from filelock import FileLock
 from PIL import Image
 
@@ -48,10 +56,7 @@ def npz(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``halves``: an easy two-class npz; ``noise``: random labels (no target is reachable)."""
     root = tmp_path_factory.mktemp("npz")
     rng = np.random.default_rng(3)
-    arrays = {}
-    for split, n in (("train", 200), ("test", 50)):
-        x, y = noisy_halves(rng, n, 28, 1)
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = x[..., 0], y
+    arrays = halves_npz_arrays(rng)
     np.savez(root / "halves.npz", **arrays)
     noise = {key: rng.permutation(value) if key.startswith("y") else value for key, value in arrays.items()}
     np.savez(root / "noise.npz", **noise)

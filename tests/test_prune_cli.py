@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import LIFELONG, TINY, assert_one_line_error, fingerprint, noisy_halves, run_cli
+from cli_helpers import LIFELONG, TINY, assert_one_line_error, fingerprint, halves_npz_arrays, run_cli
 from filelock import FileLock, Timeout
 from test_prune import store_copy
 
@@ -29,12 +29,7 @@ def duplicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Task ``a`` learned from an npz through the CLI, and task ``b``: a's assembly with an exact
     copy of a's first module (so a prune merges the two and re-fits the task it re-points)."""
     root = tmp_path_factory.mktemp("prune")
-    rng = np.random.default_rng(5)
-    arrays = {}
-    for split, n in (("train", 200), ("test", 60)):
-        x, y = noisy_halves(rng, n, 28, 1)
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = x[..., 0], y
-    np.savez(root / "halves.npz", **arrays)
+    np.savez(root / "halves.npz", **halves_npz_arrays(np.random.default_rng(5), test=60))
     library = root / "library"
     assert run_cli("init", library=library).returncode == 0
     result = run_cli("learn", f"npz:{root / 'halves.npz'}", "--name", "a", *TINY, library=library)
@@ -51,6 +46,17 @@ def library(duplicated: Path, tmp_path: Path) -> Path:
 
 def prune(library: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("--json", "prune", "--device", "cpu", "--refit-steps", "30", *args, library=library)
+
+
+def start_prune(library: Path, refit_steps: int) -> subprocess.Popen[str]:
+    """`lifelong --json prune` in a child process, running on while the test acts."""
+    return subprocess.Popen(
+        [LIFELONG, "--json", "prune", "--device", "cpu", "--refit-steps", str(refit_steps)],
+        env={**os.environ, "LIFELONG_LIBRARY": str(library)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_dry_run_says_what_would_change_and_changes_nothing(library: Path) -> None:
@@ -136,13 +142,7 @@ def test_a_kill_during_a_prune_leaves_the_library_as_it_was_or_wholly_pruned(
     for round_number in range(4):
         copy = Path(shutil.copytree(library, tmp_path / f"round{round_number}"))
         before = Library.open(copy).state
-        env = {**os.environ, "LIFELONG_LIBRARY": str(copy)}
-        child = subprocess.Popen(
-            [LIFELONG, "--json", "prune", "--device", "cpu", "--refit-steps", "200"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        child = start_prune(copy, refit_steps=200)
         time.sleep(rng.uniform(0.5, 6.0))
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
@@ -158,14 +158,7 @@ def test_a_kill_during_a_prune_leaves_the_library_as_it_was_or_wholly_pruned(
 
 
 def test_a_second_writer_waits_for_the_prune(library: Path) -> None:
-    env = {**os.environ, "LIFELONG_LIBRARY": str(library)}
-    child = subprocess.Popen(
-        [LIFELONG, "--json", "prune", "--device", "cpu", "--refit-steps", "300"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_prune(library, refit_steps=300)
     lock, deadline = FileLock(library / "writer.lock", timeout=0), time.monotonic() + 60
     while True:  # until the prune holds the writer lock
         try:
