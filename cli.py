@@ -320,6 +320,14 @@ def learn(
         bool,
         typer.Option("--resume", help="Atari: continue from the last checkpoint.", rich_help_panel="Atari"),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Atari: processes playing a generation's episodes (default: one per core; 0: this one).",
+            rich_help_panel="Atari",
+            min=0,
+        ),
+    ] = None,
     require_target: Annotated[
         bool,
         typer.Option(
@@ -387,6 +395,7 @@ def learn(
             condition=condition,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            workers=workers,
         )
     library = settings.open()
     with _progress(settings) as report:

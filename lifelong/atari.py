@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ from agents.atari.agent import (
     CONDITIONS,
     AtariAgent,
     choose_sources,
-    evaluate_networks,
     load_network,
     replay_probe,
 )
@@ -22,6 +22,7 @@ from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.games import FRAMESKIP, resolve_game
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
+from agents.atari.workers import evaluate_networks, shared
 from library_store import Library, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
@@ -49,6 +50,7 @@ class AtariPlan:
     condition: str = "transfer"
     checkpoint_every: int = 0  # save the evolution every N generations (0: never)
     resume: bool = False  # continue from the task's checkpoint
+    workers: int | None = None  # processes playing a generation's episodes (None: one per core)
     family: ClassVar[str] = "atari"
 
     def __post_init__(self) -> None:
@@ -56,6 +58,8 @@ class AtariPlan:
             raise LifelongError(f"unknown --condition {self.condition!r} (choose {', '.join(CONDITIONS)})")
         if self.checkpoint_every < 0:
             raise LifelongError("--checkpoint-every must be 0 (never) or more")
+        if self.workers is not None and self.workers < 0:
+            raise LifelongError("--workers must be 0 (this process plays every episode) or more")
 
     def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
         """Before any work: ``--sources`` names networks of other games (or tasks that this call
@@ -79,6 +83,7 @@ class AtariPlan:
             checkpoint=library.path / "checkpoints" / f"{task_key(name)}.pt",
             checkpoint_every=self.checkpoint_every,
             resume=self.resume,
+            workers=shared(os.cpu_count() or 1 if self.workers is None else self.workers),
         )
 
 

@@ -31,11 +31,12 @@ import torch
 from agents import NewModule, Report, Solution, quiet
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import ESP, ESPConfig
-from agents.atari.evaluate import EpisodeResults, evaluate
+from agents.atari.evaluate import evaluate
 from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
 from agents.atari.grusm import Source, random_source
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate, game_table, substrate_for
+from agents.atari.workers import EpisodeWorkers, evaluate_networks
 from agents.errors import LifelongError
 from library_store import Library, TaskArrays
 
@@ -95,32 +96,6 @@ def new_esp(budget: AtariBudget, n_inputs: int, seed: int, sources: Sequence[Sou
         sources=sources,
         config=ESPConfig(members=budget.members, stagnation=budget.stagnation),
         generator=stream_seed(seed, "evolution"),
-    )
-
-
-def evaluate_networks(
-    game: str,
-    networks: Networks,
-    trials: int,
-    *,
-    max_frames: int,
-    seed: int,
-    device: torch.device,
-    substrate: Substrate | None = None,
-    report: Report | None = None,
-) -> EpisodeResults:
-    """Play each of ``networks`` ``trials`` times, all episodes in lock-step through one
-    :class:`BatchedPolicy` (episode ``n * trials + t`` is trial ``t`` of network ``n``): how the
-    agent scores a generation, a lesion and the network it commits."""
-    return evaluate(
-        game,
-        BatchedPolicy(networks, trials=trials, device=device),
-        len(networks) * trials,
-        max_frames=max_frames,
-        seed=seed,
-        device=device,
-        substrate=substrate,
-        report=report,
     )
 
 
@@ -216,15 +191,18 @@ class AtariAgent:
         checkpoint: Path | None = None,
         checkpoint_every: int = 0,
         resume: bool = False,
+        workers: EpisodeWorkers | None = None,
     ) -> None:
         """``checkpoint``: file to save the evolution state to every ``checkpoint_every``
-        generations (0: never) and, with ``resume``, to continue from."""
+        generations (0: never) and, with ``resume``, to continue from; ``workers``: the processes
+        that play a generation's episodes (None: this process plays them)."""
         if condition not in CONDITIONS:
             raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
         self.budget, self.target, self.seed = budget, target, seed
         self.device = device or torch.device("cpu")
         self.sources, self.condition, self.report = sources, condition, report
         self.checkpoint, self.checkpoint_every, self.resume = checkpoint, checkpoint_every, resume
+        self.workers = workers or EpisodeWorkers(0)
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: Any, name: str) -> Problem:
@@ -451,7 +429,7 @@ class AtariAgent:
         """Mean raw score of each network over ``trials`` episodes, all emulators in lock-step; the
         episodes' seed is the attempt's next draw of the training stream."""
         trials = self.budget.trials
-        result = evaluate_networks(
+        result = self.workers.evaluate_networks(
             problem.game,
             networks,
             trials,

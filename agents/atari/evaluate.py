@@ -24,8 +24,10 @@ Emulators live in a per-game pool and are reset, never reloaded.
 **Threads.** ale-py 0.12.1 does not release the GIL in ``act()`` or ``getScreen()`` (a thread
 waiting for the GIL while another calls ``act()`` in a loop waits a full switch interval, exactly
 as behind pure Python code), so threads cannot step two emulators at once:
-``workers=None`` steps them sequentially. ``workers > 1`` splits them among a thread pool anyway
+``threads=None`` steps them sequentially. ``threads > 1`` splits them among a thread pool anyway
 (useful if a later ale-py releases the GIL); ``lifelong bench atari-throughput`` measures both.
+Processes can: :mod:`agents.atari.workers` spreads a call's episodes over worker processes
+(``first_episode`` keeps each episode's seed whichever process plays it).
 """
 
 from __future__ import annotations
@@ -153,9 +155,17 @@ class _Episodes:
     it is hot in cache); a finished emulator with no episode left is swap-removed, so the batch
     stays compact. Per-emulator state is in plain lists: it is read per emulator and step."""
 
-    def __init__(self, ales: list[Any], n_episodes: int, max_steps: int, seed: int, sticky: float) -> None:
+    def __init__(
+        self,
+        ales: list[Any],
+        n_episodes: int,
+        max_steps: int,
+        seed: int,
+        sticky: float,
+        first_episode: int = 0,
+    ) -> None:
         self.ales, self.n_episodes, self.max_steps = ales, n_episodes, max_steps
-        self.seed, self.sticky = seed, sticky
+        self.seed, self.sticky, self.first_episode = seed, sticky, first_episode
         self.episode = [-1] * len(ales)
         self.step = [0] * len(ales)
         self.score = [0.0] * len(ales)
@@ -179,7 +189,7 @@ class _Episodes:
         ale = self.ales[env]
         ale.reset_game()
         ale.getScreen(self.screens[row])
-        rng = np.random.default_rng([self.seed, episode])
+        rng = np.random.default_rng([self.seed, self.first_episode + episode])
         self.delays[env] = sticky_delays(rng, self.max_steps, self.sticky).tolist()
         self.episode[env], self.step[env], self.score[env], self.prev[env] = episode, 0, 0.0, 0
         self.start_s += time.perf_counter() - started
@@ -228,8 +238,9 @@ def evaluate(
     max_frames: int,
     seed: int,
     sticky: float = STICKY,
-    workers: int | None = None,
+    threads: int | None = None,
     emulators: int | None = None,
+    first_episode: int = 0,
     device: torch.device | str = "cpu",
     substrate: Substrate | None = None,
     report: Report | None = None,
@@ -237,8 +248,9 @@ def evaluate(
     """Run ``n_episodes`` episodes of ``game`` under ``policy`` in lock-step (conventions: see
     the module docstring). ``policy.reset(n_episodes)`` is called first if it exists; then once
     per step ``policy(observations, slots)`` with every running episode (``slots`` = episode
-    indices 0..n_episodes-1, to index per-episode recurrent state). ``workers`` > 1 steps the
-    emulators in a thread pool; ``emulators`` caps the episodes run at once; observations and
+    indices 0..n_episodes-1, to index per-episode recurrent state). ``threads`` > 1 steps the
+    emulators in a thread pool; ``emulators`` caps the episodes run at once; episode ``e`` draws
+    its sticky actions as episode ``first_episode + e`` of ``seed``; observations and
     slots are put on ``device``; ``substrate`` overrides the game's default inputs; ``report``
     hears a ``phase`` of ``n_episodes`` and an ``episode`` event as each one ends."""
     _check(n_episodes, max_frames, sticky, emulators)
@@ -251,11 +263,11 @@ def evaluate(
 
     setup_start = time.perf_counter()
     ales = acquire_emulators(rom, n_envs)
-    pool = ThreadPoolExecutor(workers) if workers and workers > 1 else None
+    pool = ThreadPoolExecutor(threads) if threads and threads > 1 else None
     try:
         setup_s = time.perf_counter() - setup_start
         start = time.perf_counter()
-        book = _Episodes(ales, n_episodes, max_frames // FRAMESKIP, seed, sticky)
+        book = _Episodes(ales, n_episodes, max_frames // FRAMESKIP, seed, sticky, first_episode)
         t_observe = t_policy = t_emulate = 0.0
         slots: torch.Tensor | None = None
         finished = 0
@@ -276,7 +288,7 @@ def evaluate(
             if pool is None:
                 ended = book.emulate(range(k), actions)
             else:
-                parts = [range(i, k, workers) for i in range(min(workers or 1, k))]
+                parts = [range(i, k, threads) for i in range(min(threads or 1, k))]
                 done = pool.map(book.emulate, parts, [actions] * len(parts))
                 ended = [row for rows in done for row in rows]
             if ended:

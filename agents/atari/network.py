@@ -222,6 +222,16 @@ class Networks:
             tuple(t[index] for t in self.transfers),
         )
 
+    def part(self, start: int, stop: int) -> Networks:
+        """Networks ``start`` to ``stop - 1`` (views, no copies)."""
+        return Networks(
+            self.n_in,
+            self.neurons[start:stop],
+            self.out_bias[start:stop],
+            self.sources,
+            tuple(t[start:stop] for t in self.transfers),
+        )
+
     @classmethod
     def stack(cls, networks: Sequence[Network]) -> Networks:
         """Stack networks of identical structure (same n_in, H and the same source objects)."""

@@ -9,11 +9,11 @@ from other processes on this shared machine hits every condition alike:
 - ``agent_loop``: what the agent runs to score one ESP generation: ``episodes`` networks assembled
   by :meth:`ESP.ask <agents.atari.esp.ESP.ask>` from the population a game without sources starts
   from (:func:`agents.atari.agent.new_esp`, the ``quick`` budget's hidden neurons and members), one
-  trial each, played by :func:`agents.atari.agent.evaluate_networks` (their
+  trial each, played by :func:`agents.atari.workers.evaluate_networks` (their
   :class:`~agents.atari.network.BatchedPolicy`, ``evaluate()`` with the agent's settings: default
   emulators, no worker threads, torch's own thread count, which the agent leaves alone).
 - ``agent_loop_random_policy``: ``evaluate`` with random outputs from one batched torch op.
-- ``agent_loop_threads`` (``workers`` ≥ 2): ``evaluate`` stepping the emulators in a thread pool.
+- ``agent_loop_threads`` (``threads`` ≥ 2): ``evaluate`` stepping the emulators in a thread pool.
 - ``raw_ale_internal_frameskip`` (``extras``): fresh emulators using ALE's own ``frame_skip=4``
   and sticky actions (one ``act()`` per step): what ``evaluate`` gives up by doing frame skip and
   stickiness in Python (for per-episode seeds).
@@ -40,12 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.atari.agent import evaluate_networks, new_esp
+from agents.atari.agent import new_esp
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.evaluate import DEFAULT_EMULATORS, STICKY, EpisodeResults, evaluate, raw_ale, warm_pool
 from agents.atari.games import FRAMESKIP, N_ACTIONS, N_OUTPUTS, resolve_game, rom_path
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.substrate import substrate_for
+from agents.atari.workers import evaluate_networks
 from lifelong.bench import BenchResult
 
 
@@ -199,7 +200,7 @@ def bench_atari_throughput(
     *,
     rounds: int = 3,
     networks: int = 100,
-    workers: int = 2,
+    threads: int = 2,
     extras: bool = True,
 ) -> BenchResult:
     """Raw ALE stepping vs the agent's evaluation of a generation on ``game`` (see the module
@@ -207,7 +208,7 @@ def bench_atari_throughput(
 
     ``episodes`` per condition and round (for the agent: networks, one trial each), at most
     :data:`DEFAULT_EMULATORS` at once; ``rounds`` interleaved repetitions, each with its own seed
-    and its own networks; ``networks`` for the batched-forward timing; ``workers`` for the
+    and its own networks; ``networks`` for the batched-forward timing; ``threads`` for the
     thread-pool condition (< 2 skips it); ``extras`` adds the internal-frameskip and gymnasium
     references (their emulators load before the rounds, outside the timing). Torch's thread count
     is left as the agent leaves it.
@@ -230,7 +231,7 @@ def bench_atari_throughput(
         else {}
     )
     runs: dict[str, list[EpisodeResults]] = {"raw_ale": [], "agent_loop": [], "agent_loop_random_policy": []}
-    if workers >= 2:
+    if threads >= 2:
         runs["agent_loop_threads"] = []
     reference_runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in references}
     common = {"max_frames": max_frames, "emulators": n_envs}
@@ -241,9 +242,9 @@ def bench_atari_throughput(
             evaluate_networks(rom, generation, budget.trials, max_frames=max_frames, seed=s, device=cpu)
         )
         runs["agent_loop_random_policy"].append(evaluate(rom, RandomPolicy(s), episodes, seed=s, **common))
-        if workers >= 2:
+        if threads >= 2:
             runs["agent_loop_threads"].append(
-                evaluate(rom, RandomPolicy(s), episodes, seed=s, workers=workers, **common)
+                evaluate(rom, RandomPolicy(s), episodes, seed=s, threads=threads, **common)
             )
         for name, loop in references.items():
             reference_runs[name].append(loop.run(episodes, max_frames, s))
@@ -285,8 +286,8 @@ def bench_atari_throughput(
         "agent_vs_raw_ale": round(results["agent_loop"]["steps_per_s"] / raw, 4),
         "agent_random_policy_vs_raw_ale": round(results["agent_loop_random_policy"]["steps_per_s"] / raw, 4),
     }
-    if workers >= 2:
-        results["agent_loop_threads"]["workers"] = workers
+    if threads >= 2:
+        results["agent_loop_threads"]["threads"] = threads
         sequential = results["agent_loop_random_policy"]["steps_per_s"]
         ratios["threads_vs_sequential"] = round(results["agent_loop_threads"]["steps_per_s"] / sequential, 4)
     if extras:
