@@ -932,6 +932,38 @@ def bench_atari_throughput(
     )
 
 
+@bench_app.command("scaling")
+def bench_scaling(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="16 networks × 1,000 frames, 2 rounds.")] = False,
+    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    networks: Annotated[int, typer.Option(help="Networks in the generation (one episode each).")] = 32,
+    max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
+    rounds: Annotated[int, typer.Option(help="Interleaved repetitions.", min=1)] = 3,
+    workers: Annotated[
+        int | None, typer.Option(help="All-workers condition (default: one per core).", min=1)
+    ] = None,
+    seed: SeedOpt = 0,
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """A real ESP generation's episodes in one process and over all local workers, against one
+    raw emulator: steps/s and the scaling ratios (CPU)."""
+    from lifelong.bench.scaling import bench_scaling as body
+
+    if quick:
+        networks, max_frames, rounds = 16, 1000, 2
+    file_name = f"scaling{'-quick' if quick else ''}.json"
+    _bench(
+        ctx,
+        "scaling",
+        lambda _: body(game, networks, max_frames, seed, rounds=rounds, workers=workers),
+        [seed],
+        "cpu",
+        results_dir,
+        file_name,
+    )
+
+
 @bench_app.command("atari-transfer")
 def bench_atari_transfer(
     ctx: typer.Context,

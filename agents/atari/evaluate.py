@@ -6,13 +6,16 @@ the previously executed action is kept with that probability), the full 18-actio
 unclipped game score, and an episode frame cap ``max_frames`` (emulator frames, 4 per agent
 step: an episode stops after ``max_frames // 4`` steps or at game over).
 
-**Reproducibility.** Every episode starts with ``reset_game()``, and episode ``e`` of a call draws
-its sticky-action decisions from ``numpy.random.default_rng([seed, e])``. Stickiness is applied
-here, per frame, exactly as ALE's ``StellaEnvironment::act`` does it, because ALE's own generator
-belongs to the emulator and can only be re-seeded by reloading the ROM (slow). ALE is
-deterministic given the actions, so the same ``(game, policy, n_episodes, max_frames, seed,
-sticky)`` gives the same scores whichever emulator runs which episode, how many run at once and
-what they ran before.
+**Reproducibility.** Every episode starts from one state per game, a freshly loaded emulator's
+after ``reset_game()`` (:func:`start_episode`; ``reset_game()`` itself is a soft reset that keeps
+some of what the emulator ran before: Freeway's scores changed with which pooled emulator played
+an episode), and episode ``e`` of a call draws its sticky-action decisions from
+``numpy.random.default_rng([seed, e])``. Stickiness is applied here, per frame, exactly as ALE's
+``StellaEnvironment::act`` does it, because ALE's own generator belongs to the emulator and can
+only be re-seeded by reloading the ROM (slow). ALE is deterministic given its state and the
+actions, so the same ``(game, policy, n_episodes, max_frames, seed, sticky)`` gives the same
+scores whichever emulator runs which episode, how many run at once, what they ran before and in
+which process.
 
 **Lock-step.** Up to ``emulators`` episodes run at once (default :data:`DEFAULT_EMULATORS`); per
 step the running emulators' palette screens are copied into one buffer, turned into substrate
@@ -83,7 +86,7 @@ class EpisodeResults:
 
     @property
     def stepping_steps_per_s(self) -> float:
-        """Agent steps per second of the loop without starting episodes (``reset_game`` costs
+        """Agent steps per second of the loop without starting episodes (they once cost
         many steps' worth): comparable between loops whose episodes end at different times."""
         stepping = self.wall_s - self.seconds.get("episode_starts", 0.0)
         return self.total_frames / FRAMESKIP / stepping if stepping > 0 else 0.0
@@ -111,6 +114,33 @@ def release_emulators(rom: str, emulators: list[Any]) -> None:
     """Return emulators to the pool (they are reset before their next episode)."""
     with _POOL_LOCK:
         _POOL.setdefault(rom, []).extend(emulators)
+
+
+_START: dict[str, tuple[Any, np.ndarray]] = {}  # per game: the state episodes start from, its screen
+
+
+def start_episode(rom: str, ale: Any, screen: np.ndarray) -> None:
+    """Put ``ale`` (an emulator of ``rom``) in the state every episode starts from, a freshly
+    loaded emulator's after ``reset_game()`` (cloned once per game and process, its random
+    generator included), and write that state's palette screen into ``screen`` (restoring a
+    state leaves the emulator's screen as it was; the next frame draws it anew). Restoring takes
+    about 30 µs, ``reset_game()`` about 16 ms."""
+    with _POOL_LOCK:
+        if rom not in _START:
+            fresh = new_emulator(rom)
+            fresh.reset_game()
+            _START[rom] = fresh.cloneState(include_rng=True), fresh.getScreen()
+        state, first = _START[rom]
+    ale.restoreState(state)
+    screen[...] = first
+
+
+def drop_emulators() -> None:
+    """Let every pooled emulator go (before a process ends: ale-py's bindings complain on stderr
+    about emulators still alive when the interpreter finalizes)."""
+    with _POOL_LOCK:
+        _POOL.clear()
+        _START.clear()
 
 
 def warm_pool(game: str, n: int) -> None:
@@ -157,6 +187,7 @@ class _Episodes:
 
     def __init__(
         self,
+        rom: str,
         ales: list[Any],
         n_episodes: int,
         max_steps: int,
@@ -164,7 +195,7 @@ class _Episodes:
         sticky: float,
         first_episode: int = 0,
     ) -> None:
-        self.ales, self.n_episodes, self.max_steps = ales, n_episodes, max_steps
+        self.rom, self.ales, self.n_episodes, self.max_steps = rom, ales, n_episodes, max_steps
         self.seed, self.sticky, self.first_episode = seed, sticky, first_episode
         self.episode = [-1] * len(ales)
         self.step = [0] * len(ales)
@@ -174,7 +205,7 @@ class _Episodes:
         self.scores = np.zeros(n_episodes, np.float64)
         self.frames = np.zeros(n_episodes, np.int64)
         self.next_episode = 0
-        self.start_s = 0.0  # time spent starting episodes (reset_game, first screen, sticky draws)
+        self.start_s = 0.0  # time spent starting episodes (start state, first screen, sticky draws)
         self.screens = np.empty((len(ales), SCREEN_HEIGHT, SCREEN_WIDTH), np.uint8)
         self.running = [env for env in range(len(ales)) if self._start(env, env)]
 
@@ -186,9 +217,7 @@ class _Episodes:
         started = time.perf_counter()
         episode = self.next_episode
         self.next_episode += 1
-        ale = self.ales[env]
-        ale.reset_game()
-        ale.getScreen(self.screens[row])
+        start_episode(self.rom, self.ales[env], self.screens[row])
         rng = np.random.default_rng([self.seed, self.first_episode + episode])
         self.delays[env] = sticky_delays(rng, self.max_steps, self.sticky).tolist()
         self.episode[env], self.step[env], self.score[env], self.prev[env] = episode, 0, 0.0, 0
@@ -267,7 +296,7 @@ def evaluate(
     try:
         setup_s = time.perf_counter() - setup_start
         start = time.perf_counter()
-        book = _Episodes(ales, n_episodes, max_frames // FRAMESKIP, seed, sticky, first_episode)
+        book = _Episodes(rom, ales, n_episodes, max_frames // FRAMESKIP, seed, sticky, first_episode)
         t_observe = t_policy = t_emulate = 0.0
         slots: torch.Tensor | None = None
         finished = 0
@@ -352,20 +381,21 @@ def raw_ale(
         plan: list[list[int]] = [[] for _ in range(n_envs)]
         waiting = list(range(n_episodes - 1, -1, -1))
         start_s = 0.0
+        first_screen = np.empty((SCREEN_HEIGHT, SCREEN_WIDTH), np.uint8)  # the raw loop reads no screen
 
-        def start_episode(env: int) -> bool:
+        def next_episode(env: int) -> bool:
             nonlocal start_s
             if not waiting:
                 return False
             started = time.perf_counter()
             e = waiting.pop()
-            ales[env].reset_game()
+            start_episode(rom, ales[env], first_screen)
             episode[env], step[env] = e, 0
             plan[env] = np.random.default_rng([seed, e]).integers(N_ACTIONS, size=max_steps).tolist()
             start_s += time.perf_counter() - started
             return True
 
-        running = [env for env in range(n_envs) if start_episode(env)]
+        running = [env for env in range(n_envs) if next_episode(env)]
         while running:
             ended = []
             for env in running:
@@ -380,7 +410,7 @@ def raw_ale(
                     ended.append(env)
             for env in ended:
                 frames[episode[env]] = step[env] * FRAMESKIP
-                if not start_episode(env):
+                if not next_episode(env):
                     running.remove(env)
         wall = time.perf_counter() - start
     finally:

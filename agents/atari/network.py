@@ -330,6 +330,12 @@ class BatchedPolicy:
                 f"expected {self.n_networks} networks × {trials} trials episodes, got {n_episodes}"
             )
         self._t = trials
+        # every episode's own copy of its network's weights, so that each step is one
+        # (1 × inputs) · (inputs × units) product per running episode whichever episodes run:
+        # an episode's outputs are then the same bits in any batch, which is what lets worker
+        # processes split a generation without changing a score
+        self._w_hid_e = self._w_hid_t.repeat_interleave(trials, dim=0)  # (E, n_in, Ha)
+        self._w_cat_e = self._w_cat_t.repeat_interleave(trials, dim=0)  # (E, H + 10 S, 10)
         self._h = torch.zeros(n_episodes, self.n_units, device=self.device)
         self._b_e = self._b_hid.repeat_interleave(trials, dim=0)
         self._l_e = self._l_hid.repeat_interleave(trials, dim=0)
@@ -355,27 +361,27 @@ class BatchedPolicy:
             self._x.zero_()
             self._x.index_copy_(0, slots, x)
             x = self._x
-        pre = torch.bmm(x.reshape(self.n_networks, self._t, self.n_in), self._w_hid_t).view(e, self.n_units)
+        pre = torch.bmm(x.unsqueeze(1), self._w_hid_e).squeeze(1)
         h = torch.tanh(pre + self._b_e + self._l_e * self._h)
         if every:
             self._h = h
         else:
             self._h.index_copy_(0, slots, h.index_select(0, slots))
-        z = self._readout_inputs(h).view(self.n_networks, self._t, -1)
-        out = torch.tanh(torch.bmm(z, self._w_cat_t).view(e, N_OUTPUTS) + self._bo_e)
+        z = self._readout_inputs(h).unsqueeze(1)
+        out = torch.tanh(torch.bmm(z, self._w_cat_e).squeeze(1) + self._bo_e)
         return out if every else out.index_select(0, slots)
 
     def _step_gathered(self, x: Tensor, slots: Tensor) -> Tensor:
-        """Few running episodes: gather each one's weights instead of computing every slot."""
-        net = torch.div(slots, self._t, rounding_mode="floor")
+        """Few running episodes: gather each one's weights instead of computing every slot (the
+        same products as every slot's, so the same bits)."""
         assert self._h is not None
-        pre = torch.bmm(self._w_hid.index_select(0, net), x.unsqueeze(2)).squeeze(2)
+        pre = torch.bmm(x.unsqueeze(1), self._w_hid_e.index_select(0, slots)).squeeze(1)
         state = self._h.index_select(0, slots)
         h = torch.tanh(pre + self._b_e.index_select(0, slots) + self._l_e.index_select(0, slots) * state)
         self._h.index_copy_(0, slots, h)
-        z = self._readout_inputs(h).unsqueeze(2)
-        out = torch.bmm(self._w_cat.index_select(0, net), z).squeeze(2)
-        return torch.tanh(out + self._b_out.index_select(0, net))
+        z = self._readout_inputs(h).unsqueeze(1)
+        out = torch.bmm(z, self._w_cat_e.index_select(0, slots)).squeeze(1)
+        return torch.tanh(out + self._bo_e.index_select(0, slots))
 
     def _readout_inputs(self, h: Tensor) -> Tensor:
         """``[h_own, o_1, …, o_S]`` from hidden states ``(k, H + Σ H_src)``: what the output reads."""

@@ -10,6 +10,7 @@ the actions, so the scores are the same with 1 worker or N (a test checks it).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import multiprocessing
@@ -21,7 +22,8 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 import numpy as np
 import torch
 
-from agents.atari.evaluate import EpisodeResults, evaluate
+from agents import Report
+from agents.atari.evaluate import EpisodeResults, drop_emulators, evaluate
 from agents.atari.games import FRAMESKIP
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.substrate import Substrate
@@ -37,6 +39,7 @@ def evaluate_networks(
     first_episode: int = 0,
     device: torch.device | str = "cpu",
     substrate: Substrate | None = None,
+    report: Report | None = None,
 ) -> EpisodeResults:
     """Play each of ``networks`` ``trials`` times, all episodes in lock-step through one
     :class:`BatchedPolicy` (episode ``n * trials + t`` is trial ``t`` of network ``n``, counted
@@ -51,6 +54,7 @@ def evaluate_networks(
         first_episode=first_episode,
         device=device,
         substrate=substrate,
+        report=report,
     )
 
 
@@ -140,6 +144,7 @@ def _start(threads: int, parent: int) -> None:
     """A worker: ``threads`` torch threads, and it ends when the process it works for does
     (killed or ended without closing the pool), instead of waiting for work for ever."""
     torch.set_num_threads(threads)
+    atexit.register(drop_emulators)
 
     def watch() -> None:
         while os.getppid() == parent:
