@@ -295,7 +295,6 @@ class BatchedPolicy:
         sources = networks.sources
         hidden_in = [networks.w_in] + [networks.transfer_in(i) for i in range(len(sources))]
         self._w_hid = torch.cat(hidden_in, dim=1).to(dev).contiguous()  # (N, Ha, n_in)
-        self._w_hid_t = self._w_hid.transpose(1, 2)  # (N, n_in, Ha)
         src_bias = [torch.tensor(s.bias).expand(n, -1) for s in sources]
         src_loop = [torch.tensor(s.loop).expand(n, -1) for s in sources]
         self._b_hid = torch.cat([networks.bias, *src_bias], dim=1).to(dev)  # (N, Ha)
@@ -307,7 +306,6 @@ class BatchedPolicy:
             self._src_b = torch.cat([torch.tensor(s.b_out) for s in sources]).to(dev)
         readout = [networks.w_out] + [networks.transfer_out(i) for i in range(len(sources))]
         self._w_cat = torch.cat(readout, dim=2).to(dev).contiguous()  # (N, 10, H + 10 S)
-        self._w_cat_t = self._w_cat.transpose(1, 2)  # (N, H + 10 S, 10)
         self._b_out = networks.out_bias.to(dev)
         self.n_units = int(self._w_hid.shape[1])
         self._h: Tensor | None = None
@@ -334,8 +332,8 @@ class BatchedPolicy:
         # (1 × inputs) · (inputs × units) product per running episode whichever episodes run:
         # an episode's outputs are then the same bits in any batch, which is what lets worker
         # processes split a generation without changing a score
-        self._w_hid_e = self._w_hid_t.repeat_interleave(trials, dim=0)  # (E, n_in, Ha)
-        self._w_cat_e = self._w_cat_t.repeat_interleave(trials, dim=0)  # (E, H + 10 S, 10)
+        self._w_hid_e = self._w_hid.repeat_interleave(trials, dim=0)  # (E, Ha, n_in)
+        self._w_cat_e = self._w_cat.repeat_interleave(trials, dim=0)  # (E, 10, H + 10 S)
         self._h = torch.zeros(n_episodes, self.n_units, device=self.device)
         self._b_e = self._b_hid.repeat_interleave(trials, dim=0)
         self._l_e = self._l_hid.repeat_interleave(trials, dim=0)
@@ -361,26 +359,26 @@ class BatchedPolicy:
             self._x.zero_()
             self._x.index_copy_(0, slots, x)
             x = self._x
-        pre = torch.bmm(x.unsqueeze(1), self._w_hid_e).squeeze(1)
+        pre = torch.bmm(x.unsqueeze(1), self._w_hid_e.transpose(1, 2)).squeeze(1)
         h = torch.tanh(pre + self._b_e + self._l_e * self._h)
         if every:
             self._h = h
         else:
             self._h.index_copy_(0, slots, h.index_select(0, slots))
         z = self._readout_inputs(h).unsqueeze(1)
-        out = torch.tanh(torch.bmm(z, self._w_cat_e).squeeze(1) + self._bo_e)
+        out = torch.tanh(torch.bmm(z, self._w_cat_e.transpose(1, 2)).squeeze(1) + self._bo_e)
         return out if every else out.index_select(0, slots)
 
     def _step_gathered(self, x: Tensor, slots: Tensor) -> Tensor:
         """Few running episodes: gather each one's weights instead of computing every slot (the
         same products as every slot's, so the same bits)."""
         assert self._h is not None
-        pre = torch.bmm(x.unsqueeze(1), self._w_hid_e.index_select(0, slots)).squeeze(1)
+        pre = torch.bmm(x.unsqueeze(1), self._w_hid_e.index_select(0, slots).transpose(1, 2)).squeeze(1)
         state = self._h.index_select(0, slots)
         h = torch.tanh(pre + self._b_e.index_select(0, slots) + self._l_e.index_select(0, slots) * state)
         self._h.index_copy_(0, slots, h)
         z = self._readout_inputs(h).unsqueeze(1)
-        out = torch.bmm(z, self._w_cat_e.index_select(0, slots)).squeeze(1)
+        out = torch.bmm(z, self._w_cat_e.index_select(0, slots).transpose(1, 2)).squeeze(1)
         return torch.tanh(out + self._bo_e.index_select(0, slots))
 
     def _readout_inputs(self, h: Tensor) -> Tensor:
