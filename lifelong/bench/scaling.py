@@ -5,6 +5,9 @@ In one run, in interleaved rounds (so load from other processes hits every condi
 - ``raw_ale_single``: one emulator playing as many episodes, one after another, with random
   actions and nothing else: the physical limit of one core (:func:`agents.atari.evaluate.raw_ale`
   with one emulator);
+- ``raw_ale_lockstep``: the same episodes on as many emulators at once as the agent runs in one
+  process (:data:`~agents.atari.evaluate.DEFAULT_EMULATORS`), random actions: one core's limit
+  for the agent's lock-step loop (a fairer yardstick than one emulator, measured beside it);
 - ``agent_one_worker``: the agent scoring one generation of its own networks
   (:func:`agents.atari.agent.new_esp`, the ``quick`` budget's population, one trial each) in
   this process, as ``learn --workers 0`` does;
@@ -56,6 +59,7 @@ def bench_scaling(
         for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
             _, generation = esp.ask(networks)
             runs["raw_ale_single"].append(raw_ale(rom, networks, max_frames=max_frames, seed=s, emulators=1))
+            runs["raw_ale_lockstep"].append(raw_ale(rom, networks, max_frames=max_frames, seed=s))
             alone = evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s)
             split = pool.evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s)
             runs["agent_one_worker"].append(alone)
@@ -69,6 +73,8 @@ def bench_scaling(
     ratios = {
         "agent_all_workers_vs_raw_single": results["agent_all_workers"]["steps_per_s"] / raw,
         "agent_one_worker_vs_raw_single": results["agent_one_worker"]["steps_per_s"] / raw,
+        "agent_all_workers_vs_raw_lockstep": results["agent_all_workers"]["steps_per_s"]
+        / results["raw_ale_lockstep"]["steps_per_s"],
         "all_workers_vs_one_worker": results["agent_all_workers"]["steps_per_s"]
         / results["agent_one_worker"]["steps_per_s"],
         "same_scores": float(all(same)),
