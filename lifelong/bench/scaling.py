@@ -49,6 +49,7 @@ def bench_scaling(
     warm_pool(rom, networks)
     runs: dict[str, list[EpisodeResults]] = {
         "raw_ale_single": [],
+        "raw_ale_lockstep": [],
         "agent_one_worker": [],
         "agent_all_workers": [],
     }
