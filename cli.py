@@ -323,9 +323,21 @@ def learn(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Atari: processes playing a generation's episodes (default: one per core; 0: this one).",
+            help="Atari: processes playing a generation's episodes (default: one per core, or per "
+            "CPU of the Ray cluster; 0: this one).",
             rich_help_panel="Atari",
             min=0,
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(help="Atari: where the workers run: local or ray.", rich_help_panel="Atari"),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Atari: the Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local one).",
+            rich_help_panel="Atari",
         ),
     ] = None,
     require_target: Annotated[
@@ -396,6 +408,8 @@ def learn(
             checkpoint_every=checkpoint_every,
             resume=resume,
             workers=workers,
+            executor=executor,
+            ray_address=ray_address,
         )
     library = settings.open()
     with _progress(settings) as report:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.games import FRAMESKIP, resolve_game
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
-from agents.atari.workers import evaluate_networks, shared
+from agents.atari.workers import EXECUTORS, evaluate_networks, shared
 from library_store import Library, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
@@ -50,7 +50,9 @@ class AtariPlan:
     condition: str = "transfer"
     checkpoint_every: int = 0  # save the evolution every N generations (0: never)
     resume: bool = False  # continue from the task's checkpoint
-    workers: int | None = None  # processes playing a generation's episodes (None: one per core)
+    workers: int | None = None  # processes playing a generation's episodes (None: one per core / CPU)
+    executor: str = "local"  # where they run: local processes, or a Ray cluster
+    ray_address: str | None = None  # the cluster (None: $RAY_ADDRESS, else a local Ray instance)
     family: ClassVar[str] = "atari"
 
     def __post_init__(self) -> None:
@@ -60,6 +62,12 @@ class AtariPlan:
             raise LifelongError("--checkpoint-every must be 0 (never) or more")
         if self.workers is not None and self.workers < 0:
             raise LifelongError("--workers must be 0 (this process plays every episode) or more")
+        if self.executor not in EXECUTORS:
+            raise LifelongError(f"unknown --executor {self.executor!r} (choose {', '.join(EXECUTORS)})")
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise LifelongError("--executor ray needs Ray: pip install -e '.[ray]'")
+        if self.ray_address is not None and self.executor != "ray":
+            raise LifelongError("--ray-address is for --executor ray")
 
     def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
         """Before any work: ``--sources`` names networks of other games (or tasks that this call
@@ -83,7 +91,7 @@ class AtariPlan:
             checkpoint=library.path / "checkpoints" / f"{task_key(name)}.pt",
             checkpoint_every=self.checkpoint_every,
             resume=self.resume,
-            workers=shared(os.cpu_count() or 1 if self.workers is None else self.workers),
+            workers=shared(self.workers, self.executor, self.ray_address),
         )
 
 

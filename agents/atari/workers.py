@@ -1,11 +1,15 @@
-"""Playing a generation's episodes in worker processes, one per core by default (``--workers``).
+"""Playing a generation's episodes in worker processes: local ones, one per core by default
+(``--workers``), or a Ray cluster's (``--executor ray``).
 
 The emulator is the cost of Atari learning, and ale-py holds the GIL while it emulates, so only
 processes step two emulators at once. :class:`EpisodeWorkers` splits the networks of a call into
 contiguous parts, one per worker; each worker plays its part's episodes on emulators it keeps
 for the whole run, and sends back only scores and frame counts. Episode ``e`` of the call draws
-its sticky actions from ``(seed, e)`` whichever worker plays it, and ALE is deterministic given
-the actions, so the scores are the same with 1 worker or N (a test checks it).
+its sticky actions from ``(seed, e)`` whichever worker plays it, every episode starts from the
+same emulator state and its policy outputs do not depend on its batch, so the scores are the
+same with 1 worker or N, local or Ray (tests check both). With Ray the generation's networks go
+into the object store once (``ray.put``); a part whose worker dies is played again (Ray retries
+it), with the same result.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,16 +63,30 @@ def evaluate_networks(
     )
 
 
-class EpisodeWorkers:
-    """``workers`` processes playing episodes (0 or 1: this process plays them all). The pool
-    starts on first use and lives until :meth:`close` (or the process ends); its processes keep
-    their emulators between calls, so a ROM loads once per process, not once per generation."""
+EXECUTORS = ("local", "ray")
+RAY_RETRIES = 3  # times Ray plays a part again whose worker died
 
-    def __init__(self, workers: int, threads: int = 1) -> None:
-        if workers < 0:
+
+class EpisodeWorkers:
+    """``workers`` processes playing episodes (0 or 1: this process plays them all): a local
+    pool, or with ``executor="ray"`` tasks on the Ray cluster at ``address`` (None: the one
+    ``RAY_ADDRESS`` names, else a local one Ray starts; ``workers`` None: one part per CPU of
+    the cluster). The pool starts on first use and lives until :meth:`close` (or the process
+    ends); its processes keep their emulators between calls, so a ROM loads once per process,
+    not once per generation."""
+
+    def __init__(
+        self, workers: int | None, threads: int = 1, *, executor: str = "local", address: str | None = None
+    ) -> None:
+        if workers is not None and workers < 0:
             raise ValueError(f"workers must be at least 0, got {workers}")
-        self.workers, self.threads = workers, threads
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+        if workers is None and executor == "local":
+            workers = os.cpu_count() or 1
+        self.workers, self.threads, self.executor, self.address = workers, threads, executor, address
         self._pool: Executor | None = None
+        self._connected = False  # this object connected to Ray (and disconnects on close)
 
     def evaluate_networks(
         self,
@@ -82,27 +101,29 @@ class EpisodeWorkers:
     ) -> EpisodeResults:
         """:func:`evaluate_networks`, the networks split among the workers; the same scores
         however many."""
-        parts = min(self.workers, len(networks))
+        parts = min(self._parts(), len(networks))
         if parts <= 1 or torch.device(device).type != "cpu":  # a GPU batches; processes would contend
             return evaluate_networks(
                 game, networks, trials, max_frames=max_frames, seed=seed, device=device, substrate=substrate
             )
-        bounds = np.linspace(0, len(networks), parts + 1).round().astype(int).tolist()
+        bounds = list(
+            itertools.pairwise(np.linspace(0, len(networks), parts + 1).round().astype(int).tolist())
+        )
         started = time.perf_counter()
-        futures = [
-            self._executor().submit(
-                evaluate_networks,
-                game,
-                networks.part(start, stop),
-                trials,
-                max_frames=max_frames,
-                seed=seed,
-                first_episode=start * trials,
-                substrate=substrate,
-            )
-            for start, stop in itertools.pairwise(bounds)
-        ]
-        results = [future.result() for future in futures]
+        if self.executor == "ray":
+            ray = self._ray()
+            play = ray.remote(max_retries=RAY_RETRIES, num_cpus=1)(_play_part)
+            shared = ray.put(networks)  # once per generation, however many parts
+            refs = [play.remote(game, shared, a, b, trials, max_frames, seed, substrate) for a, b in bounds]
+            results = ray.get(refs)
+        else:
+            futures = [
+                self._executor().submit(
+                    _play_part, game, networks.part(a, b), 0, b - a, trials, max_frames, seed, substrate, a
+                )
+                for a, b in bounds
+            ]
+            results = [future.result() for future in futures]
         wall = time.perf_counter() - started
         total = sum(r.total_frames for r in results)
         return EpisodeResults(
@@ -117,6 +138,22 @@ class EpisodeWorkers:
             seconds={key: sum(r.seconds.get(key, 0.0) for r in results) for key in results[0].seconds},
         )
 
+    def _parts(self) -> int:
+        if self.workers is None:  # Ray: one part per CPU of the cluster
+            return int(self._ray().cluster_resources().get("CPU", 1))
+        return self.workers
+
+    def _ray(self) -> Any:
+        """Ray, connected: to ``address``, else to ``RAY_ADDRESS``, else to a local instance it
+        starts (or the one this process already started)."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(
+                address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+            )
+        return ray
+
     def _executor(self) -> Executor:
         if self._pool is None:  # spawned: forking a process that holds torch threads can hang
             context = multiprocessing.get_context("spawn")
@@ -129,12 +166,38 @@ class EpisodeWorkers:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._connected:
+            import ray
+
+            ray.shutdown()
+            self._connected = False
+
+
+def _play_part(
+    game: str,
+    networks: Networks,
+    start: int,
+    stop: int,
+    trials: int,
+    max_frames: int,
+    seed: int,
+    substrate: Substrate | None,
+    offset: int = 0,
+) -> EpisodeResults:
+    """A worker's part of a call: networks ``start`` to ``stop - 1`` of ``networks`` (which start
+    at network ``offset`` of the call), their episodes counted as in the whole call."""
+    torch.set_num_threads(1)
+    first = (offset + start) * trials
+    part = networks.part(start, stop)
+    return evaluate_networks(
+        game, part, trials, max_frames=max_frames, seed=seed, first_episode=first, substrate=substrate
+    )
 
 
 @functools.cache
-def shared(workers: int) -> EpisodeWorkers:
-    """This process's pool of ``workers`` (the same one for every task of a run)."""
-    return EpisodeWorkers(workers)
+def shared(workers: int | None, executor: str = "local", address: str | None = None) -> EpisodeWorkers:
+    """This process's pool (the same one for every task of a run)."""
+    return EpisodeWorkers(workers, executor=executor, address=address)
 
 
 WATCH_S = 1.0  # how often a worker checks that the process it works for still lives

@@ -1,0 +1,104 @@
+"""The Ray executor on a local Ray instance: the same scores as one process, also when a worker
+is killed in the middle of a generation (Ray plays its part again)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_atari_workers import generation
+
+from agents.atari.workers import EpisodeWorkers, evaluate_networks
+
+ray = pytest.importorskip("ray")
+
+GAME = "Boxing"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def play_part_pids() -> list[int]:
+    """Ray worker processes playing a part now (their command line names the task)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"_play_part" in command:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_ray_scores_as_one_process_does(local_ray) -> None:
+    networks = generation(GAME, 6)
+    alone = evaluate_networks(GAME, networks, 2, max_frames=600, seed=3)
+    pool = EpisodeWorkers(None, executor="ray")  # one part per CPU of the cluster
+    split = pool.evaluate_networks(GAME, networks, 2, max_frames=600, seed=3)
+    assert pool._parts() == 2
+    assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)
+
+
+def test_a_killed_worker_is_replayed_and_the_result_is_the_same(local_ray) -> None:
+    networks = generation(GAME, 6)
+    alone = evaluate_networks(GAME, networks, 1, max_frames=3000, seed=4)
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            pids = play_part_pids()
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    split = EpisodeWorkers(2, executor="ray").evaluate_networks(GAME, networks, 1, max_frames=3000, seed=4)
+    killer.join()
+    assert killed, "no worker was playing a part: the test did not kill one"
+    assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)
+
+
+def test_an_unknown_executor_is_refused() -> None:
+    with pytest.raises(ValueError, match="executor"):
+        EpisodeWorkers(2, executor="slurm")
+
+
+def test_learn_with_the_ray_executor_is_checked_before_any_work(tmp_path: Path) -> None:
+    from cli_helpers import assert_one_line_error, run_cli
+
+    library = tmp_path / "library"
+    assert run_cli("init", library=library).returncode == 0
+    assert_one_line_error(
+        run_cli("learn", "atari:Pong", "--executor", "slurm", library=library), "--executor"
+    )
+    assert_one_line_error(
+        run_cli("learn", "atari:Pong", "--ray-address", "127.0.0.1:6379", library=library), "--ray-address"
+    )
+
+
+def test_a_game_learned_with_ray_is_the_game_learned_in_one_process(local_ray, tmp_path: Path) -> None:
+    from test_atari_agent import TINY, learn_game
+
+    from library_store import Library
+
+    records = {}
+    for executor, workers in (("local", 0), ("ray", None)):
+        library = Library.create(tmp_path / executor)
+        record = learn_game(library, "Boxing", TINY, executor=executor, workers=workers)
+        records[executor] = (library.module(record.layers[0][0]).checksum, record.metrics)
+        assert library.check() == []
+    assert records["ray"] == records["local"]
