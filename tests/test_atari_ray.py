@@ -28,7 +28,7 @@ def local_ray():
 
 
 def play_part_pids() -> list[int]:
-    """Ray worker processes playing a part now (their command line names the task)."""
+    """Ray actor processes that play parts (their command line names the actor)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -36,7 +36,7 @@ def play_part_pids() -> list[int]:
                 command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"_play_part" in command:
+            if b"Player" in command:
                 pids.append(int(entry.name))
     return pids
 

@@ -64,7 +64,7 @@ def evaluate_networks(
 
 
 EXECUTORS = ("local", "ray")
-RAY_RETRIES = 3  # times Ray plays a part again whose worker died
+RAY_RETRIES = 3  # times Ray plays a part again whose actor died
 
 
 class EpisodeWorkers:
@@ -87,6 +87,7 @@ class EpisodeWorkers:
         self.workers, self.threads, self.executor, self.address = workers, threads, executor, address
         self._pool: Executor | None = None
         self._connected = False  # this object connected to Ray (and disconnects on close)
+        self._actors: list[Any] = []
 
     def evaluate_networks(
         self,
@@ -112,9 +113,12 @@ class EpisodeWorkers:
         started = time.perf_counter()
         if self.executor == "ray":
             ray = self._ray()
-            play = ray.remote(max_retries=RAY_RETRIES, num_cpus=1)(_play_part)
             shared = ray.put(networks)  # once per generation, however many parts
-            refs = [play.remote(game, shared, a, b, trials, max_frames, seed, substrate) for a, b in bounds]
+            players = self._players(len(bounds))
+            refs = [
+                player.play.remote(game, shared, a, b, trials, max_frames, seed, substrate)
+                for player, (a, b) in zip(players, bounds, strict=True)
+            ]
             results = ray.get(refs)
         else:
             futures = [
@@ -143,6 +147,15 @@ class EpisodeWorkers:
             return int(self._ray().cluster_resources().get("CPU", 1))
         return self.workers
 
+    def _players(self, count: int) -> list[Any]:
+        """``count`` Ray actors that play parts, each keeping its emulators between generations
+        (a task on a fresh worker would load its ROMs again); a killed one is restarted and its
+        part played again."""
+        while len(self._actors) < count:
+            actor = self._ray().remote(num_cpus=1, max_restarts=-1, max_task_retries=RAY_RETRIES)(Player)
+            self._actors.append(actor.remote())
+        return self._actors[:count]
+
     def _ray(self) -> Any:
         """Ray, connected: to ``address``, else to ``RAY_ADDRESS``, else to a local instance it
         starts (or the one this process already started)."""
@@ -166,6 +179,12 @@ class EpisodeWorkers:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors = []
         if self._connected:
             import ray
 
@@ -192,6 +211,13 @@ def _play_part(
     return evaluate_networks(
         game, part, trials, max_frames=max_frames, seed=seed, first_episode=first, substrate=substrate
     )
+
+
+class Player:
+    """A Ray actor's body: plays parts of calls (:func:`_play_part`) in its own process."""
+
+    def play(self, *part: Any) -> EpisodeResults:
+        return _play_part(*part)
 
 
 @functools.cache

@@ -15,13 +15,18 @@ In one run, in interleaved rounds (so load from other processes hits every condi
   with one worker per core, as ``learn`` does by default (its pool started and its emulators
   loaded by a warm-up generation before the rounds, as they are after a run's first generation).
 
+- ``agent_ray``: the same with ``--executor ray`` on a local Ray instance of one CPU per core
+  (when Ray is installed; started and warmed up like the local pool).
+
 Every condition counts agent steps (4 frames) per wall second, episode starts included. Goals on
-2 cores: ``ratios.agent_all_workers_vs_raw_single`` ≥ 1.7 (the physical limit is 2.0) and the
-scores of the two agent conditions identical (``ratios.same_scores`` = 1).
+2 cores: ``ratios.agent_all_workers_vs_raw_single`` ≥ 1.7 (the physical limit is 2.0), Ray
+within 10% of the local pool (``ratios.ray_vs_local``), and the scores of every agent condition
+identical (``ratios.same_scores`` = 1).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -45,29 +50,39 @@ def bench_scaling(
     workers = workers or os.cpu_count() or 1
     budget = ATARI_PRESETS["quick"].override(evaluations=networks, trials=1, max_frames=max_frames)
     esp = new_esp(budget, substrate_for(rom).n_inputs, seed)
-    pool = EpisodeWorkers(workers)
+    pools = {"agent_all_workers": EpisodeWorkers(workers)}
+    if importlib.util.find_spec("ray") is not None:
+        import ray
+
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        pools["agent_ray"] = EpisodeWorkers(workers, executor="ray")
     warm_pool(rom, networks)
     runs: dict[str, list[EpisodeResults]] = {
         "raw_ale_single": [],
         "raw_ale_lockstep": [],
         "agent_one_worker": [],
-        "agent_all_workers": [],
+        **{name: [] for name in pools},
     }
     same = []
     try:
         _, warm_up = esp.ask(networks)
-        pool.evaluate_networks(rom, warm_up, 1, max_frames=max_frames, seed=seed)
+        for pool in pools.values():
+            pool.evaluate_networks(rom, warm_up, 1, max_frames=max_frames, seed=seed)
         for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
             _, generation = esp.ask(networks)
             runs["raw_ale_single"].append(raw_ale(rom, networks, max_frames=max_frames, seed=s, emulators=1))
             runs["raw_ale_lockstep"].append(raw_ale(rom, networks, max_frames=max_frames, seed=s))
             alone = evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s)
-            split = pool.evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s)
             runs["agent_one_worker"].append(alone)
-            runs["agent_all_workers"].append(split)
-            same.append(bool(np.array_equal(alone.scores, split.scores)))
+            for name, pool in pools.items():
+                split = pool.evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s)
+                runs[name].append(split)
+                same.append(bool(np.array_equal(alone.scores, split.scores)))
     finally:
-        pool.close()
+        for pool in pools.values():
+            pool.close()
+        if "agent_ray" in pools:
+            ray.shutdown()
     results = {name: _totals(rs) for name, rs in runs.items()}
     results["agent_all_workers"]["workers"] = workers
     raw = results["raw_ale_single"]["steps_per_s"]
@@ -79,6 +94,14 @@ def bench_scaling(
         "all_workers_vs_one_worker": results["agent_all_workers"]["steps_per_s"]
         / results["agent_one_worker"]["steps_per_s"],
         "same_scores": float(all(same)),
+        **(
+            {
+                "ray_vs_local": results["agent_ray"]["steps_per_s"]
+                / results["agent_all_workers"]["steps_per_s"]
+            }
+            if "agent_ray" in results
+            else {}
+        ),
     }
     return results, ratios
 
