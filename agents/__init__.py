@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol, TypeVar
@@ -18,6 +21,25 @@ Report = Callable[..., None]  # progress events: report("phase", name=..., total
 
 def quiet(*_: Any, **__: Any) -> None:
     """A progress report that says nothing."""
+
+
+WATCH_S = 1.0  # how often a worker process checks that the process it works for still lives
+
+
+def start_worker(threads: int, parent: int) -> None:
+    """Set up a worker process (a pool's initializer): ``threads`` torch threads, and it ends
+    when process ``parent`` does (killed, or ended without closing the pool), instead of waiting
+    for work for ever."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def module_parameters(module: ModuleRecord) -> int:

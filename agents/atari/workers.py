@@ -19,7 +19,6 @@ import functools
 import itertools
 import multiprocessing
 import os
-import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import Report
+from agents import Report, start_worker
 from agents.atari.evaluate import EpisodeResults, drop_emulators, evaluate
 from agents.atari.games import FRAMESKIP
 from agents.atari.network import BatchedPolicy, Networks
@@ -226,18 +225,7 @@ def shared(workers: int | None, executor: str = "local", address: str | None = N
     return EpisodeWorkers(workers, executor=executor, address=address)
 
 
-WATCH_S = 1.0  # how often a worker checks that the process it works for still lives
-
-
 def _start(threads: int, parent: int) -> None:
-    """A worker: ``threads`` torch threads, and it ends when the process it works for does
-    (killed or ended without closing the pool), instead of waiting for work for ever."""
-    torch.set_num_threads(threads)
+    """A worker (:func:`agents.start_worker`) that lets its emulators go before it ends."""
+    start_worker(threads, parent)
     atexit.register(drop_emulators)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(WATCH_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()

@@ -21,13 +21,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from agents import Report, module_parameters, quiet
+from agents import Report, module_parameters, quiet, start_worker
 from agents.classification.agent import load_task_network
 from agents.classification.budget import Budget
 from agents.classification.pruning import PruneSettings
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
-from lifelong.bench.streams import aggregate, start_worker, torch_threads
+from lifelong.bench.streams import aggregate, torch_threads
 from lifelong.classification import ClassificationPlan, evaluate_task
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec

@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -26,7 +25,7 @@ from typing import Any
 
 import torch
 
-from agents import Report, quiet
+from agents import Report, quiet, start_worker
 from agents.classification.training import accuracy
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData
 from library_store import Library, first_line
@@ -50,7 +49,6 @@ from lifelong.metrics import check_matrix, summary
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
 
-WATCH_S = 1.0  # how often a worker checks that the benchmark's process still lives
 FOLLOW_S = 0.5  # how often the random library, one task behind the agent, looks for its commit
 AGENT_FAILED = "agent-failed"  # marks a seed whose agent stopped: the random library gives up
 CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
@@ -471,19 +469,6 @@ def check_bench(data: dict[str, Any]) -> None:
                     raise ValueError(f"{where}: {key} must hold {size} numbers")
         if set(seeds) != set(next(iter(conditions.values()))):
             raise ValueError(f"condition {condition!r} ran other seeds than the rest")
-
-
-def start_worker(threads: int, parent: int) -> None:
-    """A control's worker process: ``threads`` torch threads, and it ends when the benchmark's
-    process does (killed or not), instead of learning on for nobody."""
-    torch.set_num_threads(threads)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(WATCH_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 @contextlib.contextmanager
