@@ -22,7 +22,8 @@ from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.games import FRAMESKIP, resolve_game
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
-from agents.atari.workers import EXECUTORS, evaluate_networks, shared
+from agents.atari.workers import evaluate_networks
+from agents.workers import EXECUTORS, shared
 from library_store import Library, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from test_atari_workers import generation
 
-from agents.atari.workers import EpisodeWorkers, evaluate_networks
+from agents.atari.workers import evaluate_networks, evaluate_split
+from agents.workers import Workers
 
 ray = pytest.importorskip("ray")
 
@@ -28,7 +29,7 @@ def local_ray():
 
 
 def play_part_pids() -> list[int]:
-    """Ray actor processes that play parts (their command line names the actor)."""
+    """Ray actor processes that run jobs (their command line names the actor)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -36,7 +37,7 @@ def play_part_pids() -> list[int]:
                 command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"Player" in command:
+            if b"Runner" in command:
                 pids.append(int(entry.name))
     return pids
 
@@ -44,9 +45,9 @@ def play_part_pids() -> list[int]:
 def test_ray_scores_as_one_process_does(local_ray) -> None:
     networks = generation(GAME, 6)
     alone = evaluate_networks(GAME, networks, 2, max_frames=600, seed=3)
-    pool = EpisodeWorkers(None, executor="ray")  # one part per CPU of the cluster
-    split = pool.evaluate_networks(GAME, networks, 2, max_frames=600, seed=3)
-    assert pool._parts() == 2
+    pool = Workers(None, executor="ray")  # one part per CPU of the cluster
+    split = evaluate_split(pool, GAME, networks, 2, max_frames=600, seed=3)
+    assert pool.parts == 2
     assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)
 
 
@@ -66,7 +67,7 @@ def test_a_killed_worker_is_replayed_and_the_result_is_the_same(local_ray) -> No
 
     killer = threading.Thread(target=kill_one)
     killer.start()
-    split = EpisodeWorkers(2, executor="ray").evaluate_networks(GAME, networks, 1, max_frames=3000, seed=4)
+    split = evaluate_split(Workers(2, executor="ray"), GAME, networks, 1, max_frames=3000, seed=4)
     killer.join()
     assert killed, "no worker was playing a part: the test did not kill one"
     assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)
@@ -74,7 +75,7 @@ def test_a_killed_worker_is_replayed_and_the_result_is_the_same(local_ray) -> No
 
 def test_an_unknown_executor_is_refused() -> None:
     with pytest.raises(ValueError, match="executor"):
-        EpisodeWorkers(2, executor="slurm")
+        Workers(2, executor="slurm")
 
 
 def test_learn_with_the_ray_executor_is_checked_before_any_work(tmp_path: Path) -> None:

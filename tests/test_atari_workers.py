@@ -10,7 +10,8 @@ from agents.atari.agent import new_esp
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.network import Networks
 from agents.atari.substrate import substrate_for
-from agents.atari.workers import EpisodeWorkers, evaluate_networks
+from agents.atari.workers import evaluate_networks, evaluate_split
+from agents.workers import Workers
 
 # Boxing's scores move within a few hundred frames; Freeway's soft reset kept what an emulator
 # had played before (its scores changed with the emulator until episodes restored a start state)
@@ -40,10 +41,10 @@ def test_scores_are_the_same_with_one_worker_or_several(
     networks = generation(game, 7)
     common = {"max_frames": frames, "seed": 11}
     alone = evaluate_networks(game, networks, trials, **common)
-    pool = EpisodeWorkers(workers)
+    pool = Workers(workers)
     try:
-        split = pool.evaluate_networks(game, networks, trials, **common)
-        again = pool.evaluate_networks(game, networks, trials, **common)  # the same processes, reused
+        split = evaluate_split(pool, game, networks, trials, **common)
+        again = evaluate_split(pool, game, networks, trials, **common)  # the same processes, reused
     finally:
         pool.close()
     for result in (split, again):
@@ -54,4 +55,4 @@ def test_scores_are_the_same_with_one_worker_or_several(
 
 def test_a_worker_count_below_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 0"):
-        EpisodeWorkers(-1)
+        Workers(-1)

@@ -36,8 +36,9 @@ from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
 from agents.atari.grusm import Source, random_source
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate, game_table, substrate_for
-from agents.atari.workers import EpisodeWorkers, evaluate_networks
+from agents.atari.workers import evaluate_networks, evaluate_split
 from agents.errors import LifelongError
+from agents.workers import Workers
 from library_store import Library, TaskArrays
 
 MODULE_KIND = "esp_network"
@@ -191,7 +192,7 @@ class AtariAgent:
         checkpoint: Path | None = None,
         checkpoint_every: int = 0,
         resume: bool = False,
-        workers: EpisodeWorkers | None = None,
+        workers: Workers | None = None,
     ) -> None:
         """``checkpoint``: file to save the evolution state to every ``checkpoint_every``
         generations (0: never) and, with ``resume``, to continue from; ``workers``: the processes
@@ -202,7 +203,7 @@ class AtariAgent:
         self.device = device or torch.device("cpu")
         self.sources, self.condition, self.report = sources, condition, report
         self.checkpoint, self.checkpoint_every, self.resume = checkpoint, checkpoint_every, resume
-        self.workers = workers or EpisodeWorkers(0)
+        self.workers = workers or Workers(0)
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: Any, name: str) -> Problem:
@@ -429,7 +430,8 @@ class AtariAgent:
         """Mean raw score of each network over ``trials`` episodes, all emulators in lock-step; the
         episodes' seed is the attempt's next draw of the training stream."""
         trials = self.budget.trials
-        result = self.workers.evaluate_networks(
+        result = evaluate_split(
+            self.workers,
             problem.game,
             networks,
             trials,

@@ -35,6 +35,8 @@ Processes can: :mod:`agents.atari.workers` spreads a call's episodes over worker
 
 from __future__ import annotations
 
+import atexit
+
 import threading
 import time
 from collections.abc import Callable
@@ -141,6 +143,9 @@ def drop_emulators() -> None:
     with _POOL_LOCK:
         _POOL.clear()
         _START.clear()
+
+
+atexit.register(drop_emulators)  # in every process that pools emulators, workers included
 
 
 def warm_pool(game: str, n: int) -> None:

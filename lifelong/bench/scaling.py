@@ -11,7 +11,7 @@ In one run, in interleaved rounds (so load from other processes hits every condi
 - ``agent_one_worker``: the agent scoring one generation of its own networks
   (:func:`agents.atari.agent.new_esp`, the ``quick`` budget's population, one trial each) in
   this process, as ``learn --workers 0`` does;
-- ``agent_all_workers``: the same generation played by :class:`agents.atari.workers.EpisodeWorkers`
+- ``agent_all_workers``: the same generation played by :func:`agents.atari.workers.evaluate_split`
   with one worker per core, as ``learn`` does by default (its pool started and its emulators
   loaded by a warm-up generation before the rounds, as they are after a run's first generation).
 
@@ -36,7 +36,8 @@ from agents.atari.budget import ATARI_PRESETS
 from agents.atari.evaluate import EpisodeResults, raw_ale, warm_pool
 from agents.atari.games import FRAMESKIP, resolve_game
 from agents.atari.substrate import substrate_for
-from agents.atari.workers import EpisodeWorkers, evaluate_networks
+from agents.atari.workers import evaluate_networks, evaluate_split
+from agents.workers import Workers
 from lifelong.bench import BenchResult
 
 
@@ -50,12 +51,12 @@ def bench_scaling(
     workers = workers or os.cpu_count() or 1
     budget = ATARI_PRESETS["quick"].override(evaluations=networks, trials=1, max_frames=max_frames)
     esp = new_esp(budget, substrate_for(rom).n_inputs, seed)
-    pools = {"agent_all_workers": EpisodeWorkers(workers)}
+    pools = {"agent_all_workers": Workers(workers)}
     if importlib.util.find_spec("ray") is not None:
         import ray
 
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        pools["agent_ray"] = EpisodeWorkers(workers, executor="ray")
+        pools["agent_ray"] = Workers(workers, executor="ray")
     warm_pool(rom, networks)
     runs: dict[str, list[EpisodeResults]] = {
         "raw_ale_single": [],
@@ -67,7 +68,7 @@ def bench_scaling(
     try:
         _, warm_up = esp.ask(networks)
         for pool in pools.values():
-            pool.evaluate_networks(rom, warm_up, 1, max_frames=max_frames, seed=seed)
+            evaluate_split(pool, rom, warm_up, 1, max_frames=max_frames, seed=seed)
         for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
             _, generation = esp.ask(networks)
             runs["raw_ale_single"].append(raw_ale(rom, networks, max_frames=max_frames, seed=s, emulators=1))
@@ -75,7 +76,7 @@ def bench_scaling(
             alone = evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s)
             runs["agent_one_worker"].append(alone)
             for name, pool in pools.items():
-                split = pool.evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s)
+                split = evaluate_split(pool, rom, generation, 1, max_frames=max_frames, seed=s)
                 runs[name].append(split)
                 same.append(bool(np.array_equal(alone.scores, split.scores)))
     finally:

@@ -1,0 +1,132 @@
+"""Worker processes for the agents' expensive, independent jobs: a generation's Atari episodes
+(:mod:`agents.atari.workers`), a generation's growth candidates
+(:mod:`agents.classification.candidates`). Local processes, one per core by default
+(``--workers``), or a Ray cluster's (``--executor ray``).
+
+:meth:`Workers.map` runs ``function(shared, *job)`` for every job and returns the results in
+job order. ``shared`` is what every job of a call reads (a generation's networks, a task's data
+and library): with Ray it goes into the object store once a call (``ray.put``), locally it
+travels with each job (torch tensors through shared memory). Jobs must not depend on which
+worker runs them; then the results do not depend on how many there are. The library is only
+ever written by the driver: workers return results, nothing else.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from agents import start_worker
+
+EXECUTORS = ("local", "ray")
+RAY_RETRIES = 3  # times Ray runs a job again whose actor died
+
+R = TypeVar("R")
+
+
+class Workers:
+    """``workers`` processes (0 or 1: this process runs every job): a local pool, or with
+    ``executor="ray"`` actors on the Ray cluster at ``address`` (None: the one ``RAY_ADDRESS``
+    names, else a local one Ray starts; ``workers`` None: one per CPU of the cluster). A job sets
+    its own torch threads (:attr:`threads`). The pool starts on first use and lives until
+    :meth:`close` (or the process ends); its processes keep what they load between calls (an
+    Atari worker its emulators), so a ROM loads once per process, not once per generation."""
+
+    def __init__(self, workers: int | None, *, executor: str = "local", address: str | None = None) -> None:
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be at least 0, got {workers}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+        if workers is None and executor == "local":
+            workers = os.cpu_count() or 1
+        self.workers, self.executor, self.address = workers, executor, address
+        self._pool: Executor | None = None
+        self._actors: list[Any] = []
+
+    @property
+    def parts(self) -> int:
+        """How many jobs run at once: the workers, or with Ray and no count the cluster's CPUs."""
+        if self.workers is None:
+            return int(self._ray().cluster_resources().get("CPU", 1))
+        return max(1, self.workers)
+
+    @property
+    def threads(self) -> int:
+        """Torch threads a job should use so the jobs running at once share the cores: this
+        machine's cores over the local workers; 1 on Ray (an actor holds one CPU)."""
+        if self.executor == "ray":
+            return 1
+        return max(1, (os.cpu_count() or 1) // self.parts)
+
+    def map(self, function: Callable[..., R], shared: Any, jobs: Sequence[tuple[Any, ...]]) -> list[R]:
+        """``[function(shared, *job) for job in jobs]``, the jobs spread over the workers
+        (``function`` must be importable: a module-level function)."""
+        if self.parts <= 1 or len(jobs) <= 1:
+            return [function(shared, *job) for job in jobs]
+        if self.executor == "ray":
+            ray = self._ray()
+            reference = ray.put(shared)  # once per call, however many jobs
+            actors = self._runners(min(len(jobs), self.parts))
+            refs = [
+                actors[k % len(actors)].run.remote(function, reference, *job) for k, job in enumerate(jobs)
+            ]
+            return ray.get(refs)
+        futures = [self._executor().submit(function, shared, *job) for job in jobs]
+        return [future.result() for future in futures]
+
+    def _runners(self, count: int) -> list[Any]:
+        """``count`` Ray actors, each keeping its process (and what it loaded) between calls; a
+        killed one is restarted and its jobs run again."""
+        while len(self._actors) < count:
+            actor = self._ray().remote(num_cpus=1, max_restarts=-1, max_task_retries=RAY_RETRIES)(Runner)
+            self._actors.append(actor.remote())
+        return self._actors[:count]
+
+    def _ray(self) -> Any:
+        """Ray, connected: to ``address``, else to ``RAY_ADDRESS``, else to a local instance it
+        starts (or the one this process already started)."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(
+                address=self.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+            )
+        return ray
+
+    def _executor(self) -> Executor:
+        if self._pool is None:  # spawned: forking a process that holds torch threads can hang
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=start_worker,
+                initargs=(1, os.getpid()),
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors = []
+
+
+class Runner:
+    """A Ray actor's body: runs jobs (``function(shared, *job)``) in its own process."""
+
+    def run(self, function: Callable[..., R], shared: Any, *job: Any) -> R:
+        return function(shared, *job)
+
+
+@functools.cache
+def shared(workers: int | None, executor: str = "local", address: str | None = None) -> Workers:
+    """This process's pool (the same one for every task of a run, Atari or image)."""
+    return Workers(workers, executor=executor, address=address)
