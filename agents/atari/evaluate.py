@@ -36,7 +36,6 @@ Processes can: :mod:`agents.atari.workers` spreads a call's episodes over worker
 from __future__ import annotations
 
 import atexit
-
 import threading
 import time
 from collections.abc import Callable
