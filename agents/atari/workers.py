@@ -7,9 +7,9 @@ contiguous parts, one per worker (:class:`agents.workers.Workers`); each worker 
 episodes on emulators it keeps for the whole run, and sends back only scores and frame counts.
 Episode ``e`` of the call draws its sticky actions from ``(seed, e)`` whichever worker plays it,
 every episode starts from the same emulator state and its policy outputs do not depend on its
-batch, so the scores are the same with 1 worker or N, local or Ray (tests check both). With Ray the generation's networks go
-into the object store once (``ray.put``); a part whose worker dies is played again (Ray retries
-it), with the same result.
+batch, so the scores are the same with 1 worker or N, local or Ray (tests check both). With Ray
+the generation's networks go into the object store once (``ray.put``); a part whose worker dies
+is played again (Ray retries it), with the same result.
 """
 
 from __future__ import annotations
