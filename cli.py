@@ -323,22 +323,15 @@ def learn(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Atari: processes playing a generation's episodes (default: one per core, or per "
-            "CPU of the Ray cluster; 0: this one).",
-            rich_help_panel="Atari",
+            help="Processes that play a generation's Atari episodes and train a generation's growth "
+            "candidates (default: one per core, or per CPU of the Ray cluster; 0: this one).",
             min=0,
         ),
     ] = None,
-    executor: Annotated[
-        str,
-        typer.Option(help="Atari: where the workers run: local or ray.", rich_help_panel="Atari"),
-    ] = "local",
+    executor: Annotated[str, typer.Option(help="Where the workers run: local or ray.")] = "local",
     ray_address: Annotated[
         str | None,
-        typer.Option(
-            help="Atari: the Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local one).",
-            rich_help_panel="Atari",
-        ),
+        typer.Option(help="The Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local one)."),
     ] = None,
     require_target: Annotated[
         bool,
@@ -358,10 +351,11 @@ def learn(
     that misses its target is committed with status below-target (and a warning), unless
     --require-target makes that an error."""
     from lifelong.prune import prune_settings
-    from lifelong.runner import learn_specs
+    from lifelong.runner import learn_specs, worker_pool
     from lifelong.tasks import parse_spec
 
     settings = _settings(ctx)
+    pool = worker_pool(workers, executor, ray_address)
     if prune not in ("auto", "off"):
         raise typer.BadParameter(f"--prune must be auto or off, not {prune!r}")
     parsed = [parse_spec(text) for text in specs]
@@ -407,9 +401,6 @@ def learn(
             condition=condition,
             checkpoint_every=checkpoint_every,
             resume=resume,
-            workers=workers,
-            executor=executor,
-            ray_address=ray_address,
         )
     library = settings.open()
     with _progress(settings) as report:
@@ -424,6 +415,7 @@ def learn(
             report=report,
             require_target=require_target,
             prune=prune_settings() if prune == "auto" else None,
+            workers=pool,
         )
     _show_learned(settings, records, "learned")
 

@@ -7,8 +7,10 @@
 job order. ``shared`` is what every job of a call reads (a generation's networks, a task's data
 and library): with Ray it goes into the object store once a call (``ray.put``), locally it
 travels with each job (torch tensors through shared memory). Jobs must not depend on which
-worker runs them; then the results do not depend on how many there are. The library is only
-ever written by the driver: workers return results, nothing else.
+worker runs them; then the results do not depend on how many there are, and a call whose worker
+died (killed, out of memory) is simply run again: Ray restarts the actor and retries its jobs,
+a local pool is replaced. The library is only ever written by the driver: workers return
+results, nothing else.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from agents import start_worker
 
 EXECUTORS = ("local", "ray")
-RAY_RETRIES = 3  # times Ray runs a job again whose actor died
+RETRIES = 3  # times a call's jobs run again when a worker died under them
 
 R = TypeVar("R")
+_RUNNERS: dict[str, list[Any]] = {}  # Ray job (one per connection) → this process's Ray actors
 
 
 class Workers:
@@ -45,7 +49,6 @@ class Workers:
             workers = os.cpu_count() or 1
         self.workers, self.executor, self.address = workers, executor, address
         self._pool: Executor | None = None
-        self._actors: list[Any] = []
 
     @property
     def parts(self) -> int:
@@ -75,16 +78,26 @@ class Workers:
                 actors[k % len(actors)].run.remote(function, reference, *job) for k, job in enumerate(jobs)
             ]
             return ray.get(refs)
-        futures = [self._executor().submit(function, shared, *job) for job in jobs]
-        return [future.result() for future in futures]
+        retries = RETRIES
+        while True:
+            futures = [self._executor().submit(function, shared, *job) for job in jobs]
+            try:
+                return [future.result() for future in futures]
+            except BrokenProcessPool:  # a worker died (killed, out of memory): a fresh pool, again
+                self.close()
+                if retries == 0:
+                    raise
+                retries -= 1
 
     def _runners(self, count: int) -> list[Any]:
         """``count`` Ray actors, each keeping its process (and what it loaded) between calls; a
-        killed one is restarted and its jobs run again."""
-        while len(self._actors) < count:
-            actor = self._ray().remote(num_cpus=1, max_restarts=-1, max_task_retries=RAY_RETRIES)(Runner)
-            self._actors.append(actor.remote())
-        return self._actors[:count]
+        killed one is restarted and its jobs run again. They are this process's, shared by all
+        its pools: an actor holds a CPU of the cluster, and a second set would wait for the first."""
+        ray = self._ray()
+        actors = _RUNNERS.setdefault(ray.get_runtime_context().get_job_id(), [])
+        while len(actors) < count:
+            actors.append(ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=RETRIES)(Runner).remote())
+        return actors[:count]
 
     def _ray(self) -> Any:
         """Ray, connected: to ``address``, else to ``RAY_ADDRESS``, else to a local instance it
@@ -108,15 +121,10 @@ class Workers:
         return self._pool
 
     def close(self) -> None:
+        """Stop the local processes (Ray's actors end with this process's Ray connection)."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
-        if self._actors:
-            import ray
-
-            for actor in self._actors:
-                ray.kill(actor)
-            self._actors = []
 
 
 class Runner:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from agents.atari.games import FRAMESKIP, resolve_game
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
 from agents.atari.workers import evaluate_networks
-from agents.workers import EXECUTORS, shared
 from library_store import Library, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
@@ -51,9 +49,6 @@ class AtariPlan:
     condition: str = "transfer"
     checkpoint_every: int = 0  # save the evolution every N generations (0: never)
     resume: bool = False  # continue from the task's checkpoint
-    workers: int | None = None  # processes playing a generation's episodes (None: one per core / CPU)
-    executor: str = "local"  # where they run: local processes, or a Ray cluster
-    ray_address: str | None = None  # the cluster (None: $RAY_ADDRESS, else a local Ray instance)
     family: ClassVar[str] = "atari"
 
     def __post_init__(self) -> None:
@@ -61,14 +56,6 @@ class AtariPlan:
             raise LifelongError(f"unknown --condition {self.condition!r} (choose {', '.join(CONDITIONS)})")
         if self.checkpoint_every < 0:
             raise LifelongError("--checkpoint-every must be 0 (never) or more")
-        if self.workers is not None and self.workers < 0:
-            raise LifelongError("--workers must be 0 (this process plays every episode) or more")
-        if self.executor not in EXECUTORS:
-            raise LifelongError(f"unknown --executor {self.executor!r} (choose {', '.join(EXECUTORS)})")
-        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
-            raise LifelongError("--executor ray needs Ray: pip install -e '.[ray]'")
-        if self.ray_address is not None and self.executor != "ray":
-            raise LifelongError("--ray-address is for --executor ray")
 
     def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
         """Before any work: ``--sources`` names networks of other games (or tasks that this call
@@ -92,7 +79,7 @@ class AtariPlan:
             checkpoint=library.path / "checkpoints" / f"{task_key(name)}.pt",
             checkpoint_every=self.checkpoint_every,
             resume=self.resume,
-            workers=shared(self.workers, self.executor, self.ray_address),
+            workers=run.workers,
         )
 
 

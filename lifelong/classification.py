@@ -59,6 +59,7 @@ class ClassificationPlan:
             device=run.device,
             load_data=load,
             report=run.report,
+            workers=run.workers,
         )
 
 

@@ -9,10 +9,11 @@ writer holds the lock). A failure then costs seconds, not a finished task.
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -22,9 +23,10 @@ from agents import Agent, Report, quiet
 from agents.classification.budget import PRESETS
 from agents.classification.pruning import PruneSettings
 from agents.task import TaskSpec
+from agents.workers import EXECUTORS, Workers, shared
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
-from lifelong.errors import Interrupted, TaskSpecError
+from lifelong.errors import Interrupted, LifelongError, TaskSpecError
 from lifelong.learn import learn
 from lifelong.prune import prune as prune_library
 from lifelong.tasks import check_names
@@ -32,12 +34,30 @@ from lifelong.tasks import check_names
 
 @dataclass(frozen=True)
 class Run:
-    """What every task of one ``learn`` call shares."""
+    """What every task of one ``learn`` call shares; ``workers`` play a generation's Atari
+    episodes and train a generation's growth candidates (default: this process alone)."""
 
     seed: int
     device: torch.device
     data_dir: Path | None = None  # the image data cache (None: $LIFELONG_DATA, else ./data)
     report: Report = quiet
+    workers: Workers = field(default_factory=lambda: Workers(0))
+
+
+def worker_pool(
+    workers: int | None = None, executor: str = "local", ray_address: str | None = None
+) -> Workers:
+    """This process's pool for ``learn --workers N --executor E --ray-address A`` (workers None:
+    one per core, or per CPU of the Ray cluster; 0: this process), checked before any work."""
+    if workers is not None and workers < 0:
+        raise LifelongError("--workers must be 0 (this process does the work) or more")
+    if executor not in EXECUTORS:
+        raise LifelongError(f"unknown --executor {executor!r} (choose {', '.join(EXECUTORS)})")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise LifelongError("--executor ray needs Ray: pip install -e '.[ray]'")
+    if ray_address is not None and executor != "ray":
+        raise LifelongError("--ray-address is for --executor ray")
+    return shared(workers, executor, ray_address)
 
 
 class Plan(Protocol):
@@ -65,13 +85,14 @@ def learn_specs(
     report: Report = quiet,
     require_target: bool = False,
     prune: PruneSettings | None = None,
+    workers: Workers | None = None,
 ) -> list[TaskRecord]:
     """Check every task, then learn and commit each in turn; with ``prune`` (``learn --prune
     auto``), prune the library after each task (a commit of its own; ``report`` hears
-    ``pruned``). Ctrl-C raises :class:`Interrupted`, whose message says what this call committed;
-    the task in progress is never committed half-way."""
+    ``pruned``); ``workers``: see :class:`Run`. Ctrl-C raises :class:`Interrupted`, whose
+    message says what this call committed; the task in progress is never committed half-way."""
     names = check_names(library, list(specs), list(names) if names else None)
-    run = Run(seed, resolve_device(device), data_dir, report)
+    run = Run(seed, resolve_device(device), data_dir, report, workers or Workers(0))
     for index, spec in enumerate(specs):
         if spec.family not in plans:
             raise TaskSpecError(f"{spec.text!r}: no plan for {spec.family} tasks was given")

@@ -12,6 +12,7 @@ from cli_helpers import assert_one_line_error, fingerprint, run_cli
 
 from agents import Report, quiet
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.workers import Workers, shared
 from library_store import Library, TaskRecord
 from lifelong.atari import AtariPlan, evaluate_atari
 from lifelong.errors import Interrupted, LifelongError
@@ -25,12 +26,26 @@ TINY = SMALL.override(generations=2, evaluations=8, max_frames=600)
 
 
 def learn_game(
-    library: Library, game: str, budget: AtariBudget, *, seed: int = 0, report: Report = quiet, **options: Any
+    library: Library,
+    game: str,
+    budget: AtariBudget,
+    *,
+    seed: int = 0,
+    report: Report = quiet,
+    workers: Workers | None = None,
+    **options: Any,
 ) -> TaskRecord:
-    """Learn one game through the driver, as `lifelong learn atari:GAME` does."""
+    """Learn one game through the driver, as `lifelong learn atari:GAME` does (its episodes
+    played by one worker per core unless ``workers`` says otherwise)."""
     plan = AtariPlan(budget, **options)
     (record,) = learn_specs(
-        library, [parse_spec(f"atari:{game}")], plans={"atari": plan}, seed=seed, device="cpu", report=report
+        library,
+        [parse_spec(f"atari:{game}")],
+        plans={"atari": plan},
+        seed=seed,
+        device="cpu",
+        report=report,
+        workers=workers or shared(None),
     )
     return record
 

@@ -51,8 +51,3 @@ def test_scores_are_the_same_with_one_worker_or_several(
         assert np.array_equal(result.scores, alone.scores)
         assert np.array_equal(result.frames, alone.frames) and result.total_frames == alone.total_frames
     assert split.emulators == len(networks) * trials  # every part ran its episodes at once
-
-
-def test_a_worker_count_below_zero_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 0"):
-        Workers(-1)

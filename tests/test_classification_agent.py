@@ -21,12 +21,11 @@ from agents.classification.agent import (
     Attempt,
     ClassificationAgent,
     Problem,
-    TrainedGenome,
-    extended_layers,
     gene_space,
     removal_costs,
     task_streams,
 )
+from agents.classification.candidates import TrainedGenome, candidate_generator, extended_layers
 from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy, predict_logits
@@ -199,7 +198,7 @@ def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_
     kinds: set[str] = set()
 
     def evaluate(genome: evolution.Genome) -> TrainedGenome:
-        network = extended_layers(task, genome, ranges)
+        network = extended_layers(task.library_layers, input_shape, genome, ranges, task.generator)
         assert built(network, len(layers)) == meant(genome, ranges, top_channels), genome.describe(ranges)
         kinds.update(m.kind for layer in network for m in layer if m.library_id is None)
         curve = Curve([0, 10], [0.5, 0.5 + 0.01 * genome.new_module_count])
@@ -207,7 +206,7 @@ def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_
 
     for seed in range(3):
         evolution.evolve(
-            evaluate,
+            evolution.one_at_a_time(evaluate),
             len(layers),
             rng=np.random.default_rng(seed),
             population=6,
@@ -239,6 +238,16 @@ def test_the_task_streams_are_the_seeds_alone() -> None:
     assert torch.equal(torch.rand(8, generator=g1), torch.rand(8, generator=g2))
     assert r1.integers(1 << 30, size=8).tolist() == r2.integers(1 << 30, size=8).tolist()
     assert not torch.equal(torch.rand(8, generator=task_streams(5)[0]), torch.rand(8, generator=g3))
+
+
+def test_every_candidate_has_a_stream_of_its_own() -> None:
+    def draw(generator: torch.Generator) -> list[float]:
+        return torch.rand(4, generator=generator).tolist()
+
+    assert draw(candidate_generator(5, 1, 3)) == draw(candidate_generator(5, 1, 3))
+    others = [candidate_generator(6, 1, 3), candidate_generator(5, 0, 3), candidate_generator(5, 1, 2)]
+    task_own = task_streams(5)[0]
+    assert all(draw(g) != draw(candidate_generator(5, 1, 3)) for g in [*others, task_own])
 
 
 def stored(library: Library, name: str) -> tuple:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -23,6 +24,7 @@ from agents.classification.evolution import (
     GeneRanges,
     Genome,
     LayerGene,
+    Newborn,
     crossover,
     evolve,
     extrapolate,
@@ -31,6 +33,7 @@ from agents.classification.evolution import (
     late_slope,
     mutate,
     mutate_scalar,
+    one_at_a_time,
     rank,
     repair,
 )
@@ -376,10 +379,17 @@ def synthetic_accuracy(genome: Genome) -> float:
 
 
 class Counter:
+    """An ``evaluate`` for evolve that remembers every genome it was handed, and every batch."""
+
     def __init__(self) -> None:
         self.calls: list[Genome] = []
+        self.batches: list[list[tuple[int, int]]] = []
 
-    def __call__(self, genome: Genome) -> Run:
+    def __call__(self, newborns: Sequence[Newborn]) -> list[Run]:
+        self.batches.append([(newborn.generation, newborn.index) for newborn in newborns])
+        return [self.one(newborn.genome) for newborn in newborns]
+
+    def one(self, genome: Genome) -> Run:
         self.calls.append(genome)
         acc = synthetic_accuracy(genome)
         return Run(genome, [(100, 0.5), (200, (0.5 + acc) / 2), (300, acc)])
@@ -433,6 +443,31 @@ def test_evolve_stops_early_when_good_enough():
     assert synthetic_accuracy(counter.calls[-1]) >= 0.7
 
 
+@pytest.mark.parametrize("batch", [2, 3, 6])
+def test_evolve_gives_the_same_result_whatever_the_batch(batch):
+    """Workers train a batch of newborns at once; a good-enough one stops the search where it
+    would have stopped one at a time, and the rest of its batch is dropped."""
+    runs = []
+    for size in (1, batch):
+        counter, seen = Counter(), []
+        result = evolve(
+            counter,
+            3,
+            rng=np.random.default_rng(5),
+            good_enough=lambda run: run.curve[-1][1] >= 0.7,
+            on_candidate=lambda g, i, genome, evaluated, seen=seen: seen.append((g, i)),
+            batch=size,
+        )
+        runs.append((result, counter, seen))
+    (one, one_counter, one_seen), (many, many_counter, many_seen) = runs
+    assert one.stopped_early and many.stopped_early
+    assert many.best.genome == one.best.genome and many.history == one.history
+    assert many.evaluations == one.evaluations and many_seen == one_seen
+    assert all(len(b) == 1 for b in one_counter.batches)
+    assert max(len(b) for b in many_counter.batches) == min(batch, 6)
+    assert len(many_counter.calls) >= len(one_counter.calls)  # the stopping batch's later ones: dropped
+
+
 def test_evolve_is_deterministic_and_supports_crossover_and_every_criterion():
     ranges = GeneRanges(max_new_reductions=1)
     for criterion in CRITERIA:
@@ -477,6 +512,7 @@ def test_evolve_with_a_cost_keeps_the_cheapest_of_near_equals():
     def evaluate(genome: Genome) -> Run:  # every filter buys a little accuracy
         return Run(genome, [(100, 0.9 + 0.0001 * size(genome))])
 
+    evaluate = one_at_a_time(evaluate)
     plain = evolve(evaluate, 3, rng=np.random.default_rng(4))
     frugal = evolve(
         evaluate, 3, rng=np.random.default_rng(4), cost=lambda run: size(run.genome), tolerance=0.05

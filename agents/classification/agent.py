@@ -20,6 +20,7 @@ from torch.nn.functional import cross_entropy
 from agents import NewModule, Report, Solution, quiet
 from agents.classification import evolution, recall
 from agents.classification.budget import DEFAULT_TARGET, Budget
+from agents.classification.candidates import Growth, TrainedGenome, train_generation
 from agents.classification.modules import (
     KINDS,
     LAYER,
@@ -29,12 +30,13 @@ from agents.classification.modules import (
     Member,
     Shape,
     freeze,
-    initialise,
+    layer_shapes,
     to_tensors,
 )
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy, as_input, in_batches, predict_logits, train
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
+from agents.workers import Workers
 from library_store import Library, ModuleRecord, TaskArrays, TaskRecord
 
 STEM = (
@@ -80,35 +82,11 @@ class Attempt:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class TrainedGenome:
-    """A genome built on the library and trained for its candidate steps (what
-    ``evolution.evolve`` ranks)."""
-
-    genome: evolution.Genome
-    network: TaskNetwork
-    validation: Curve
-    flops: int  # per input: the compute its modules add to every forward pass
-
-    @property
-    def curve(self) -> evolution.CurvePoints:
-        return self.validation.points()
-
-
 def task_streams(seed: int) -> tuple[torch.Generator, np.random.Generator]:
     """A task's torch generator and evolution generator, two independent streams of ``seed``."""
     torch_seed, evolution_seed = np.random.SeedSequence(seed).spawn(2)
     generator = torch.Generator().manual_seed(int(torch_seed.generate_state(1, np.uint64)[0]))
     return generator, np.random.default_rng(evolution_seed)
-
-
-def layer_shapes(layers: list[list[Member]], input_shape: Shape) -> list[tuple[Shape, Shape]]:
-    """(input, output) shape of every library layer."""
-    shapes = []
-    for layer in layers:
-        shapes.append((input_shape, layer[0].output_shape))
-        input_shape = layer[0].output_shape
-    return shapes
 
 
 def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.GeneRanges:
@@ -141,26 +119,6 @@ def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.Gene
 def stem(ranges: evolution.GeneRanges, rng: np.random.Generator) -> evolution.Genome:
     """:data:`STEM` as far as the input allows (a halving it cannot take becomes a conv layer)."""
     return evolution.repair(evolution.Genome((), (), STEM), ranges, rng)
-
-
-def extended_layers(
-    problem: Problem, genome: evolution.Genome, ranges: evolution.GeneRanges
-) -> list[list[Member]]:
-    """The frozen library plus the genome's new trainable modules and layers, exactly as
-    ``genome.describe(ranges)`` reads (a genome outside ``ranges`` is refused)."""
-    genome.validate(ranges)
-    library = problem.library_layers
-    layers = [list(layer) for layer in library]
-    shapes = layer_shapes(library, problem.input_shape)
-    for index, (count, residual) in enumerate(zip(genome.extra_modules, genome.extra_residual, strict=True)):
-        (into, out), kind = shapes[index], ranges.extra_kind(index, residual)
-        layers[index] += [Member.new(kind, into, out[0], problem.generator) for _ in range(count)]
-    shape = shapes[-1][1] if shapes else problem.input_shape
-    for gene in genome.new_layers:
-        member = Member.new(gene.kind, shape, gene.filters, problem.generator)
-        layers.append([member])
-        shape = member.output_shape
-    return layers
 
 
 def load_library_layers(
@@ -268,8 +226,10 @@ class ClassificationAgent:
         load_data: DataLoader,
         prune_tolerance: float = 0.0,
         report: Report = quiet,
+        workers: Workers | None = None,
     ) -> None:
-        """``load_data(spec, input_shape, seed)``: the task's data, resized to the library's input."""
+        """``load_data(spec, input_shape, seed)``: the task's data, resized to the library's input;
+        ``workers``: where a generation's growth candidates train (None: in this process)."""
         self.budget = budget
         self.target = target
         self.seed = seed
@@ -277,6 +237,7 @@ class ClassificationAgent:
         self.load_data = load_data
         self.prune_tolerance = prune_tolerance
         self.report = report
+        self.workers = workers or Workers(0)
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: TaskSpec, name: str) -> Problem:
@@ -363,22 +324,15 @@ class ClassificationAgent:
         validation by the budget's ``growth_margin``; otherwise nothing new enters the library."""
         b = self.budget
         ranges = gene_space(problem.library_layers, problem.input_shape)
-
-        def evaluate(genome: evolution.Genome) -> TrainedGenome:
-            network = self._network(problem, extended_layers(problem, genome, ranges))
-            curve = self._train(
-                network,
-                _trainable(network),
-                problem,
-                b.candidate_steps,
-                f"candidate {genome.describe(ranges)}",
-                target=2.0,
-            )
-            return TrainedGenome(genome, network, curve, network.flops(problem.input_shape))
+        growth = Growth(
+            problem.library_layers, problem.data, problem.input_shape, ranges, b, self.seed, self.device
+        )
 
         def on_candidate(
             generation: int, index: int, genome: evolution.Genome, trained: TrainedGenome
         ) -> None:
+            for event, fields in trained.events:  # its training's progress, in slot order
+                self.report(event, **fields)
             self.report(
                 "candidate",
                 generation=generation,
@@ -388,7 +342,7 @@ class ClassificationAgent:
             )
 
         result = evolution.evolve(
-            evaluate,
+            lambda newborns: train_generation(self.workers, growth, newborns),
             len(problem.library_layers),
             population=b.population,
             generations=b.generations,
@@ -405,6 +359,7 @@ class ClassificationAgent:
             initial=None if problem.library_layers else stem(ranges, problem.rng),
             cost=lambda trained: trained.flops,
             tolerance=b.growth_margin,  # extra compute, like new modules, must buy this much accuracy
+            batch=self.workers.parts,  # a generation's candidates train at once, one per worker
         )
         winner: TrainedGenome = result.best.evaluated
         network = winner.network
@@ -532,13 +487,11 @@ class ClassificationAgent:
     # -------------------------------------------------------------- helpers
     def _network(self, problem: Problem, layers: list[list[Member]]) -> TaskNetwork:
         """The layers mixed by fresh α/β, under a fresh head, all drawn from the task's generator."""
-        mixed = [MixedLayer(members, generator=problem.generator) for members in layers]
-        return self._with_head(problem, mixed)
+        return TaskNetwork.fresh(layers, problem.data.n_classes, problem.generator).to(self.device)
 
     def _with_head(self, problem: Problem, layers: list[MixedLayer]) -> TaskNetwork:
         """``layers`` under a fresh head drawn from the task's generator."""
-        head = Head(layers[-1].members[0].output_shape, problem.data.n_classes)
-        return TaskNetwork(layers, initialise(head, problem.generator)).to(self.device)
+        return TaskNetwork.with_fresh_head(layers, problem.data.n_classes, problem.generator).to(self.device)
 
     def _train(
         self,

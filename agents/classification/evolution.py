@@ -4,18 +4,22 @@ When self-organization (frozen library, only α/β and a head trained) is not go
 grows: it evolves *extension genomes* that say which new trainable modules to add to the frozen
 library for the new task, trains each candidate briefly, and keeps the best. This file is only
 the search half of that (EvoTorch-style separation of problem and algorithm): it knows nothing of
-torch or of how a candidate is built and trained. The caller supplies ``evaluate(genome)``, which
-trains a candidate for T steps and returns an object with a learning ``.curve``; that object is
-kept, so the winner's trained state can be reused instead of retrained.
+torch or of how a candidate is built and trained. The caller supplies ``evaluate(newborns)``,
+which trains each :class:`Newborn` candidate for T steps (in turn, or all at once on workers) and
+returns objects with a learning ``.curve``; those are kept, so the winner's trained state can be
+reused instead of retrained.
 
 The algorithm (SMART, mutation-only GA, elitist)::
 
     population ← [initial genome] + mutants of it
     repeat for `generations`:
-        evaluate the individuals not evaluated yet        (elites are never re-evaluated)
+        evaluate the individuals not evaluated yet        (elites are never re-evaluated;
+                                                           `batch` at a time, in slot order)
         rank everyone by fitness of their learning curve  (default: final accuracy, slope tie-break);
             those within `tolerance` of the best come first, cheapest first (parsimony)
-        stop if one is good enough
+        stop if one is good enough                     (the first in slot order: any later one
+                                                           of its batch is dropped, so the result
+                                                           does not depend on `batch`)
         keep the best `elite`; replace the rest by mutants of the elites (round-robin)
 
 Mutation of a scalar gene ``v`` with range ``{lo..hi}``: with probability ``rate``,
@@ -635,6 +639,21 @@ class Evaluated(Protocol):
 E = TypeVar("E", bound=Evaluated)
 
 
+class Newborn(NamedTuple):
+    """A genome to evaluate, and where it was born: its generation and its slot in that
+    generation's population (elites take the first slots). The slot names the candidate, e.g. to
+    give it a random stream of its own."""
+
+    generation: int
+    index: int
+    genome: Genome
+
+
+def one_at_a_time(evaluate: Callable[[Genome], E]) -> Callable[[Sequence[Newborn]], list[E]]:
+    """An ``evaluate`` for :func:`evolve` from a function of one genome."""
+    return lambda newborns: [evaluate(newborn.genome) for newborn in newborns]
+
+
 @dataclass(frozen=True)
 class Candidate(Generic[E]):
     """An evaluated genome: the caller's evaluation object, its fitness key, its birth generation."""
@@ -694,7 +713,7 @@ def _fresh(make: Callable[[], Genome], seen: set[tuple[Any, ...]], tries: int) -
 
 
 def evolve(
-    evaluate: Callable[[Genome], E],
+    evaluate: Callable[[Sequence[Newborn]], list[E]],
     n_library_layers: int,
     *,
     rng: np.random.Generator,
@@ -713,6 +732,7 @@ def evolve(
     distinct_tries: int = DISTINCT_TRIES,
     cost: Callable[[E], float] | None = None,
     tolerance: float = 0.0,
+    batch: int = 1,
 ) -> EvolutionResult[E]:
     """SMART's elitist GA over extension genomes (see the module docstring for the algorithm box).
 
@@ -721,17 +741,22 @@ def evolve(
     elites, round-robin (with ``crossover=True`` and ≥ 2 elites: ``mutate(crossover(e_k, e_k+1))``).
     New genomes are redrawn (up to ``distinct_tries``) to avoid a phenotype already evaluated, since
     a training run is the expensive part. Only new individuals are evaluated, so without an early
-    stop ``evaluate`` runs ``population + (population − elite)·(generations − 1)`` times.
+    stop ``population + (population − elite)·(generations − 1)`` genomes are. ``evaluate`` gets
+    up to ``batch`` newborns at a time (e.g. one per worker) and returns their evaluations in
+    order; the result is the same for any ``batch`` as long as each evaluation depends only on
+    its newborn.
 
     ``on_candidate(generation, index, genome, evaluated)`` is called after every evaluation
     (``index`` is the slot in that generation's population). ``good_enough(evaluated)`` is asked
-    after every evaluation; if true, the search stops at once. Ties in fitness go to the
+    after every evaluation, in slot order; if true, the search stops at once. Ties in fitness go to the
     individual evaluated earlier. Only the current population's evaluation objects are held, so
     trained states of discarded candidates can be freed. With ``cost(evaluated)`` (e.g. compute
     per input), extra cost must buy fitness: see :func:`rank`.
     """
-    if population < 1 or generations < 1:
-        raise ValueError(f"population and generations must be >= 1, got {population}, {generations}")
+    if population < 1 or generations < 1 or batch < 1:
+        raise ValueError(
+            f"population, generations and batch must be >= 1, got {population}, {generations}, {batch}"
+        )
     if not 1 <= elite <= population:
         raise ValueError(f"elite must be in 1..population ({population}), got {elite}")
     _check_criterion(criterion, horizon)
@@ -768,15 +793,18 @@ def evolve(
         if generation > 0:
             parents = [member.genome for member in members]
             newborn = [_fresh(child(k, parents), seen, distinct_tries) for k in range(population - elite)]
-        for genome in newborn:
-            evaluated = evaluate(genome)
-            evaluations += 1
-            key = fitness(evaluated.curve, criterion, horizon)
-            members.append(Candidate(genome, evaluated, key, generation))
-            if on_candidate is not None:
-                on_candidate(generation, len(members) - 1, genome, evaluated)
-            if good_enough is not None and good_enough(evaluated):
-                stopped = True
+        born = [Newborn(generation, len(members) + k, genome) for k, genome in enumerate(newborn)]
+        for wave in (born[start : start + batch] for start in range(0, len(born), batch)):
+            for (_, index, genome), evaluated in zip(wave, evaluate(wave), strict=True):
+                evaluations += 1
+                key = fitness(evaluated.curve, criterion, horizon)
+                members.append(Candidate(genome, evaluated, key, generation))
+                if on_candidate is not None:
+                    on_candidate(generation, index, genome, evaluated)
+                if good_enough is not None and good_enough(evaluated):
+                    stopped = True
+                    break
+            if stopped:
                 break
         members = rank(members, cost, tolerance)
         history.append([_record(member) for member in members])

@@ -210,3 +210,12 @@ class Head(nn.Module):
         if self.hidden is not None:
             x = torch.relu(self.hidden(x))
         return self.out(x)
+
+
+def layer_shapes(layers: list[list[Member]], input_shape: Shape) -> list[tuple[Shape, Shape]]:
+    """(input, output) shape of every library layer."""
+    shapes = []
+    for layer in layers:
+        shapes.append((input_shape, layer[0].output_shape))
+        input_shape = layer[0].output_shape
+    return shapes

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from agents.classification.modules import Head, Member, is_frozen
+from agents.classification.modules import Head, Member, initialise, is_frozen
 
 
 class MixedLayer(nn.Module):
@@ -71,6 +71,20 @@ class TaskNetwork(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.head = head
+
+    @classmethod
+    def fresh(cls, layers: list[list[Member]], n_classes: int, generator: torch.Generator) -> TaskNetwork:
+        """``layers`` mixed by fresh α/β under a fresh head, all drawn from ``generator``."""
+        return cls.with_fresh_head(
+            [MixedLayer(members, generator=generator) for members in layers], n_classes, generator
+        )
+
+    @classmethod
+    def with_fresh_head(
+        cls, layers: list[MixedLayer], n_classes: int, generator: torch.Generator
+    ) -> TaskNetwork:
+        """``layers`` under a fresh head drawn from ``generator``."""
+        return cls(layers, initialise(Head(layers[-1].members[0].output_shape, n_classes), generator))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:

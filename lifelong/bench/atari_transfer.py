@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agents import Report, quiet
 from agents.atari.budget import AtariBudget
+from agents.workers import shared
 from library_store import Library, TaskRecord
 from lifelong.atari import AtariPlan
 from lifelong.bench import BenchResult, Stage
@@ -49,6 +50,7 @@ def learn_game(library: Library, game: str, plan: AtariPlan, run: Run, name: str
         seed=run.seed,
         device=str(run.device),
         report=run.report,
+        workers=run.workers,
     )
     return record
 
@@ -82,7 +84,12 @@ def bench_atari_transfer(
         for source, target in pairs:
             runs = [
                 run_pair(
-                    source, target, budget, Run(seed, resolve_device(device), report=report), Path(tmp), stage
+                    source,
+                    target,
+                    budget,
+                    Run(seed, resolve_device(device), report=report, workers=shared(None)),
+                    Path(tmp),
+                    stage,
                 )
                 for seed in seeds
             ]

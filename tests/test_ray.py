@@ -1,5 +1,6 @@
 """The Ray executor on a local Ray instance: the same scores as one process, also when a worker
-is killed in the middle of a generation (Ray plays its part again)."""
+is killed in the middle of a generation (Ray plays its part again); growth candidates trained
+on Ray actors as in one process."""
 
 from __future__ import annotations
 
@@ -46,8 +47,11 @@ def test_ray_scores_as_one_process_does(local_ray) -> None:
     networks = generation(GAME, 6)
     alone = evaluate_networks(GAME, networks, 2, max_frames=600, seed=3)
     pool = Workers(None, executor="ray")  # one part per CPU of the cluster
-    split = evaluate_split(pool, GAME, networks, 2, max_frames=600, seed=3)
-    assert pool.parts == 2
+    try:
+        split = evaluate_split(pool, GAME, networks, 2, max_frames=600, seed=3)
+        assert pool.parts == 2
+    finally:
+        pool.close()
     assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)
 
 
@@ -73,11 +77,6 @@ def test_a_killed_worker_is_replayed_and_the_result_is_the_same(local_ray) -> No
     assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)
 
 
-def test_an_unknown_executor_is_refused() -> None:
-    with pytest.raises(ValueError, match="executor"):
-        Workers(2, executor="slurm")
-
-
 def test_learn_with_the_ray_executor_is_checked_before_any_work(tmp_path: Path) -> None:
     from cli_helpers import assert_one_line_error, run_cli
 
@@ -95,11 +94,27 @@ def test_a_game_learned_with_ray_is_the_game_learned_in_one_process(local_ray, t
     from test_atari_agent import TINY, learn_game
 
     from library_store import Library
+    from lifelong.runner import worker_pool
 
     records = {}
     for executor, workers in (("local", 0), ("ray", None)):
         library = Library.create(tmp_path / executor)
-        record = learn_game(library, "Boxing", TINY, executor=executor, workers=workers)
+        record = learn_game(library, "Boxing", TINY, workers=worker_pool(workers, executor))
         records[executor] = (library.module(record.layers[0][0]).checksum, record.metrics)
         assert library.check() == []
     assert records["ray"] == records["local"]
+
+
+def test_growth_candidates_train_on_ray_as_in_one_process(local_ray) -> None:
+    import torch
+    from test_workers import grow
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray actor: one CPU, one thread
+    try:
+        alone, alone_events = grow(Workers(0))
+    finally:
+        torch.set_num_threads(threads)
+    on_ray, ray_events = grow(Workers(2, executor="ray"))
+    assert on_ray.details == alone.details and ray_events == alone_events
+    assert torch.equal(on_ray.network.head.out.weight, alone.network.head.out.weight)

@@ -1,0 +1,157 @@
+"""Training a generation of SMART's growth candidates at once: on the workers
+(:class:`agents.workers.Workers`: local processes or Ray actors), or on a GPU concurrently on the
+device.
+
+A candidate is an extension genome built on the frozen library (:func:`extended_layers`) under
+fresh α/β and a fresh head, trained for the budget's candidate steps. Everything random about it
+(its new modules, α/β, head, batches) comes from a torch generator of its own, seeded by the
+task's seed, its generation and its slot (:func:`candidate_generator`), so it trains the same
+whichever worker trains it and whatever trains beside it: the search's result does not depend on
+the number of workers (at equal torch thread counts). What every candidate of a task reads
+(:class:`Growth`: the library layers chosen, the task's data, the budget) travels once a call;
+each candidate comes back with its trained network and the progress events it made, which the
+driver replays in slot order, as if it had trained them one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.classification import evolution
+from agents.classification.budget import Budget
+from agents.classification.modules import Member, Shape, layer_shapes
+from agents.classification.network import TaskNetwork
+from agents.classification.training import Curve, train
+from agents.task import TaskData
+from agents.workers import Workers
+
+CANDIDATE_STREAM = 2  # spawn key of the candidates' streams: 0 and 1 are the task's own (task_streams)
+CANDIDATE_TARGET = 2.0  # a candidate trains its whole budget: its curve is its fitness, not a solution
+
+
+@dataclass(frozen=True)
+class Growth:
+    """What every growth candidate of a task reads. ``threads``: torch threads a worker's job
+    uses (0: leave them as they are, in this process)."""
+
+    library_layers: list[list[Member]]
+    data: TaskData
+    input_shape: Shape
+    ranges: evolution.GeneRanges
+    budget: Budget
+    seed: int
+    device: torch.device
+    threads: int = 0
+
+
+@dataclass
+class TrainedGenome:
+    """A genome built on the library and trained for its candidate steps (what
+    ``evolution.evolve`` ranks), with the progress events its training made."""
+
+    genome: evolution.Genome
+    network: TaskNetwork
+    validation: Curve
+    flops: int  # per input: the compute its modules add to every forward pass
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def curve(self) -> evolution.CurvePoints:
+        return self.validation.points()
+
+
+def candidate_generator(seed: int, generation: int, index: int) -> torch.Generator:
+    """The random stream of the candidate in slot ``index`` of ``generation``, for task ``seed``."""
+    sequence = np.random.SeedSequence(seed, spawn_key=(CANDIDATE_STREAM, generation, index))
+    return torch.Generator().manual_seed(int(sequence.generate_state(1, np.uint64)[0]))
+
+
+def extended_layers(
+    library_layers: list[list[Member]],
+    input_shape: Shape,
+    genome: evolution.Genome,
+    ranges: evolution.GeneRanges,
+    generator: torch.Generator,
+) -> list[list[Member]]:
+    """The frozen library plus the genome's new trainable modules and layers, exactly as
+    ``genome.describe(ranges)`` reads (a genome outside ``ranges`` is refused)."""
+    genome.validate(ranges)
+    layers = [list(layer) for layer in library_layers]
+    shapes = layer_shapes(library_layers, input_shape)
+    for index, (count, residual) in enumerate(zip(genome.extra_modules, genome.extra_residual, strict=True)):
+        (into, out), kind = shapes[index], ranges.extra_kind(index, residual)
+        layers[index] += [Member.new(kind, into, out[0], generator) for _ in range(count)]
+    shape = shapes[-1][1] if shapes else input_shape
+    for gene in genome.new_layers:
+        member = Member.new(gene.kind, shape, gene.filters, generator)
+        layers.append([member])
+        shape = member.output_shape
+    return layers
+
+
+def train_candidate(growth: Growth, genome: evolution.Genome, generation: int, index: int) -> TrainedGenome:
+    """Build ``genome`` on the library and train it for the budget's candidate steps, from its
+    own random stream (a worker's job: module-level, its arguments picklable)."""
+    if growth.threads:
+        torch.set_num_threads(growth.threads)
+    generator = candidate_generator(growth.seed, generation, index)
+    layers = extended_layers(growth.library_layers, growth.input_shape, genome, growth.ranges, generator)
+    network = TaskNetwork.fresh(layers, growth.data.n_classes, generator).to(growth.device)
+    events: list[tuple[str, dict[str, Any]]] = []
+    curve = train(
+        network,
+        [p for p in network.parameters() if p.requires_grad],
+        growth.data,
+        growth.budget.train_config(growth.budget.candidate_steps, CANDIDATE_TARGET),
+        generator=generator,
+        device=growth.device,
+        report=lambda event, **fields: events.append((event, fields)),
+        label=f"candidate {genome.describe(growth.ranges)}",
+    )
+    return TrainedGenome(genome, network, curve, network.flops(growth.input_shape), events)
+
+
+def train_generation(
+    workers: Workers, growth: Growth, newborns: Sequence[evolution.Newborn]
+) -> list[TrainedGenome]:
+    """Train ``newborns`` at once, in their order: on a GPU as concurrent threads of this
+    process, each on a CUDA stream of its own; else on ``workers``."""
+    jobs = [(newborn.genome, newborn.generation, newborn.index) for newborn in newborns]
+    if growth.device.type == "cuda":
+        return concurrently(growth, jobs, workers.parts)
+    threads = workers.threads if workers.parts > 1 else 0
+    return workers.map(train_candidate, Growth(**{**growth.__dict__, "threads": threads}), jobs)
+
+
+def concurrently(
+    growth: Growth, jobs: Sequence[tuple[evolution.Genome, int, int]], parallel: int
+) -> list[TrainedGenome]:
+    """``jobs`` trained by up to ``parallel`` threads of this process (on CUDA each on a stream of
+    its own, so their kernels overlap). A job the device has no memory left for is trained again
+    alone once the others are done: concurrently where memory allows."""
+
+    def one(job: tuple[evolution.Genome, int, int]) -> TrainedGenome:
+        cuda = growth.device.type == "cuda"
+        with torch.cuda.stream(torch.cuda.Stream(growth.device)) if cuda else nullcontext():
+            trained = train_candidate(growth, *job)
+        if cuda:
+            torch.cuda.synchronize(growth.device)
+        return trained
+
+    with ThreadPoolExecutor(max(1, min(parallel, len(jobs)))) as pool:
+        futures = [pool.submit(one, job) for job in jobs]
+    results = []
+    for job, future in zip(jobs, futures, strict=True):
+        try:
+            results.append(future.result())
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            results.append(one(job))
+    return results
