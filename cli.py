@@ -238,7 +238,7 @@ SEED_MAX = 2**32 - 1  # what every generator the agents seed (numpy, torch, the 
 SeedOpt = Annotated[
     int, typer.Option(min=0, max=SEED_MAX, help="Seed for data split, initialisation, batches, evolution.")
 ]
-DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache (env LIFELONG_DATA, default ./data).")]
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
 CompeteOpt = typer.Option(
@@ -659,7 +659,7 @@ def streams(
 NoEvalOpt = Annotated[
     bool, typer.Option("--no-eval", help="Use the stored test accuracies; do not re-evaluate the tasks.")
 ]
-EvalDeviceOpt = Annotated[str, typer.Option(help="cpu (bit-exact with the commit) or cuda.")]
+EvalDeviceOpt = Annotated[str, typer.Option(help="cpu (bit-exact with the commit), cuda or cuda:N.")]
 
 
 @app.command("metrics")
@@ -947,24 +947,46 @@ def bench_scaling(
     max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
     rounds: Annotated[int, typer.Option(help="Interleaved repetitions.", min=1)] = 3,
     workers: Annotated[
-        int | None, typer.Option(help="All-workers condition (default: one per core).", min=1)
+        int | None, typer.Option(help="All-workers conditions (default: one per core).", min=1)
     ] = None,
+    growth_task: Annotated[
+        str, typer.Option(help="The growth half's image task ('none': Atari only).")
+    ] = "mnist:0-4",
+    candidates: Annotated[
+        int | None, typer.Option(help="Growth candidates (default: the quick budget's population).", min=1)
+    ] = None,
+    candidate_steps: Annotated[
+        int | None, typer.Option(help="Steps each candidate trains (default: the quick budget's).", min=1)
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where the agent's networks run.")] = "cpu",
+    data_dir: DataDirOpt = None,
     seed: SeedOpt = 0,
     results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
-    """A real ESP generation's episodes in one process and over all local workers, against one
-    raw emulator: steps/s and the scaling ratios (CPU)."""
+    """A real ESP generation's episodes, and a real generation of growth candidates, in one
+    process, over all local workers and on a local Ray instance, against one raw emulator:
+    steps/s, candidates/s and the scaling ratios."""
+    from lifelong.bench.scaling import GrowthCase
     from lifelong.bench.scaling import bench_scaling as body
+    from lifelong.device import resolve_device
 
     if quick:
         networks, max_frames, rounds = 16, 1000, 2
-    file_name = f"scaling{'-quick' if quick else ''}.json"
+    sizes = {"population": candidates, "candidate_steps": candidate_steps}
+    growth = GrowthCase(growth_task, data_dir, **{k: v for k, v in sizes.items() if v is not None})
+    growth = None if growth_task == "none" else growth
+    where = str(resolve_device(device))
+    file_name = (
+        f"scaling{'-quick' if quick else ''}{'' if where == 'cpu' else '-' + where.split(':')[0]}.json"
+    )
     _bench(
         ctx,
         "scaling",
-        lambda _: body(game, networks, max_frames, seed, rounds=rounds, workers=workers),
+        lambda _: body(
+            game, networks, max_frames, seed, rounds=rounds, workers=workers, device=where, growth=growth
+        ),
         [seed],
-        "cpu",
+        where,
         results_dir,
         file_name,
     )
