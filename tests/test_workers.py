@@ -3,17 +3,21 @@ processes, and a pool whose worker dies runs the call again."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from test_classification import TINY
 from test_classification_agent import ROOMY, halves, problem
 
-from agents.classification.agent import ClassificationAgent
+from agents.classification.agent import ClassificationAgent, gene_space
+from agents.classification.candidates import Growth, concurrently, train_candidate
+from agents.classification.evolution import initial_genome
 from agents.task import TaskSpec
 from agents.workers import Workers
 
@@ -21,15 +25,28 @@ SHAPE = (1, 16, 16)
 BUDGET = TINY.override(population=4, elite=2, generations=2, candidate_steps=40)
 
 
-def grow(workers: Workers) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
-    """Growth on a two-layer library, everything it reported (timings left out)."""
+def grow(workers: Workers, device: str = "cpu") -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """Growth on (a copy of) a two-layer library on ``device``, everything it reported (timings
+    left out)."""
     events: list[tuple[str, dict[str, Any]]] = []
 
     def report(event: str, **fields: Any) -> None:
         events.append((event, {k: v for k, v in fields.items() if k != "seconds"}))
 
-    agent = ClassificationAgent(BUDGET, target=1.0, seed=3, load_data=halves, report=report, workers=workers)
-    task = problem(ROOMY, SHAPE, halves(TaskSpec("a", "npz"), SHAPE, 0))
+    agent = ClassificationAgent(
+        BUDGET,
+        target=1.0,
+        seed=3,
+        load_data=halves,
+        report=report,
+        workers=workers,
+        device=torch.device(device),
+    )
+    library = copy.deepcopy(ROOMY)
+    for layer in library:
+        for member in layer:
+            member.module.to(device)
+    task = problem(library, SHAPE, halves(TaskSpec("a", "npz"), SHAPE, 0))
     return agent.grow(task, None), events
 
 
@@ -76,3 +93,47 @@ def test_workers_below_zero_or_an_unknown_executor_are_refused() -> None:
         Workers(-1)
     with pytest.raises(ValueError, match="executor"):
         Workers(2, executor="slurm")
+
+
+@pytest.mark.slow
+def test_learn_commits_the_same_task_with_or_without_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`learn`'s default trains growth candidates on one worker per core; at equal torch threads
+    (one each) the library it commits is the one `--workers 0` commits."""
+    from cli_helpers import TINY, halves_npz_arrays, run_cli
+
+    from library_store import Library
+
+    np.savez(tmp_path / "halves.npz", **halves_npz_arrays(np.random.default_rng(0)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    committed = {}
+    for workers in ("0", "2"):
+        path = tmp_path / f"library-{workers}"
+        assert run_cli("init", library=path).returncode == 0
+        learned = run_cli(
+            "learn", f"npz:{tmp_path / 'halves.npz'}", "--name", "halves", *TINY,
+            "--population", "3", "--target", "1.0", "--workers", workers, library=path,
+        )  # fmt: skip
+        assert learned.returncode == 0, learned.stderr
+        library = Library.open(path)
+        record = library.task("halves")
+        modules = sorted(library.module(m).checksum for layer in record.layers for m in layer)
+        committed[workers] = (record.metrics, record.details["evaluations"], modules)
+    assert committed["2"] == committed["0"]
+
+
+def test_candidates_trained_by_concurrent_threads_are_those_trained_one_by_one() -> None:
+    """The GPU's way (threads of this process, a CUDA stream each), run on the CPU."""
+    agent = ClassificationAgent(BUDGET, target=1.0, seed=3, load_data=halves)
+    task = problem(ROOMY, SHAPE, halves(TaskSpec("a", "npz"), SHAPE, 0))
+    growth = Growth(
+        ROOMY, task.data, SHAPE, gene_space(ROOMY, SHAPE), BUDGET, agent.seed, torch.device("cpu")
+    )
+    genomes = [initial_genome(len(ROOMY), growth.ranges, np.random.default_rng(k)) for k in range(3)]
+    jobs = [(genome, 0, index) for index, genome in enumerate(genomes)]
+    together = concurrently(growth, jobs, 3)
+    apart = [train_candidate(growth, *job) for job in jobs]
+    assert [t.curve for t in together] == [a.curve for a in apart]
+    for mine, theirs in zip(together, apart, strict=True):
+        assert torch.equal(mine.network.head.out.weight, theirs.network.head.out.weight)

@@ -15,10 +15,11 @@ driver replays in slot order, as if it had trained them one after another.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -127,7 +128,7 @@ def train_generation(
     if growth.device.type == "cuda":
         return concurrently(growth, jobs, workers.parts)
     threads = workers.threads if workers.parts > 1 else 0
-    return workers.map(train_candidate, Growth(**{**growth.__dict__, "threads": threads}), jobs)
+    return workers.map(train_candidate, replace(growth, threads=threads), jobs)
 
 
 def concurrently(
@@ -135,12 +136,15 @@ def concurrently(
 ) -> list[TrainedGenome]:
     """``jobs`` trained by up to ``parallel`` threads of this process (on CUDA each on a stream of
     its own, so their kernels overlap). A job the device has no memory left for is trained again
-    alone once the others are done: concurrently where memory allows."""
+    alone once the others are done: concurrently where memory allows. Each job has its own copy
+    of the library's modules: switching a network to training mode briefly touches every module's
+    mode, which must not reach a module another thread is running."""
 
     def one(job: tuple[evolution.Genome, int, int]) -> TrainedGenome:
         cuda = growth.device.type == "cuda"
+        own = replace(growth, library_layers=copy.deepcopy(growth.library_layers))
         with torch.cuda.stream(torch.cuda.Stream(growth.device)) if cuda else nullcontext():
-            trained = train_candidate(growth, *job)
+            trained = train_candidate(own, *job)
         if cuda:
             torch.cuda.synchronize(growth.device)
         return trained
