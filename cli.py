@@ -239,6 +239,19 @@ SeedOpt = Annotated[
     int, typer.Option(min=0, max=SEED_MAX, help="Seed for data split, initialisation, batches, evolution.")
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Processes that play a generation's Atari episodes and train a generation's growth "
+        "candidates (default: one per core, or per CPU of the Ray cluster; 0: this one).",
+        min=0,
+    ),
+]
+ExecutorOpt = Annotated[str, typer.Option(help="Where the workers run: local or ray.")]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(help="The Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local one)."),
+]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache (env LIFELONG_DATA, default ./data).")]
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
 CompeteOpt = typer.Option(
@@ -320,19 +333,9 @@ def learn(
         bool,
         typer.Option("--resume", help="Atari: continue from the last checkpoint.", rich_help_panel="Atari"),
     ] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Processes that play a generation's Atari episodes and train a generation's growth "
-            "candidates (default: one per core, or per CPU of the Ray cluster; 0: this one).",
-            min=0,
-        ),
-    ] = None,
-    executor: Annotated[str, typer.Option(help="Where the workers run: local or ray.")] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="The Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local one)."),
-    ] = None,
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     require_target: Annotated[
         bool,
         typer.Option(
@@ -524,15 +527,20 @@ def demo(
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     out_dir: ReportDirOpt = Path("report"),
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """The main job: the default curriculum (MNIST and Fashion-MNIST tasks grow the library, then
     unseen and few-shot tasks), each judged task beside a random-library control; the report's
     pictures. Creates the library if needed; skips tasks already learned."""
     from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.demo import DEMO_STREAM, run_demo
+    from lifelong.runner import worker_pool
     from lifelong.streams import parse_stream
 
     settings = _settings(ctx)
+    pool = worker_pool(workers, executor, ray_address)
     try:
         library = settings.open()
     except lifelong.LibraryError:
@@ -547,6 +555,7 @@ def demo(
             data_dir=data_dir,
             out_dir=out_dir,
             report=report,
+            workers=pool,
         )
     rows = [asdict(row) for row in result.rows]
     if settings.as_json:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agents import Report, quiet
 from agents.task import DEFAULT_INPUT_SHAPE
+from agents.workers import Workers
 from library_store import Library
 from lifelong.bench import versions
 from lifelong.bench.controls import Context, RandomLibrary
@@ -68,16 +69,24 @@ def run_demo(
     data_dir: Path | None,
     out_dir: Path,
     report: Report = quiet,
+    workers: Workers | None = None,
 ) -> DemoResult:
     """Learn ``stream``'s tasks missing from ``library`` (named by their specs; judged tasks
-    without growth), run the random-library control of every judged task, and write the report
-    under ``out_dir``."""
+    without growth; growth candidates on ``workers``), run the random-library control of every
+    judged task, and write the report under ``out_dir``."""
     judge = replace(plan, budget=plan.budget.override(grow=False))
     done = {task.name for task in library.tasks()}
     for part, how in ((stream.specs[: stream.judged_from], plan), (stream.judged, judge)):
         todo = [spec for spec in part if spec.text not in done]
         learn_specs(
-            library, todo, plans={how.family: how}, seed=seed, device=device, data_dir=data_dir, report=report
+            library,
+            todo,
+            plans={how.family: how},
+            seed=seed,
+            device=device,
+            data_dir=data_dir,
+            report=report,
+            workers=workers,
         )
     library.refresh()
     names = [spec.text for spec in stream.specs]
