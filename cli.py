@@ -1120,6 +1120,8 @@ def main() -> None:
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
+    if "lifelong.runner" in sys.modules:  # worker processes end with their pool, not as leftovers
+        sys.modules["lifelong.runner"].close_workers()
     for stream in (sys.stdout, sys.stderr):
         with suppress(OSError, ValueError):  # a closed pipe (lifelong tasks | head): nothing to add
             stream.flush()

@@ -15,7 +15,6 @@ results, nothing else.
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ RETRIES = 3  # times a call's jobs run again when a worker died under them
 
 R = TypeVar("R")
 _RUNNERS: dict[str, list[Any]] = {}  # Ray job (one per connection) → this process's Ray actors
+_SHARED: dict[tuple[int | None, str, str | None], Workers] = {}  # shared()'s pools
 
 
 class Workers:
@@ -134,7 +134,16 @@ class Runner:
         return function(shared, *job)
 
 
-@functools.cache
 def shared(workers: int | None, executor: str = "local", address: str | None = None) -> Workers:
     """This process's pool (the same one for every task of a run, Atari or image)."""
-    return Workers(workers, executor=executor, address=address)
+    key = (workers, executor, address)
+    if key not in _SHARED:
+        _SHARED[key] = Workers(workers, executor=executor, address=address)
+    return _SHARED[key]
+
+
+def close_shared() -> None:
+    """Stop this process's pools (before a process ends without finalizing: their semaphores
+    would be reported as leaked)."""
+    for pool in _SHARED.values():
+        pool.close()

@@ -23,7 +23,7 @@ from agents import Agent, Report, quiet
 from agents.classification.budget import PRESETS
 from agents.classification.pruning import PruneSettings
 from agents.task import TaskSpec
-from agents.workers import EXECUTORS, Workers, shared
+from agents.workers import EXECUTORS, Workers, close_shared, shared
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import Interrupted, LifelongError, TaskSpecError
@@ -58,6 +58,11 @@ def worker_pool(
     if ray_address is not None and executor != "ray":
         raise LifelongError("--ray-address is for --executor ray")
     return shared(workers, executor, ray_address)
+
+
+def close_workers() -> None:
+    """Stop the pools :func:`worker_pool` started (a command calls it before it ends)."""
+    close_shared()
 
 
 class Plan(Protocol):
