@@ -15,10 +15,13 @@ import numpy as np
 from lifelong.classification import budget_for
 
 LIFELONG = str(Path(sys.executable).parent / "lifelong")
-# A classification budget of a few dozen steps: learning runs in seconds, to test the CLI, not accuracy.
+# A classification budget of a few dozen steps: learning runs in seconds, to test the CLI, not
+# accuracy; in the command's own process (starting worker processes would cost more than they
+# save at this size; tests/test_workers.py runs `learn` on workers).
 TINY = (
     "--so-steps", "40", "--candidate-steps", "30", "--population", "2", "--generations", "1",
     "--final-steps", "40", "--settle-steps", "10", "--eval-every", "10", "--batch-size", "32",
+    "--workers", "0",
 )  # fmt: skip
 # The same for code that takes a Budget (streams, the demo).
 TINY_BUDGET = budget_for(
