@@ -982,8 +982,8 @@ def bench_scaling(
     if quick:
         networks, max_frames, rounds = 16, 1000, 2
     sizes = {"population": candidates, "candidate_steps": candidate_steps}
-    growth = GrowthCase(growth_task, data_dir, **{k: v for k, v in sizes.items() if v is not None})
-    growth = None if growth_task == "none" else growth
+    given = {name: value for name, value in sizes.items() if value is not None}
+    growth = None if growth_task == "none" else GrowthCase(growth_task, data_dir, **given)
     where = str(resolve_device(device))
     file_name = (
         f"scaling{'-quick' if quick else ''}{'' if where == 'cpu' else '-' + where.split(':')[0]}.json"

@@ -364,7 +364,7 @@ class ClassificationAgent:
         winner: TrainedGenome = result.best.evaluated
         network = winner.network
         final = self._train(
-            network, _trainable(network), problem, b.final_steps, "train winner", problem.solved
+            network, network.trainable_parameters(), problem, b.final_steps, "train winner", problem.solved
         )
         for module in network.trainable_modules():
             freeze(module)
@@ -543,7 +543,3 @@ def removal_costs(
             costs[index] = [loss([smaller, *above], x) - full for smaller in reduced]
         x = in_batches(layer, x)
     return costs
-
-
-def _trainable(network: TaskNetwork) -> list[torch.nn.Parameter]:
-    return [p for p in network.parameters() if p.requires_grad]

@@ -108,7 +108,7 @@ def train_candidate(growth: Growth, genome: evolution.Genome, generation: int, i
     events: list[tuple[str, dict[str, Any]]] = []
     curve = train(
         network,
-        [p for p in network.parameters() if p.requires_grad],
+        network.trainable_parameters(),
         growth.data,
         growth.budget.train_config(growth.budget.candidate_steps, CANDIDATE_TARGET),
         generator=generator,

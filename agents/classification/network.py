@@ -105,6 +105,10 @@ class TaskNetwork(nn.Module):
         self.train(training)
         return counter.get_total_flops()
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What growth trains: everything not frozen (new modules, α/β, head)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def scale_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in (layer.alpha, layer.beta)]
 

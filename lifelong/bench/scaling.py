@@ -116,7 +116,7 @@ def bench_scaling(
         _, warm_up = esp.ask(networks)
         for pool in pools.values():
             evaluate_split(pool, rom, warm_up, 1, max_frames=max_frames, seed=seed, device=device)
-        trainer = growth and _growth_trainer(growth, seed, device)
+        trainer = None if growth is None else _growth_trainer(growth, seed, device)
         if trainer is not None:
             for pool in pools.values():
                 trainer(pool)  # start the processes, load the data, as after a run's first generation
@@ -156,8 +156,7 @@ def bench_scaling(
         ratios["ray_vs_local"] = (
             results["agent_ray"]["steps_per_s"] / results["agent_all_workers"]["steps_per_s"]
         )
-    if generation_s:
-        assert growth is not None
+    if growth is not None:
         for name, walls in generation_s.items():
             results[name] = {
                 "generation_s": statistics.mean(walls),
