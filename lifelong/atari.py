@@ -13,6 +13,7 @@ from agents import Report
 from agents.atari.agent import (
     CONDITIONS,
     AtariAgent,
+    Watcher,
     choose_sources,
     load_network,
     replay_probe,
@@ -21,7 +22,8 @@ from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.games import FRAMESKIP, resolve_game
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
-from agents.atari.workers import evaluate_networks
+from agents.atari.workers import evaluate_episodes
+from agents.workers import Workers
 from library_store import Library, task_key
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
@@ -49,6 +51,7 @@ class AtariPlan:
     condition: str = "transfer"
     checkpoint_every: int = 0  # save the evolution every N generations (0: never)
     resume: bool = False  # continue from the task's checkpoint
+    on_generation: Watcher | None = None  # hears of each generation's champion (benchmarks)
     family: ClassVar[str] = "atari"
 
     def __post_init__(self) -> None:
@@ -80,6 +83,7 @@ class AtariPlan:
             checkpoint_every=self.checkpoint_every,
             resume=self.resume,
             workers=run.workers,
+            on_generation=self.on_generation,
         )
 
 
@@ -92,8 +96,10 @@ def evaluate_atari(
     max_frames: int | None = None,
     device: str = "cpu",
     report: Report | None = None,
+    workers: Workers | None = None,
 ) -> dict[str, Any]:
-    """Play a stored game's network: mean ± sd raw score, and the bit-exact probe check."""
+    """Play a stored game's network: mean ± sd raw score, and the bit-exact probe check;
+    ``workers`` share the episodes (the same scores)."""
     record = library.task(name)
     if record.family != "atari":
         raise LifelongError(f"task {name!r} is a {record.family} task")
@@ -103,9 +109,10 @@ def evaluate_atari(
     torch_device = resolve_device(device)
     probe = library.task_arrays(name).probe
     outputs = replay_probe(network, probe["observations"], torch_device)
-    result = evaluate_networks(
+    result = evaluate_episodes(
+        workers or Workers(0),
         game,
-        Networks.stack([network]),
+        network,
         episodes,
         max_frames=max_frames or record.details["budget"]["max_frames"],
         seed=record.details["eval_seed"] if seed is None else seed,

@@ -29,6 +29,28 @@ def make_source(
     )
 
 
+def make_network(rng: np.random.Generator, n_in: int, hidden: int, sources: list[Source]) -> Network:
+    """A network with random genes recruiting ``sources`` (to freeze as a source that uses sources)."""
+    transfers = [rng.uniform(-1, 1, transfer_genome_size(n_in, s.n_hidden)) for s in sources]
+    neurons = rng.uniform(-1, 1, (hidden, neuron_genome_size(n_in)))
+    return Network(n_in, neurons, rng.uniform(-1, 1, N_OUTPUTS), tuple(sources), tuple(transfers))
+
+
+def source_reference(source: Source, drive: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of a recruited source, as the module docstring of ``grusm`` defines it: every hidden
+    unit (own, then each inner source's) gets ``drive`` (= T_in x) and nothing from the clamped
+    inputs; returns (its outputs, its units' new states)."""
+    own = source.bias.shape[0]
+    h_own = np.tanh(drive[:own] + source.bias + source.loop * state[:own])
+    total, states, start = source.w_out @ h_own + source.b_out, [h_own], own
+    for inner, t_out in zip(source.inner, source.inner_out, strict=True):
+        stop = start + inner.n_hidden
+        o_inner, h_inner = source_reference(inner, drive[start:stop], state[start:stop])
+        total, start = total + t_out @ o_inner, stop
+        states.append(h_inner)
+    return np.tanh(total), np.concatenate(states)
+
+
 def reference_run(network: Network, observations: list[np.ndarray]) -> list[np.ndarray]:
     """Plain per-network, per-step numpy forward (float64), independent of the batched code."""
     n = network.n_in
@@ -42,8 +64,8 @@ def reference_run(network: Network, observations: list[np.ndarray]) -> list[np.n
         total = genes[:, n + 2 :].T @ h + network.out_bias.double().numpy()
         for j, (source, transfer) in enumerate(zip(network.sources, network.transfers, strict=True)):
             t_in, t_out = split_transfer(transfer.double().numpy(), n, source.n_hidden)
-            h_src[j] = np.tanh(t_in @ x + source.bias + source.loop * h_src[j])
-            total = total + t_out @ np.tanh(source.w_out @ h_src[j] + source.b_out)
+            o, h_src[j] = source_reference(source, t_in @ x, h_src[j])
+            total = total + t_out @ o
         outputs.append(np.tanh(total))
     return outputs
 
@@ -269,7 +291,12 @@ def test_stagnation_bursts_then_adapts_with_sources_first() -> None:
 @pytest.mark.parametrize("gather_below", [0.0, 0.5, 2.0])
 def test_batched_forward_equals_a_per_network_loop(gather_below: float) -> None:
     rng = np.random.default_rng(9)
-    sources = [make_source(rng, 2, 11, "a"), make_source(rng, 4, 5, "b")]
+    # a plain source, and one that uses sources: a network (2 own neurons) that recruited a plain
+    # source and a network with no neurons of its own that recruited one in turn
+    deepest = make_network(rng, 3, 0, [make_source(rng, 2, 9, "d")]).as_source("c")
+    chain = make_network(rng, 7, 2, [make_source(rng, 3, 4, "b"), deepest]).as_source("chain")
+    assert chain.n_hidden == 2 + 3 + 2 and chain.inner[1].inner[0].name == "d"
+    sources = [make_source(rng, 2, 11, "a"), chain]
     esp = ESP(6, hidden=3, sources=sources, config=ESPConfig(members=5), generator=9)
     n_networks, trials, steps = 4, 3, 6
     _, networks = esp.ask(n_networks)
@@ -399,6 +426,33 @@ def test_a_learned_network_round_trips_through_numpy_arrays() -> None:
     frozen = Source.from_arrays(scratch.best.to_arrays(), name="breakout")  # as the library stores it
     assert frozen.n_hidden == 3 and frozen.n_in == 4 and frozen.name == "breakout"
     np.testing.assert_array_equal(frozen.w_out, scratch.best.to_arrays()["w_out"])
+
+
+def test_a_source_that_uses_sources_is_stored_whole_and_its_random_control_matches_it() -> None:
+    rng = np.random.default_rng(21)
+    inner = make_network(rng, 4, 0, [make_source(rng, 2, 6, "a")]).as_source("b")
+    source = make_network(rng, 5, 3, [inner, make_source(rng, 1, 2, "c")]).as_source("d")
+    back = Source.from_arrays(source.to_arrays(), name="d")
+    assert back.n_hidden == source.n_hidden == 3 + 2 + 1 and back.n_params == source.n_params
+    assert [s.n_hidden for s in back.inner] == [2, 1] and back.inner[0].inner[0].n_hidden == 2
+    np.testing.assert_array_equal(back.unit_bias, source.unit_bias)
+    np.testing.assert_array_equal(back.inner[0].inner_out[0], source.inner[0].inner_out[0])
+    # the readouts into the network's outputs: the network's own transfer_out genes, frozen
+    network = make_network(rng, 5, 3, [inner])
+    np.testing.assert_array_equal(network.as_source().inner_out[0], network.to_arrays()["transfer_out_0"])
+    control = random_source(source, np.random.default_rng(0))
+    own_params = 3 * 5 + 3 + 3 + 10 * 3 + 10
+    assert (
+        control.n_params
+        == source.n_params
+        == own_params + (inner.n_params + 100) + (2 + 1 + 1 + 10 + 10 + 100)
+    )
+    assert control.to_arrays().keys() == source.to_arrays().keys()
+    for key, value in control.to_arrays().items():
+        assert value.shape == source.to_arrays()[key].shape
+        assert value.size == 0 or not np.array_equal(value, source.to_arrays()[key]), key
+    with pytest.raises(ValueError, match="at least one hidden"):
+        make_network(rng, 4, 0, []).as_source()
 
 
 def test_random_source_matches_the_parameter_count() -> None:

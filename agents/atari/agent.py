@@ -3,8 +3,9 @@
 ``AtariAgent`` implements :class:`agents.Agent`:
 
 - **self-organize**: recruit the library's networks of earlier games as frozen *sources* (inputs
-  clamped to 0) and evolve only transfer genomes (target inputs → source hidden, source outputs →
-  target outputs) and output biases, one ESP subpopulation per source;
+  clamped to 0; a network that used sources brings them along) and evolve only transfer genomes
+  (target inputs → source hidden, source outputs → target outputs) and output biases, one ESP
+  subpopulation per source;
 - **grow**: if that stays below ``--target`` (or its share of the generations runs out), go on
   with adaptation enabled: bursts, then lesion or add a recruit (a new hidden neuron); a game
   with no sources starts here, from ``hidden`` neurons;
@@ -20,7 +21,7 @@ seed with numpy's ``SeedSequence``. What a task has spent and found so far lives
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,19 @@ from agents.workers import Workers
 from library_store import Library, TaskArrays
 
 MODULE_KIND = "esp_network"
+Watcher = Callable[[int, int, Network], None]
+"""``watcher(generation, frames, champion)``: called after each generation (1-based) with the
+emulator frames spent so far and the best network so far."""
 CONDITIONS = ("transfer", "scratch", "random")
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint contents (2: evaluation counter and seed streams)."""
 
-SEED_STREAMS = ("evolution", "random_controls", "training_episodes", "eval_episodes")
+SEED_STREAMS = ("evolution", "random_controls", "training_episodes", "eval_episodes", "test_episodes")
 """A task's independent random streams, each derived from its seed by :func:`stream_seed`: ESP's
 generator, the random-control sources, the episodes that score networks while learning (one seed
-per evaluation call), and the committed network's evaluation (that seed is stored with the task,
-so ``lifelong eval`` replays it)."""
+per evaluation call), the committed network's evaluation (that seed is stored with the task, so
+``lifelong eval`` replays it), and fresh episodes never played while learning (what a benchmark
+re-evaluates champions on)."""
 
 
 def stream_seed(seed: int, stream: str, index: int = 0) -> int:
@@ -101,21 +106,30 @@ def new_esp(budget: AtariBudget, n_inputs: int, seed: int, sources: Sequence[Sou
 
 
 def source_from_module(library: Library, module_id: str) -> Source:
+    """The frozen source a module is: a game's network that used sources is rebuilt whole from its
+    task, its sources with it (recursively); any other module holds the whole source."""
+    owners = (t.name for t in library.tasks() if t.family == "atari" and t.layers[0][0] == module_id)
+    owner = next(owners, None)
+    if owner is not None:
+        network, _ = load_network(library, owner)
+        if network.sources:
+            return network.as_source(module_id)
     return Source.from_arrays(library.module_tensors(module_id), name=module_id)
 
 
 def library_sources(library: Library, exclude_game: str) -> dict[str, str]:
-    """Standalone ESP networks of other games: module id → game."""
+    """The networks of the library's Atari tasks of other games (with or without sources of their
+    own): module id → game."""
     return {
-        m.id: m.config["game"]
-        for m in library.modules()
-        if m.kind == MODULE_KIND and m.config.get("standalone") and m.config.get("game") != exclude_game
+        t.layers[0][0]: t.details["game"]
+        for t in library.tasks()
+        if t.family == "atari" and t.details["game"] != exclude_game
     }
 
 
 def choose_sources(library: Library, sources: str, game: str) -> list[str]:
-    """Module ids of the source networks ``--sources`` names: ``auto`` (every standalone network of
-    another game), ``none``, or a comma-separated list of Atari task names or module ids."""
+    """Module ids of the source networks ``--sources`` names: ``auto`` (every network of another
+    game), ``none``, or a comma-separated list of Atari task names or module ids."""
     available = library_sources(library, exclude_game=game)
     if sources == "none":
         return []
@@ -193,10 +207,12 @@ class AtariAgent:
         checkpoint_every: int = 0,
         resume: bool = False,
         workers: Workers | None = None,
+        on_generation: Watcher | None = None,
     ) -> None:
         """``checkpoint``: file to save the evolution state to every ``checkpoint_every``
         generations (0: never) and, with ``resume``, to continue from; ``workers``: the processes
-        that play a generation's episodes (None: this process plays them)."""
+        that play a generation's episodes (None: this process plays them); ``on_generation``:
+        called after each generation with the champion so far (what a benchmark re-evaluates)."""
         if condition not in CONDITIONS:
             raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
         self.budget, self.target, self.seed = budget, target, seed
@@ -204,6 +220,7 @@ class AtariAgent:
         self.sources, self.condition, self.report = sources, condition, report
         self.checkpoint, self.checkpoint_every, self.resume = checkpoint, checkpoint_every, resume
         self.workers = workers or Workers(0)
+        self.on_generation = on_generation
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: Any, name: str) -> Problem:
@@ -231,7 +248,8 @@ class AtariAgent:
             esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, problem.sources)
             attempt = Attempt(esp, "self_organize")
         share = max(1, round(self.budget.generations * self.budget.self_organize_share))
-        self._generations(problem, attempt, share - attempt.esp.generation, adapt=False)
+        frames = round(self.budget.frames * self.budget.self_organize_share)
+        self._generations(problem, attempt, share - attempt.esp.generation, adapt=False, frames=frames)
         attempt.details["self_organize_generations"] = attempt.esp.generation
         return attempt
 
@@ -242,7 +260,7 @@ class AtariAgent:
             attempt = Attempt(esp, "grow", details={"self_organize_generations": 0})
         attempt.phase = "grow"
         remaining = self.budget.generations - attempt.esp.generation
-        self._generations(problem, attempt, max(1, remaining), adapt=True)
+        self._generations(problem, attempt, max(1, remaining), adapt=True, frames=self.budget.frames)
         return attempt
 
     def prune(self, problem: Problem, attempt: Attempt) -> Attempt:
@@ -302,7 +320,7 @@ class AtariAgent:
                     NewModule(
                         MODULE_KIND,
                         source.to_arrays(),
-                        {"game": problem.game, "random_control": True, "standalone": False},
+                        {"game": problem.game, "random_control": True},
                         {"input": [source.n_in], "output": [N_OUTPUTS]},
                     )
                 )
@@ -399,8 +417,14 @@ class AtariAgent:
             esp, state["phase"], state["curves"], state["details"], state["frames"], state["evaluations"]
         )
 
-    def _generations(self, problem: Problem, attempt: Attempt, count: int, *, adapt: bool) -> None:
+    def _generations(
+        self, problem: Problem, attempt: Attempt, count: int, *, adapt: bool, frames: int = 0
+    ) -> None:
+        """Up to ``count`` generations; with ``frames``, stop after the one whose emulator frames
+        reach that many in all (the attempt's, from its start)."""
         esp, b = attempt.esp, self.budget
+        if frames and attempt.frames >= frames:
+            return
         self.report("phase", name=attempt.phase.replace("_", "-"), total=count)
         for step in range(1, count + 1):
             started = time.perf_counter()
@@ -423,7 +447,11 @@ class AtariAgent:
                 and esp.generation % self.checkpoint_every == 0
             ):
                 self._save_checkpoint(problem, attempt)
+            if self.on_generation is not None:
+                self.on_generation(esp.generation, attempt.frames, esp.best)
             if problem.target is not None and esp.best_score >= problem.target:
+                break
+            if frames and attempt.frames >= frames:
                 break
 
     def _scores(self, problem: Problem, attempt: Attempt, networks: Networks) -> np.ndarray:
@@ -452,6 +480,4 @@ class AtariAgent:
             "n_outputs": N_OUTPUTS,
             "hidden": best.n_hidden,
             "score": score,
-            # only a network without sources of its own can be a source later (inputs clamped to 0)
-            "standalone": not best.sources,
         }

@@ -18,7 +18,8 @@ class AtariBudget:
     evaluations: int  # networks assembled and played per generation (paper: 100)
     trials: int  # episodes per evaluation; its fitness is their mean raw score (paper: 5)
     max_frames: int  # emulator frames per episode (4 per agent step)
-    self_organize_share: float = 0.5  # of the generations, for transfer-only evolution
+    frames: int = 0  # emulator frames to learn with in all: stop at the generation reaching them (0: none)
+    self_organize_share: float = 0.5  # of the generations (and of the frames), for transfer-only evolution
     hidden: int = 8  # own neurons a game without sources starts with (the paper gives none; growth adapts it)
     members: int = ESPConfig.members  # members per subpopulation
     stagnation: int = ESPConfig.stagnation  # generations without a new best before a burst
@@ -27,7 +28,8 @@ class AtariBudget:
 
     def __post_init__(self) -> None:
         at_least(self, generations=1, evaluations=1, trials=1, max_frames=1)
-        at_least(self, flags=False, members=1, stagnation=1, eval_episodes=1, probe_steps=1, hidden=0)
+        at_least(self, flags=False, members=1, stagnation=1, eval_episodes=1, probe_steps=1)
+        at_least(self, flags=False, hidden=0, frames=0)
         if not 0 <= self.self_organize_share <= 1:
             share = self.self_organize_share
             raise BudgetError(f"budget field self_organize_share must lie in [0, 1], not {share:g}")

@@ -27,6 +27,14 @@ The algorithm, per new game, and where each step lives::
     commit            its own part frozen as a module (a later game's   AtariAgent.solution
                       source), transfer weights stored per task
 
+**Sources that use sources.** A network that recruited sources is itself a source for a later
+game: the network as a whole is the frozen function. Its hidden layer is its own neurons followed
+by its sources' hidden units (recursively), and the later game's ``T_in`` drives all of them;
+everything that read the network's own inputs (its ``W_in`` and its own, frozen ``T_in``) reads
+those clamped inputs, 0, so its sources' units see only what the new ``T_in`` feeds them. Its
+output is ``tanh(W_out h_own + Σ_k T_out_k o_k + b_out)`` with ``o_k`` its sources' outputs and
+``T_out_k`` its frozen transfer readouts.
+
 This file holds the frozen side and the layout of the transfer genome, in numpy as stored in the
 library: the source's tensors are copied and made read-only here, so no code path can change a
 stored network. The network format and forward are :mod:`agents.atari.network`, the search
@@ -62,26 +70,27 @@ def _frozen(array: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Source:
-    """A frozen ESP network (no sources of its own) recruited by GRUSM targets.
+    """A frozen ESP network recruited by GRUSM targets: its own neurons, and the sources it
+    recruited itself (``inner``, read out into its outputs through ``inner_out``), if any.
 
-    ``w_in`` (``(H, n_in_src)``) is kept for identity and parameter count only: a recruited source's
+    ``w_in`` (``(H_own, n_in_src)``) is kept for identity and parameter count only: a recruited source's
     inputs are clamped to 0, so the forward never reads it. Tensors are read-only float32 copies.
     """
 
-    w_in: np.ndarray  # (H, n_in_src)
-    bias: np.ndarray  # (H,)
-    loop: np.ndarray  # (H,) recurrent self-loop weights
-    w_out: np.ndarray  # (N_OUTPUTS, H)
+    w_in: np.ndarray  # (H_own, n_in_src)
+    bias: np.ndarray  # (H_own,)
+    loop: np.ndarray  # (H_own,) recurrent self-loop weights
+    w_out: np.ndarray  # (N_OUTPUTS, H_own)
     b_out: np.ndarray  # (N_OUTPUTS,)
     name: str = ""
+    inner: tuple[Source, ...] = ()  # the sources this network recruited when it learned its game
+    inner_out: tuple[np.ndarray, ...] = ()  # per inner source: its frozen T_out (N_OUTPUTS, N_OUTPUTS)
 
     def __post_init__(self) -> None:
         w_in = np.asarray(self.w_in)
         if w_in.ndim != 2:
             raise ValueError(f"source w_in must be (hidden, inputs), got shape {w_in.shape}")
         hidden, n_in = w_in.shape
-        if hidden == 0:
-            raise ValueError("a source needs at least one hidden neuron (transfer connects to them)")
         shapes = {
             "w_in": (hidden, n_in),
             "bias": (hidden,),
@@ -91,11 +100,34 @@ class Source:
         }
         for key, shape in shapes.items():
             object.__setattr__(self, key, _frozen(getattr(self, key), shape, key))
+        if len(self.inner) != len(self.inner_out):
+            raise ValueError(f"{len(self.inner)} inner sources but {len(self.inner_out)} inner_out")
+        object.__setattr__(self, "inner", tuple(self.inner))
+        readouts = tuple(_frozen(t, (N_OUTPUTS, N_OUTPUTS), "inner_out") for t in self.inner_out)
+        object.__setattr__(self, "inner_out", readouts)
+        if self.n_hidden == 0:
+            raise ValueError("a source needs at least one hidden neuron (transfer connects to them)")
+
+    @property
+    def n_own(self) -> int:
+        """The network's own hidden neurons H_own."""
+        return int(self.bias.shape[0])
 
     @property
     def n_hidden(self) -> int:
-        """Hidden neurons H_src (each gets ``n_in_target`` transfer inputs)."""
-        return int(self.bias.shape[0])
+        """Hidden units H_src that transfer drives (each gets ``n_in_target`` transfer inputs): the
+        own neurons, then each inner source's units."""
+        return self.n_own + sum(s.n_hidden for s in self.inner)
+
+    @property
+    def unit_bias(self) -> np.ndarray:
+        """``(H_src,)`` biases of all hidden units, in :attr:`n_hidden` order."""
+        return np.concatenate([self.bias, *(s.unit_bias for s in self.inner)])
+
+    @property
+    def unit_loop(self) -> np.ndarray:
+        """``(H_src,)`` self-loop weights of all hidden units, in :attr:`n_hidden` order."""
+        return np.concatenate([self.loop, *(s.unit_loop for s in self.inner)])
 
     @property
     def n_in(self) -> int:
@@ -105,11 +137,18 @@ class Source:
     @property
     def n_params(self) -> int:
         """Number of frozen parameters (what the random-source control must match)."""
-        return sum(int(getattr(self, key).size) for key in SOURCE_KEYS)
+        own = sum(int(getattr(self, key).size) for key in SOURCE_KEYS)
+        return own + sum(s.n_params + t.size for s, t in zip(self.inner, self.inner_out, strict=True))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The tensors to store as a library module (copies, writable)."""
-        return {key: np.array(getattr(self, key)) for key in SOURCE_KEYS}
+        """The tensors to store as one library module (copies, writable): :data:`SOURCE_KEYS`, and
+        per inner source ``k`` its ``T_out`` as ``inner{k}_transfer_out`` and its own arrays
+        prefixed ``inner{k}_``."""
+        arrays = {key: np.array(getattr(self, key)) for key in SOURCE_KEYS}
+        for k, (source, t_out) in enumerate(zip(self.inner, self.inner_out, strict=True)):
+            arrays[f"inner{k}_transfer_out"] = np.array(t_out)
+            arrays.update({f"inner{k}_{key}": value for key, value in source.to_arrays().items()})
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], name: str = "") -> Source:
@@ -117,7 +156,18 @@ class Source:
         missing = [key for key in SOURCE_KEYS if key not in arrays]
         if missing:
             raise ValueError(f"source arrays lack {missing}")
-        return cls(**{key: arrays[key] for key in SOURCE_KEYS}, name=name)
+        inner, inner_out = [], []
+        while f"inner{len(inner)}_transfer_out" in arrays:
+            prefix = f"inner{len(inner)}_"
+            inner_out.append(arrays[f"{prefix}transfer_out"])
+            nested = {
+                key[len(prefix) :]: value
+                for key, value in arrays.items()
+                if key.startswith(prefix) and key != f"{prefix}transfer_out"
+            }
+            inner.append(cls.from_arrays(nested))
+        own = {key: arrays[key] for key in SOURCE_KEYS}
+        return cls(**own, name=name, inner=tuple(inner), inner_out=tuple(inner_out))
 
 
 def random_source(
@@ -127,19 +177,21 @@ def random_source(
     scale: float = DEFAULT_INIT_SCALE,
     name: str | None = None,
 ) -> Source:
-    """The paper's control: a freshly initialised frozen network with ``like``'s shapes (hence the
-    same parameter count), genes uniform in ``[-scale, scale]`` like an untrained ESP network."""
+    """The paper's control: a freshly initialised frozen network with ``like``'s shapes, inner
+    sources included (hence the same parameter count), genes uniform in ``[-scale, scale]`` like an
+    untrained ESP network."""
 
     def draw(shape: tuple[int, ...]) -> np.ndarray:
         return rng.uniform(-scale, scale, size=shape).astype(np.float32)
 
+    own = {key: draw(getattr(like, key).shape) for key in SOURCE_KEYS}
+    inner = tuple(random_source(s, rng, scale=scale, name="") for s in like.inner)
+    inner_out = tuple(draw(t.shape) for t in like.inner_out)
     return Source(
-        w_in=draw(like.w_in.shape),
-        bias=draw(like.bias.shape),
-        loop=draw(like.loop.shape),
-        w_out=draw(like.w_out.shape),
-        b_out=draw(like.b_out.shape),
+        **own,
         name=f"random:{like.name}" if name is None else name,
+        inner=inner,
+        inner_out=inner_out,
     )
 
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from agents.atari.games import N_OUTPUTS
-from agents.atari.grusm import Source, split_transfer, transfer_genome_size
+from agents.atari.grusm import SOURCE_KEYS, Source, split_transfer, transfer_genome_size
 
 GATHER_BELOW = 0.15
 """Forward strategy switch. With ``k`` active episode slots out of ``E``, the policy either scatters
@@ -117,6 +117,15 @@ class Network:
             transfers[j][self.n_in * self.sources[j].n_hidden :] = 0.0
         network.transfers = tuple(transfers)
         return network
+
+    def as_source(self, name: str = "") -> Source:
+        """This network frozen as a source for a later game, its own sources with it (a source
+        that uses sources: :mod:`agents.atari.grusm`); its transfer inputs are not part of it (they
+        read its clamped inputs)."""
+        arrays = self.to_arrays()
+        own = {key: arrays[key] for key in SOURCE_KEYS}
+        readouts = tuple(arrays[f"transfer_out_{i}"] for i in range(len(self.sources)))
+        return Source(**own, name=name, inner=self.sources, inner_out=readouts)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Numpy tensors to store: ``w_in (H, n_in)``, ``bias (H,)``, ``loop (H,)``, ``w_out (10, H)``,
@@ -271,8 +280,9 @@ class BatchedPolicy:
     Internally own hidden neurons and every source's hidden neurons form one hidden layer of
     ``H + Σ H_src`` units whose input weights are ``[W_in; T_in_1; …]`` (source inputs are clamped
     to 0, so their own ``w_in`` never appears); the output reads ``[h_own, o_1, …]`` through
-    ``[W_out, T_out_1, …]``. Source outputs ``o_s = tanh(W_out_s h_s + b_out_s)`` share one frozen
-    block-diagonal matrix for the whole batch.
+    ``[W_out, T_out_1, …]``. Source outputs ``o_s`` come from their units through each source's
+    :class:`FrozenReadout` (``tanh(W_out_s h_s + b_out_s)``, plus its own sources' readouts when it
+    used sources), shared by the whole batch.
     """
 
     def __init__(
@@ -295,15 +305,11 @@ class BatchedPolicy:
         sources = networks.sources
         hidden_in = [networks.w_in] + [networks.transfer_in(i) for i in range(len(sources))]
         self._w_hid = torch.cat(hidden_in, dim=1).to(dev).contiguous()  # (N, Ha, n_in)
-        src_bias = [torch.tensor(s.bias).expand(n, -1) for s in sources]
-        src_loop = [torch.tensor(s.loop).expand(n, -1) for s in sources]
+        src_bias = [torch.tensor(s.unit_bias).expand(n, -1) for s in sources]
+        src_loop = [torch.tensor(s.unit_loop).expand(n, -1) for s in sources]
         self._b_hid = torch.cat([networks.bias, *src_bias], dim=1).to(dev)  # (N, Ha)
         self._l_hid = torch.cat([networks.loop, *src_loop], dim=1).to(dev)  # (N, Ha)
-        self._src_w: Tensor | None = None  # (Σ H_src, 10 S) block-diagonal frozen source readout
-        self._src_b: Tensor | None = None
-        if sources:
-            self._src_w = torch.block_diag(*[torch.tensor(s.w_out).T for s in sources]).to(dev)
-            self._src_b = torch.cat([torch.tensor(s.b_out) for s in sources]).to(dev)
+        self._readouts = [FrozenReadout(s, dev) for s in sources]
         readout = [networks.w_out] + [networks.transfer_out(i) for i in range(len(sources))]
         self._w_cat = torch.cat(readout, dim=2).to(dev).contiguous()  # (N, 10, H + 10 S)
         self._b_out = networks.out_bias.to(dev)
@@ -383,7 +389,34 @@ class BatchedPolicy:
 
     def _readout_inputs(self, h: Tensor) -> Tensor:
         """``[h_own, o_1, …, o_S]`` from hidden states ``(k, H + Σ H_src)``: what the output reads."""
-        if self._src_w is None or self._src_b is None:
+        if not self._readouts:
             return h
-        own = h[:, : self.n_hidden]
-        return torch.cat([own, torch.tanh(h[:, self.n_hidden :] @ self._src_w + self._src_b)], dim=1)
+        return torch.cat([h[:, : self.n_hidden], *_read_sources(self._readouts, h, self.n_hidden)], dim=1)
+
+
+class FrozenReadout:
+    """A recruited source's outputs from its hidden units' states ``(k, H_src)`` (own neurons, then
+    its inner sources' units): ``tanh(h_own W_outᵀ + Σ_k o_k T_out_kᵀ + b_out)``, ``o_k`` the inner
+    sources' outputs, read the same way. Frozen tensors on ``device``."""
+
+    def __init__(self, source: Source, device: torch.device) -> None:
+        self.n_own, self.n_units = source.n_own, source.n_hidden
+        self.w_out = torch.tensor(source.w_out).T.to(device)  # (H_own, 10)
+        self.b_out = torch.tensor(source.b_out).to(device)
+        self.inner = [FrozenReadout(s, device) for s in source.inner]
+        self.inner_out = [torch.tensor(t).T.to(device) for t in source.inner_out]  # (10, 10) each
+
+    def __call__(self, h: Tensor) -> Tensor:
+        pre = h[:, : self.n_own] @ self.w_out + self.b_out
+        for o_k, t_out in zip(_read_sources(self.inner, h, self.n_own), self.inner_out, strict=True):
+            pre = pre + o_k @ t_out
+        return torch.tanh(pre)
+
+
+def _read_sources(readouts: list[FrozenReadout], h: Tensor, start: int) -> list[Tensor]:
+    """Each source's outputs, its units taken in order from column ``start`` of ``h``."""
+    outputs = []
+    for readout in readouts:
+        outputs.append(readout(h[:, start : start + readout.n_units]))
+        start += readout.n_units
+    return outputs

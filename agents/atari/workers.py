@@ -23,7 +23,7 @@ import torch
 from agents import Report
 from agents.atari.evaluate import EpisodeResults, evaluate
 from agents.atari.games import FRAMESKIP
-from agents.atari.network import BatchedPolicy, Networks
+from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate
 from agents.workers import Workers
 
@@ -75,12 +75,52 @@ def evaluate_split(
         return evaluate_networks(
             game, networks, trials, max_frames=max_frames, seed=seed, device=device, substrate=substrate
         )
-    bounds = itertools.pairwise(np.linspace(0, len(networks), parts + 1).round().astype(int).tolist())
     started = time.perf_counter()
-    results = workers.map(
-        _play_part, networks, [(game, a, b, trials, max_frames, seed, substrate) for a, b in bounds]
-    )
-    wall = time.perf_counter() - started
+    jobs = [(game, a, b, trials, max_frames, seed, substrate) for a, b in _bounds(len(networks), parts)]
+    return _joined(workers.map(_play_part, networks, jobs), time.perf_counter() - started)
+
+
+def evaluate_episodes(
+    workers: Workers,
+    game: str,
+    network: Network,
+    episodes: int,
+    *,
+    max_frames: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    substrate: Substrate | None = None,
+    report: Report | None = None,
+) -> EpisodeResults:
+    """One network's ``episodes`` episodes, split into contiguous runs of episodes, one per
+    worker: the same scores as :func:`evaluate_networks` of that network in one process (how
+    ``lifelong eval`` and the benchmarks score a champion). ``report`` hears of the episodes
+    when this process plays them all."""
+    parts = min(workers.parts, episodes)
+    stacked = Networks.stack([network])
+    if parts <= 1 or torch.device(device).type != "cpu":
+        return evaluate_networks(
+            game,
+            stacked,
+            episodes,
+            max_frames=max_frames,
+            seed=seed,
+            device=device,
+            substrate=substrate,
+            report=report,
+        )
+    started = time.perf_counter()
+    jobs = [(game, a, b, max_frames, seed, substrate) for a, b in _bounds(episodes, parts)]
+    return _joined(workers.map(_play_episodes, stacked, jobs), time.perf_counter() - started)
+
+
+def _bounds(count: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges covering ``range(count)``, as even as can be."""
+    return list(itertools.pairwise(np.linspace(0, count, parts + 1).round().astype(int).tolist()))
+
+
+def _joined(results: list[EpisodeResults], wall: float) -> EpisodeResults:
+    """The workers' results of one call, in episode order, as one."""
     total = sum(r.total_frames for r in results)
     return EpisodeResults(
         game=results[0].game,
@@ -92,6 +132,29 @@ def evaluate_split(
         emulators=sum(r.emulators for r in results),
         setup_s=max(r.setup_s for r in results),
         seconds={key: sum(r.seconds.get(key, 0.0) for r in results) for key in results[0].seconds},
+    )
+
+
+def _play_episodes(
+    network: Networks,
+    game: str,
+    start: int,
+    stop: int,
+    max_frames: int,
+    seed: int,
+    substrate: Substrate | None,
+) -> EpisodeResults:
+    """A worker's run of one network's episodes ``start`` to ``stop - 1``, numbered as in the
+    whole call."""
+    torch.set_num_threads(1)
+    return evaluate_networks(
+        game,
+        network,
+        stop - start,
+        max_frames=max_frames,
+        seed=seed,
+        first_episode=start,
+        substrate=substrate,
     )
 
 
