@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from cli_helpers import assert_one_line_error, fingerprint, run_cli
 
 from agents import Report, quiet
+from agents.atari.agent import choose_sources, load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.workers import Workers, shared
 from library_store import Library, TaskRecord
@@ -132,6 +134,58 @@ def test_modules_of_a_game_name_its_sources(two_games: tuple[Path, dict]) -> Non
     for row in rows[1:]:
         assert row["created_by"] == "atari:Freeway"
         assert set(row["task_params"]) == {"transfer_in", "transfer_out"}
+
+
+@pytest.mark.slow
+def test_a_game_recruits_a_network_that_used_sources(two_games: tuple[Path, dict], tmp_path: Path) -> None:
+    """Pong recruits Boxing's network, which recruited Freeway's: it arrives whole (its hidden
+    layer is its own neurons then Freeway's, which Pong's transfer drives; Freeway's outputs reach
+    Boxing's through Boxing's frozen transfer_out), is stored by reference and rebuilt whole; its
+    random control has its shapes and is stored whole with the task."""
+    path, learned = two_games
+    shutil.copytree(path, tmp_path / "library")
+    library = Library.open(tmp_path / "library")
+    boxing_id = learned["boxing"].layers[0][0]
+    assert set(choose_sources(library, "auto", "Pong")) == {boxing_id, learned["source"]}
+    pong = learn_game(library, "Pong", TINY, sources="atari:Boxing")
+    assert pong.layers[0][1:] == [boxing_id]
+    network, _ = load_network(library, "atari:Pong")
+    boxing, _ = load_network(library, "atari:Boxing")
+    freeway, _ = load_network(library, "atari:Freeway")
+    (source,) = network.sources
+    (inner,) = source.inner
+    assert source.name == boxing_id and inner.name == learned["source"]
+    assert source.n_own == boxing.n_hidden == 0 and source.n_hidden == freeway.n_hidden
+    np.testing.assert_array_equal(inner.w_out, freeway.to_arrays()["w_out"])
+    np.testing.assert_array_equal(source.inner_out[0], boxing.to_arrays()["transfer_out_0"])
+    transfer = library.task_arrays("atari:Pong").uses[0][1]
+    assert transfer["transfer_in"].shape == (source.n_hidden, pong.details["n_inputs"])
+    report = evaluate_atari(library, "atari:Pong", episodes=TINY.eval_episodes)
+    assert report["probe_outputs_identical"] is True
+    assert report["score_mean"] == pytest.approx(pong.metrics["eval_score_mean"])
+
+    plan = AtariPlan(TINY, condition="random", sources="atari:Boxing")
+    spec = [parse_spec("atari:Pong")]
+    learn_specs(library, spec, plans={"atari": plan}, names=["pong-random"], seed=0, device="cpu")
+    random_network, _ = load_network(library, "pong-random")
+    (control,) = random_network.sources
+    assert control.n_params == source.n_params and control.n_hidden == source.n_hidden
+    assert len(control.inner) == 1 and not np.array_equal(control.inner_out[0], source.inner_out[0])
+    assert evaluate_atari(library, "pong-random", episodes=1)["probe_outputs_identical"] is True
+    assert library.check() == []
+
+
+@pytest.mark.slow
+def test_a_frame_budget_stops_learning_and_the_watcher_sees_each_champion(tmp_path: Path) -> None:
+    """Freeway's episodes all run to the frame cap (600 frames): 8 of them make 4,800 frames a
+    generation, so a 10,000-frame budget stops after generation 3 of 50."""
+    seen: list[tuple[int, int, int]] = []
+    budget = TINY.override(generations=50, frames=10_000)
+    watch = lambda generation, frames, champion: seen.append((generation, frames, champion.n_in))  # noqa: E731
+    record = learn_game(Library.create(tmp_path / "library"), "Freeway", budget, on_generation=watch)
+    assert [(g, f) for g, f, _ in seen] == [(1, 4_800), (2, 9_600), (3, 14_400)]
+    assert {n_in for _, _, n_in in seen} == {record.details["n_inputs"]}
+    assert len(record.curves["best_so_far"]) == 3
 
 
 @pytest.mark.parametrize(
