@@ -1004,31 +1004,46 @@ def bench_scaling(
 @bench_app.command("atari-transfer")
 def bench_atari_transfer(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option("--quick", help="One pair, a small budget.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Freeway>SpaceInvaders, 180,000 frames a run (~15 min, 2 cores).")
+    ] = False,
     budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
-    pairs: Annotated[str, typer.Option(help="source>target pairs, comma-separated.")] = "",
-    seeds: SeedsOpt = "0,1,2",
-    generations: Annotated[int | None, typer.Option()] = None,
-    evaluations: Annotated[int | None, typer.Option()] = None,
-    max_frames: Annotated[int | None, typer.Option()] = None,
-    device: DeviceOpt = "auto",
+    pairs: Annotated[
+        str, typer.Option(help="Paths of games, comma-separated: A>B (a pair) or A>B>C (a chain).")
+    ] = "",
+    seeds: SeedsOpt = "0,1,2,3,4",
+    generations: Annotated[int | None, typer.Option(help="Generations whose frames make the budget.")] = None,
+    evaluations: Annotated[int | None, typer.Option(help="Networks played per generation.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Episodes per network per generation.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Frame cap per episode.")] = None,
+    frames: Annotated[
+        int | None, typer.Option(help="Frames per run (default: every generation's episodes at the cap).")
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="Fresh episodes a champion is re-evaluated on.", min=1)] = 30,
+    curve_every: Annotated[
+        int, typer.Option(help="Re-evaluate the champion every N generations.", min=1)
+    ] = 2,
+    peer: Annotated[str, typer.Option(help="The EvoTorch peer: snes, cmaes or ga.")] = "snes",
+    device: DeviceOpt = "cpu",
     results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
-    """Scratch vs random vs transfer on source → target game pairs; transfer effectiveness."""
+    """Scratch vs random library vs transfer vs an EvoTorch peer on paths of games, at equal frames:
+    champions re-evaluated on fresh episodes, mean with a 95% bootstrap CI, transfer effectiveness."""
     from lifelong.atari import atari_budget
-    from lifelong.bench.atari_transfer import PAIRS
+    from lifelong.bench.atari_transfer import PATHS, QUICK, QUICK_PATHS, Protocol, parse_paths
     from lifelong.bench.atari_transfer import bench_atari_transfer as body
     from lifelong.device import resolve_device
 
     seed_list = _int_list(seeds, "--seeds")
-    chosen = [tuple(p.split(">")) for p in pairs.split(",")] if pairs else list(PAIRS[: 1 if quick else 3])
-    if any(len(p) != 2 for p in chosen):
-        raise typer.BadParameter(f"--pairs must look like Freeway>SpaceInvaders, got {pairs!r}")
-    plan = atari_budget(
-        "quick" if quick else budget, generations=generations, evaluations=evaluations, max_frames=max_frames
+    paths = parse_paths(pairs or ",".join(QUICK_PATHS if quick else PATHS))
+    overrides = {"generations": generations, "evaluations": evaluations, "trials": trials}
+    plan = (QUICK if quick else atari_budget(budget)).override(
+        **overrides, max_frames=max_frames, frames=frames
     )
-    run = lambda report: body(chosen, seed_list, plan, device, report)  # noqa: E731
-    _bench(ctx, "atari-transfer", run, seed_list, str(resolve_device(device)), results_dir)
+    protocol = Protocol(plan, episodes, curve_every, peer, str(resolve_device(device)))
+    file_name = f"atari-transfer{'-quick' if quick else ''}.json"
+    run = lambda report: body(paths, seed_list, protocol, report)  # noqa: E731
+    _bench(ctx, "atari-transfer", run, seed_list, protocol.device, results_dir, file_name)
 
 
 def _bench(

@@ -129,6 +129,7 @@ def evaluate_atari(
         "scores": [float(s) for s in scores],
         "stored_eval_score_mean": record.metrics.get("eval_score_mean"),
         "probe_outputs_identical": bool(np.array_equal(outputs, probe["outputs"])),
+        "frames": int(result.total_frames),
         "steps_per_s": result.steps_per_s,
     }
 

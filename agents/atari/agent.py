@@ -341,7 +341,8 @@ class AtariAgent:
             "new_modules": sum(isinstance(e, NewModule) for e in entries),
             "modules_used": len(entries),
             "generations": attempt.esp.generation,
-            "frames": attempt.frames + result.total_frames + probe_run.total_frames,
+            "learning_frames": attempt.frames,  # generations and lesion
+            "frames": attempt.frames + result.total_frames + probe_run.total_frames,  # and the evaluation
         }
         details = {
             **attempt.details,

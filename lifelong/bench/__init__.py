@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agents import Report, quiet
 from library_store import first_line
 from lifelong.errors import LifelongError
@@ -28,6 +30,20 @@ BenchResult = (
     tuple[dict[str, dict[str, Any]], dict[str, float]]
     | tuple[dict[str, dict[str, Any]], dict[str, float], dict[str, Any]]
 )
+
+
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def mean_ci(values: list[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """The mean of ``values`` and its percentile bootstrap confidence interval (the mean of
+    :data:`BOOTSTRAP_RESAMPLES` resamples with replacement; a fixed ``seed``, so a result file
+    always gives the same interval). One value: no spread, the interval is the value itself."""
+    data = np.asarray(values, dtype=float)
+    means = data[np.random.default_rng(seed).integers(0, len(data), (BOOTSTRAP_RESAMPLES, len(data)))].mean(1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(data.mean()), float(low), float(high)
 
 
 class Stage:

@@ -1,117 +1,343 @@
 """``lifelong bench atari-transfer``: does reusing an earlier game's network help on a new one?
 
-For each source → target pair and seed: a fresh library learns the source game from scratch;
-then the target is learned three times at the same budget (same frames per generation):
-``scratch`` (no sources), ``random_library`` (frozen random networks with the source's parameter
-count, the paper's control) and ``transfer`` (the source's frozen network). GRUSM-ESP's transfer
-effectiveness: TE = (Σ mean best-so-far at generations 1, 10, 50, 100, 200 − the same for scratch)
-/ the score range — the generations scaled to this budget, and the range taken as the highest
-minus the lowest score any run of that target reached (the paper does not give per-game ranges).
+The protocol, per path of games (``Freeway>SpaceInvaders``; a longer path is a chain) and seed:
+
+1. a fresh library learns the path's first game from scratch;
+2. each later game (a *hop*) is learned four times on the same emulator-frame budget: ``scratch``
+   (no sources), ``random_library`` (frozen random networks of the source's shapes: the paper's
+   control), ``transfer`` (the previous game's ``transfer`` network, frozen; from the third game
+   on, a network that used sources itself) and ``peer`` (an EvoTorch search algorithm evolving
+   the scratch network: :mod:`lifelong.bench.atari_peer`);
+3. every run's champion is re-evaluated on fresh episodes (the ``test_episodes`` seed stream,
+   never played while learning; the same episodes for every condition of a seed): the committed
+   network with ``lifelong eval``'s code at the end (the result), and the champion so far every
+   ``curve_every`` generations and where the frames spent pass the paper's checkpoints.
+
+Figures per hop and condition: the mean re-evaluated score with a 95% bootstrap confidence
+interval over seeds, its paired difference from ``scratch``, the frames spent; GRUSM-ESP's
+transfer effectiveness TE = (Σ mean re-evaluated champion at the checkpoints − the same for
+scratch) / the score range, the checkpoints being generations 1, 10, 50, 100, 200 of the paper's
+200 taken as the same shares of the frame budget, and the range the highest minus the lowest
+re-evaluated score of any run of that game (the paper gives no per-game ranges).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from agents import Report, quiet
-from agents.atari.budget import AtariBudget
-from agents.workers import shared
-from library_store import Library, TaskRecord
-from lifelong.atari import AtariPlan
-from lifelong.bench import BenchResult, Stage
+from agents.atari.agent import stream_seed
+from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.atari.games import resolve_game
+from agents.atari.network import Network
+from agents.atari.workers import evaluate_episodes
+from agents.workers import Workers, shared
+from library_store import Library
+from lifelong.atari import AtariPlan, evaluate_atari
+from lifelong.bench import BenchResult, Stage, mean_ci
 from lifelong.device import resolve_device
-from lifelong.runner import Run, learn_specs
+from lifelong.errors import LifelongError
+from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 
-PAIRS = (("Freeway", "SpaceInvaders"), ("Boxing", "Seaquest"), ("Pong", "Breakout"))
-CONDITIONS = {
+PATHS = ("Freeway>SpaceInvaders>Seaquest", "Boxing>Seaquest")
+"""The standard protocol's games: Freeway → Space Invaders, then a chain on to Seaquest (the paper's
+largest gain), and Boxing → Seaquest."""
+QUICK_PATHS = ("Freeway>SpaceInvaders",)
+QUICK = ATARI_PRESETS["quick"].override(evaluations=12, max_frames=1500)
+"""``--quick``'s budget: 10 generations' worth of frames (180,000 a run), every condition, the peer."""
+ESP_CONDITIONS = {
     "scratch": ("scratch", "none"),
-    "random_library": ("random", "auto"),
-    "transfer": ("transfer", "auto"),
+    "random_library": ("random", "previous"),
+    "transfer": ("transfer", "previous"),
 }
-PAPER_GENERATIONS = (1, 10, 50, 100, 200)
+CONDITIONS = (*ESP_CONDITIONS, "peer")
+PAPER_CHECKPOINTS = (1, 10, 50, 100, 200)
+"""GRUSM-ESP's transfer effectiveness reads the learning curve at these generations of 200."""
+GENERATION_CAP = 10
+"""A run stops at this many times the budget's generations even if its frames are not spent (games
+whose episodes end very early); the generations used are recorded."""
 
 
-def checkpoints(generations: int) -> list[int]:
-    """The paper's generations 1, 10, 50, 100, 200 of 200, scaled to ``generations`` (1-based)."""
-    return sorted({max(1, round(g * generations / 200)) for g in PAPER_GENERATIONS})
+@dataclass(frozen=True)
+class Protocol:
+    """What every run of the benchmark shares."""
+
+    budget: AtariBudget  # evaluations, trials, max_frames, hidden; ``frames`` is the budget per run
+    episodes: int = 30  # fresh episodes a champion is re-evaluated on
+    curve_every: int = 2  # re-evaluate the champion every this many generations (and at checkpoints)
+    peer: str = "snes"  # the EvoTorch algorithm (lifelong.bench.atari_peer.PEER_ALGORITHMS)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.curve_every < 1:
+            raise LifelongError("--episodes and --curve-every must be at least 1")
+        if importlib.util.find_spec("evotorch") is None:
+            raise LifelongError("bench atari-transfer's peer needs EvoTorch: pip install -e '.[peer]'")
+        from lifelong.bench.atari_peer import PEER_ALGORITHMS
+
+        if self.peer not in PEER_ALGORITHMS:
+            raise LifelongError(f"unknown --peer {self.peer!r} (choose {', '.join(PEER_ALGORITHMS)})")
 
 
-def learn_game(library: Library, game: str, plan: AtariPlan, run: Run, name: str | None = None) -> TaskRecord:
-    library.refresh()
-    spec = parse_spec(f"atari:{game}")
-    (record,) = learn_specs(
-        library,
-        [spec],
-        plans={plan.family: plan},
-        names=name and [name],
-        seed=run.seed,
-        device=str(run.device),
-        report=run.report,
-        workers=run.workers,
-    )
-    return record
+def frame_budget(budget: AtariBudget) -> int:
+    """Frames per run: the budget's ``frames``, else all its generations' episodes at the cap."""
+    return budget.frames or budget.generations * budget.evaluations * budget.trials * budget.max_frames
 
 
-def run_pair(
-    source: str, target: str, budget: AtariBudget, run: Run, root: Path, stage: Stage
-) -> dict[str, list[float]]:
-    """Best-so-far curve of the target under each condition, for one seed."""
-    curves = {}
-    library = Library.create(root / f"{source}-{target}-{run.seed}")
-    learn_game(library, source, AtariPlan(budget), run)
-    stage.advance(1, f"seed {run.seed}: {source} learned")
-    for condition, (mode, sources) in CONDITIONS.items():
-        plan = AtariPlan(budget, condition=mode, sources=sources)
-        record = learn_game(library, target, plan, run, name=f"{target}-{condition}")
-        curves[condition] = record.curves["best_so_far"]
-        stage.advance(1, f"seed {run.seed}: {target} {condition}")
-    return curves
+def frame_marks(frames: int) -> list[int]:
+    """The paper's checkpoint generations as the same shares of ``frames``."""
+    return [max(1, round(frames * g / PAPER_CHECKPOINTS[-1])) for g in PAPER_CHECKPOINTS]
+
+
+def parse_paths(text: str) -> list[list[str]]:
+    """``Freeway>SpaceInvaders,Boxing>Seaquest`` → games per path (each one ALE knows)."""
+    paths = [[game.strip() for game in path.split(">")] for path in text.split(",")]
+    for path in paths:
+        if len(path) < 2 or len({resolve_game(game) for game in path}) < len(path):
+            raise LifelongError(
+                f"--pairs: each path is two or more different games like Freeway>Pong, got {text!r}"
+            )
+    return paths
+
+
+@dataclass
+class Watch:
+    """Re-evaluates a run's champion on fresh episodes while it learns: every ``every``-th
+    generation and when the frames spent pass each of ``marks``. A champion that has not changed
+    keeps its score."""
+
+    score: Callable[[Network], float]
+    marks: list[int]
+    every: int
+    curve: list[list[float]] = field(default_factory=list)  # [generation, frames, score]
+    at_marks: list[float] = field(default_factory=list)
+    _last: tuple[Network, float] | None = None
+    _seen: tuple[int, int, Network] | None = None
+
+    def __call__(self, generation: int, frames: int, champion: Network) -> None:
+        self._seen = (generation, frames, champion)
+        due = sum(1 for mark in self.marks[len(self.at_marks) :] if frames >= mark)
+        if due or generation % self.every == 0:
+            self._record(generation, frames, champion, due)
+
+    def finish(self) -> None:
+        """After the run: the last champion on the curve, and at any checkpoint it never reached."""
+        assert self._seen is not None, "a run learns at least one generation"
+        generation, frames, champion = self._seen
+        if not self.curve or self.curve[-1][0] != generation or len(self.at_marks) < len(self.marks):
+            self._record(generation, frames, champion, len(self.marks) - len(self.at_marks))
+
+    def _record(self, generation: int, frames: int, champion: Network, due: int) -> None:
+        if self._last is None or self._last[0] is not champion:
+            self._last = (champion, self.score(champion))
+        score = self._last[1]
+        if not self.curve or self.curve[-1][0] != generation:
+            self.curve.append([generation, frames, score])
+        self.at_marks += [score] * due
+
+
+@dataclass
+class Bench:
+    """One benchmark run: its protocol, the worker pool, and what it has measured so far."""
+
+    protocol: Protocol
+    pool: Workers
+    root: Path
+    stage: Stage
+    report: Report
+    reevaluation_frames: int = 0
+    solo: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return frame_budget(self.protocol.budget)
+
+    def run_budget(self) -> AtariBudget:
+        b = self.protocol.budget
+        return b.override(frames=self.frames, generations=b.generations * GENERATION_CAP)
+
+    def fresh_score(self, game: str, seed: int) -> Callable[[Network], float]:
+        """A champion's mean score on the seed's fresh episodes (:func:`evaluate_episodes`, as
+        ``lifelong eval`` plays them)."""
+
+        def score(network: Network) -> float:
+            result = evaluate_episodes(
+                self.pool,
+                game,
+                network,
+                self.protocol.episodes,
+                max_frames=self.protocol.budget.max_frames,
+                seed=stream_seed(seed, "test_episodes"),
+            )
+            self.reevaluation_frames += result.total_frames
+            return float(result.scores.mean())
+
+        return score
+
+    def learn(self, library: Library, game: str, seed: int, name: str, plan: AtariPlan) -> dict[str, Any]:
+        """Learn ``game`` as task ``name``; its committed network and its curve re-evaluated."""
+        watch = Watch(self.fresh_score(game, seed), frame_marks(self.frames), self.protocol.curve_every)
+        library.refresh()
+        (record,) = learn_specs(
+            library,
+            [parse_spec(f"atari:{game}")],
+            plans={"atari": replace(plan, on_generation=watch)},
+            names=[name],
+            seed=seed,
+            device=self.protocol.device,
+            report=self.report,
+            workers=self.pool,
+        )
+        watch.finish()
+        final = evaluate_atari(
+            library,
+            name,
+            episodes=self.protocol.episodes,
+            seed=stream_seed(seed, "test_episodes"),
+            device=self.protocol.device,
+            workers=self.pool,
+        )
+        self.reevaluation_frames += final["frames"]
+        return self._measured(
+            final["scores"], record.metrics["generations"], record.metrics["learning_frames"], watch
+        )
+
+    def peer(self, game: str, seed: int) -> dict[str, Any]:
+        """The peer on ``game``: its champion re-evaluated like the agent's."""
+        from lifelong.bench.atari_peer import evolve_peer
+
+        score = self.fresh_score(game, seed)
+        watch = Watch(score, frame_marks(self.frames), self.protocol.curve_every)
+        run = evolve_peer(
+            game,
+            self.protocol.budget,
+            frames=self.frames,
+            seed=seed,
+            workers=self.pool,
+            device=resolve_device(self.protocol.device),
+            algorithm=self.protocol.peer,
+            on_generation=watch,
+        )
+        watch.finish()
+        final = evaluate_episodes(
+            self.pool,
+            game,
+            run.champion,
+            self.protocol.episodes,
+            max_frames=self.protocol.budget.max_frames,
+            seed=stream_seed(seed, "test_episodes"),
+        )
+        self.reevaluation_frames += final.total_frames
+        return self._measured(final.scores.tolist(), run.generations, run.frames, watch)
+
+    @staticmethod
+    def _measured(scores: list[float], generations: int, frames: int, watch: Watch) -> dict[str, Any]:
+        return {
+            "score": float(np.mean(scores)),
+            "scores": [float(s) for s in scores],
+            "generations": int(generations),
+            "frames": int(frames),
+            "curve": watch.curve,
+            "at_checkpoints": watch.at_marks,
+        }
+
+    def path(self, games: list[str], seed: int) -> dict[str, dict[str, dict[str, Any]]]:
+        """One seed of one path: every hop's conditions (hop key ``A>B``, ``A>B>C``, …)."""
+        library = Library.create(self.root / f"{'-'.join(games)}-{seed}")
+        budget = self.run_budget()
+        self.learn(library, games[0], seed, games[0], AtariPlan(budget, sources="none"))
+        self.stage.advance(1, f"seed {seed}: {games[0]} learned")
+        measured, previous = {}, games[0]
+        for i, game in enumerate(games[1:], start=2):
+            hop: dict[str, dict[str, Any]] = {}
+            for condition, (mode, sources) in ESP_CONDITIONS.items():
+                if mode == "scratch" and (game, seed) in self.solo:
+                    hop[condition] = self.solo[game, seed]["scratch"]
+                    continue
+                plan = AtariPlan(
+                    budget, condition=mode, sources=previous if sources == "previous" else sources
+                )
+                hop[condition] = self.learn(library, game, seed, f"{game}-{condition}", plan)
+                self.stage.advance(1, f"seed {seed}: {game} {condition}")
+            solo = self.solo.setdefault((game, seed), {"scratch": hop["scratch"]})
+            if "peer" not in solo:
+                solo["peer"] = self.peer(game, seed)
+                self.stage.advance(1, f"seed {seed}: {game} peer ({self.protocol.peer})")
+            hop["peer"] = solo["peer"]
+            measured[">".join(games[:i])] = hop
+            previous = f"{game}-transfer"
+        return measured
 
 
 def bench_atari_transfer(
-    pairs: list[tuple[str, str]], seeds: list[int], budget: AtariBudget, device: str, report: Report = quiet
+    paths: list[list[str]], seeds: list[int], protocol: Protocol, report: Report = quiet
 ) -> BenchResult:
-    results: dict[str, dict[str, float]] = {}
-    ratios: dict[str, float] = {}
-    marks = checkpoints(budget.generations)
+    """Every path and seed (see the module docstring): results per ``condition:hop``, TE ratios,
+    and every run's scores, frames and curves under ``runs``."""
+    hops = sum(len(path) - 1 for path in paths)
     stage = Stage(
-        report, "bench atari-transfer (games learned)", len(pairs) * len(seeds) * (1 + len(CONDITIONS))
+        report, "bench atari-transfer (games learned)", len(seeds) * (len(paths) + hops * len(CONDITIONS))
     )
     with tempfile.TemporaryDirectory(prefix="lifelong-atari-") as tmp:
-        for source, target in pairs:
-            runs = [
-                run_pair(
-                    source,
-                    target,
-                    budget,
-                    Run(seed, resolve_device(device), report=report, workers=shared(None)),
-                    Path(tmp),
-                    stage,
-                )
-                for seed in seeds
-            ]
-            every = [v for run in runs for curve in run.values() for v in curve]
-            score_range = (max(every) - min(every)) or 1.0
-
-            for condition in CONDITIONS:
-                finals = [run[condition][-1] for run in runs]
-                row = {
-                    "best_final_mean": statistics.mean(finals),
-                    "best_final_sd": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                }
-                for g in marks:
-                    row[f"best_at_generation_{g}"] = statistics.mean(
-                        run[condition][min(g, len(run[condition])) - 1] for run in runs
-                    )
-                results[f"{condition}:{source}->{target}"] = row
-            summed = {
-                c: sum(results[f"{c}:{source}->{target}"][f"best_at_generation_{g}"] for g in marks)
-                for c in CONDITIONS
+        bench = Bench(protocol, shared(None), Path(tmp), stage, report)
+        by_seed = {
+            seed: {hop: runs for path in paths for hop, runs in bench.path(path, seed).items()}
+            for seed in seeds
+        }
+    hop_names = list(by_seed[seeds[0]])
+    runs = {hop: {c: {str(s): by_seed[s][hop][c] for s in seeds} for c in CONDITIONS} for hop in hop_names}
+    results, ratios = {}, {}
+    for hop, conditions in runs.items():
+        scratch = [run["score"] for run in conditions["scratch"].values()]
+        every = [
+            v
+            for c in conditions.values()
+            for run in c.values()
+            for v in [run["score"], *run["at_checkpoints"]]
+        ]
+        score_range = (max(every) - min(every)) or 1.0
+        summed_scratch = _summed(conditions["scratch"])
+        for condition, by in conditions.items():
+            scores = [run["score"] for run in by.values()]
+            mean, low, high = mean_ci(scores)
+            gain, gain_low, gain_high = mean_ci([a - b for a, b in zip(scores, scratch, strict=True)])
+            results[f"{condition}:{hop}"] = {
+                "score_mean": mean,
+                "score_ci_low": low,
+                "score_ci_high": high,
+                "score_sd": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                "vs_scratch_mean": gain,
+                "vs_scratch_ci_low": gain_low,
+                "vs_scratch_ci_high": gain_high,
+                "frames_mean": statistics.mean(run["frames"] for run in by.values()),
+                "generations_mean": statistics.mean(run["generations"] for run in by.values()),
             }
-            for condition in ("transfer", "random_library"):
-                te = (summed[condition] - summed["scratch"]) / score_range
-                ratios[f"te_{condition}_{source}_to_{target}"] = te
-    return results, ratios
+            if condition != "scratch":
+                ratios[f"te_{condition}:{hop}"] = (_summed(by) - summed_scratch) / score_range
+    info = {
+        "hops": runs,
+        "paths": [">".join(path) for path in paths],
+        "budget": protocol.budget.__dict__,
+        "frames_per_run": frame_budget(protocol.budget),
+        "checkpoint_frames": frame_marks(frame_budget(protocol.budget)),
+        "episodes": protocol.episodes,
+        "curve_every": protocol.curve_every,
+        "peer": protocol.peer,
+        "reevaluation_frames": bench.reevaluation_frames,
+    }
+    return results, ratios, info
+
+
+def _summed(runs: dict[str, dict[str, Any]]) -> float:
+    """Σ over the checkpoints of the mean (over seeds) re-evaluated champion."""
+    marks = np.array([run["at_checkpoints"] for run in runs.values()], dtype=float)
+    return float(marks.mean(axis=0).sum())
