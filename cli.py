@@ -714,7 +714,9 @@ def report_command(
     out_dir: ReportDirOpt = Path("report"),
     bench: Annotated[
         list[Path] | None,
-        typer.Option("--bench", help="A `lifelong bench streams` or `bench growth` result (repeatable)."),
+        typer.Option(
+            "--bench", help="A `lifelong bench streams`, `growth` or `atari-transfer` result (repeatable)."
+        ),
     ] = None,
     no_eval: NoEvalOpt = False,
     data_dir: DataDirOpt = None,

@@ -1,5 +1,6 @@
-"""Pictures of a library's history and of ``lifelong bench streams`` results: PNGs plus one
-``index.html`` that shows each picture beside its numbers (``lifelong report``)."""
+"""Pictures of a library's history and of ``lifelong bench streams``, ``growth`` and
+``atari-transfer`` results: PNGs plus one ``index.html`` that shows each picture beside its
+numbers (``lifelong report``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure  # figures drawn with Agg, never through pyplot's global state
 
 from library_store import Library
-from lifelong.bench import read_result
+from lifelong.bench import mean_ci, read_result
+from lifelong.bench.atari_transfer import check_atari_transfer
 from lifelong.bench.growth import check_growth
 from lifelong.bench.streams import CONDITIONS, check_bench
 from lifelong.history import learning_curve
@@ -66,8 +68,11 @@ def write_report(
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
-    """A `lifelong bench streams` or `bench growth` result, checked (a one-line error if not)."""
-    return read_result(path, {"streams": check_bench, "growth": check_growth})
+    """A `lifelong bench streams`, `growth` or `atari-transfer` result, checked (a one-line error
+    if not)."""
+    return read_result(
+        path, {"streams": check_bench, "growth": check_growth, "atari-transfer": check_atari_transfer}
+    )
 
 
 # ---------------------------------------------------------------------------- a library
@@ -249,6 +254,8 @@ def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
 def bench_section(out: Path, prefix: str, path: Path, bench: dict[str, Any]) -> Section:
     if bench["protocol"] == "growth":
         return growth_section(out, prefix, path, bench)
+    if bench["protocol"] == "atari-transfer":
+        return atari_transfer_section(out, prefix, path, bench)
     stream = bench["runs"]["stream"]
     conditions = bench["runs"]["conditions"]
     seeds = bench.get("seeds", [])
@@ -314,6 +321,51 @@ def growth_section(out: Path, prefix: str, path: Path, bench: dict[str, Any]) ->
     section.pictures = [
         Picture(file, "(g) Library size over time, with and without pruning", caption, tables)
     ]
+    return section
+
+
+def atari_transfer_section(out: Path, prefix: str, path: Path, bench: dict[str, Any]) -> Section:
+    """`lifelong bench atari-transfer`: per hop, the re-evaluated champion over the frames spent
+    (each seed's curve, and the mean with its 95% CI at the checkpoints), and the final scores."""
+    runs = bench["runs"]
+    note = (
+        f"{path}: paths {', '.join(runs['paths'])}; {runs['frames_per_run']:,} frames a run, champions "
+        f"re-evaluated on {runs['episodes']} fresh episodes, peer {runs['peer']}; seeds "
+        f"{', '.join(map(str, bench.get('seeds', [])))}; {bench.get('wall_s', 0):.0f} s"
+    )
+    section = Section(f"Bench: {path.name}", note)
+    for hop, conditions in runs["hops"].items():
+        fig = Figure(figsize=(8, 4.5), layout="constrained")
+        ax = fig.subplots()
+        marks = runs["checkpoint_frames"]
+        for k, (condition, by_seed) in enumerate(conditions.items()):
+            colour = f"C{k}"
+            for run in by_seed.values():
+                curve = np.array(run["curve"], dtype=float)
+                ax.step(curve[:, 1], curve[:, 2], where="post", color=colour, alpha=0.2, linewidth=0.8)
+            stats = [
+                mean_ci([run["at_checkpoints"][i] for run in by_seed.values()]) for i in range(len(marks))
+            ]
+            mean, low, high = (np.array(values) for values in zip(*stats, strict=True))
+            ax.plot(marks, mean, marker=MARKERS[k], linestyle=STYLES[k], color=colour, label=condition)
+            ax.fill_between(marks, low, high, color=colour, alpha=0.12)
+        ax.set_xlabel("emulator frames spent learning")
+        ax.set_ylabel("champion's score on fresh episodes")
+        ax.set_title(f"{hop}: re-evaluated champion while learning")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        file = _save(fig, out, f"{prefix}-{_slug(hop)}.png")
+        rows = []
+        for condition in conditions:
+            row = bench["results"][f"{condition}:{hop}"]
+            te = bench["ratios"].get(f"te_{condition}:{hop}")
+            rows.append([condition, _ci(row, "score"), _ci(row, "vs_scratch", "+"), te, row["frames_mean"]])
+        table = _table(["condition", "score [95% CI]", "vs scratch [95% CI]", "TE", "frames"], rows)
+        caption = (
+            "Faint steps: each seed's champion, re-evaluated when it changed; lines: mean over seeds "
+            "at the paper's checkpoints (as shares of the frame budget); bands: 95% bootstrap CI."
+        )
+        section.pictures.append(Picture(file, f"(t) Transfer: {hop}", caption, [table]))
     return section
 
 
@@ -516,6 +568,12 @@ def _save(fig: Figure, out: Path, name: str) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:40] or "bench"
+
+
+def _ci(row: dict[str, float], key: str, sign: str = "") -> str:
+    """``mean [low, high]`` of ``row``'s ``key_mean``, ``key_ci_low``, ``key_ci_high``."""
+    mean, low, high = (format(row[f"{key}_{part}"], f"{sign}.1f") for part in ("mean", "ci_low", "ci_high"))
+    return f"{mean} [{low}, {high}]"
 
 
 def _pm(mean: float, sd: float) -> str:

@@ -10,7 +10,7 @@ from agents.atari.agent import new_esp
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.network import Networks
 from agents.atari.substrate import substrate_for
-from agents.atari.workers import evaluate_networks, evaluate_split
+from agents.atari.workers import evaluate_episodes, evaluate_networks, evaluate_split
 from agents.workers import Workers
 
 # Boxing's scores move within a few hundred frames; Freeway's soft reset kept what an emulator
@@ -51,3 +51,17 @@ def test_scores_are_the_same_with_one_worker_or_several(
         assert np.array_equal(result.scores, alone.scores)
         assert np.array_equal(result.frames, alone.frames) and result.total_frames == alone.total_frames
     assert split.emulators == len(networks) * trials  # every part ran its episodes at once
+
+
+def test_one_networks_episodes_split_over_workers_score_as_in_one_process() -> None:
+    """How `lifelong eval` and the benchmarks re-evaluate a champion: its episodes in runs, one a
+    worker, each episode keeping its number (its sticky-action seed)."""
+    network = generation("Boxing", 1)[0]
+    alone = evaluate_networks("Boxing", Networks.stack([network]), 7, max_frames=400, seed=3)
+    assert len(set(alone.scores.tolist())) > 1, "the episodes differ, so a mix-up would show"
+    pool = Workers(3)
+    try:
+        split = evaluate_episodes(pool, "Boxing", network, 7, max_frames=400, seed=3)
+    finally:
+        pool.close()
+    assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)

@@ -15,6 +15,7 @@ from cli_helpers import assert_one_line_error, run_cli
 from test_history import TASKS, build_library
 
 from library_store import Library
+from lifelong.bench.atari_transfer import CONDITIONS
 from lifelong.errors import LifelongError
 from lifelong.history import library_history
 from lifelong.report import load_result, mean_matrix, write_report
@@ -141,7 +142,10 @@ def test_text_from_files_is_escaped(tmp_path: Path) -> None:
     [
         ("{not json", "is not JSON"),
         (json.dumps({"protocol": "smart-mnist"}), "protocol 'smart-mnist'"),
-        (json.dumps([1, 2]), "not a `lifelong bench streams` or `lifelong bench growth` result"),
+        (
+            json.dumps([1, 2]),
+            "not a `lifelong bench streams`, `lifelong bench growth` or `lifelong bench atari-transfer`",
+        ),
         (json.dumps({"protocol": "streams"}), "malformed"),
     ],
 )
@@ -212,6 +216,56 @@ def test_a_growth_result_whose_conditions_ran_other_seeds_is_refused(tmp_path: P
     path = tmp_path / "growth.json"
     path.write_text(json.dumps(bench))
     with pytest.raises(LifelongError, match="malformed: condition 'prune_auto' ran other seeds"):
+        load_result(path)
+
+
+def fake_atari_transfer(seeds: int = 3) -> dict:
+    """A `bench atari-transfer` result of one hop: transfer's champion improves earliest."""
+    marks = [900, 9000, 45000, 90000, 180000]
+
+    def run(condition: str, seed: int) -> dict:
+        start = {"scratch": 10.0, "random_library": 12.0, "transfer": 30.0, "peer": 5.0}[condition]
+        at = [start + 5 * k + seed for k in range(len(marks))]
+        curve = [[g, 18000 * g, at[min(g // 2, 4)]] for g in range(1, 11)]
+        return {"score": at[-1], "scores": [at[-1]] * 3, "generations": 10, "frames": 190000,
+                "curve": curve, "at_checkpoints": at}  # fmt: skip
+
+    hop = {c: {str(s): run(c, s) for s in range(seeds)} for c in CONDITIONS}
+    results = {
+        f"{c}:Freeway>SpaceInvaders": {
+            "score_mean": 1.0, "score_ci_low": 0.5, "score_ci_high": 1.5, "vs_scratch_mean": 0.0,
+            "vs_scratch_ci_low": -1.0, "vs_scratch_ci_high": 1.0, "frames_mean": 190000.0,
+        }
+        for c in CONDITIONS
+    }  # fmt: skip
+    runs = {"hops": {"Freeway>SpaceInvaders": hop}, "paths": ["Freeway>SpaceInvaders"],
+            "frames_per_run": 180000, "checkpoint_frames": marks, "episodes": 30, "peer": "snes"}  # fmt: skip
+    ratios = {"te_transfer:Freeway>SpaceInvaders": 2.5}
+    return {"protocol": "atari-transfer", "seeds": list(range(seeds)), "results": results, "ratios": ratios,
+            "runs": runs}  # fmt: skip
+
+
+def test_an_atari_transfer_result_draws_each_hops_re_evaluated_curves(tmp_path: Path) -> None:
+    path = tmp_path / "atari.json"
+    path.write_text(json.dumps(fake_atari_transfer()))
+    index = write_report(tmp_path / "out", bench_files=[path])
+    (picture,) = assert_valid_pictures(index)
+    assert "Freeway_SpaceInvaders" in picture
+    page = index.read_text()
+    assert (
+        "Transfer: Freeway&gt;SpaceInvaders" in page
+        and "1.0 [0.5, 1.5]" in page
+        and "+0.0 [-1.0, +1.0]" in page
+    )
+    assert "2.5000" in page and "peer snes" in page
+
+
+def test_an_atari_transfer_result_missing_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    bench = fake_atari_transfer()
+    bench["runs"]["hops"]["Freeway>SpaceInvaders"]["peer"]["1"]["at_checkpoints"].pop()
+    path = tmp_path / "atari.json"
+    path.write_text(json.dumps(bench))
+    with pytest.raises(LifelongError, match="peer seed 1: not one score per checkpoint"):
         load_result(path)
 
 

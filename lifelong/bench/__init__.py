@@ -141,7 +141,8 @@ def read_result(path: str | Path, protocols: dict[str, Callable[[dict[str, Any]]
         raise LifelongError(f"bench file {path} is not JSON ({first_line(error)})") from None
     protocol = data.get("protocol") if isinstance(data, dict) else None
     if protocol not in protocols:
-        names = " or ".join(f"`lifelong bench {name}`" for name in protocols)
+        *others, last = [f"`lifelong bench {name}`" for name in protocols]
+        names = f"{', '.join(others)} or {last}" if others else last
         raise LifelongError(f"bench file {path} is not a {names} result (protocol {protocol!r})")
     try:
         protocols[protocol](data)

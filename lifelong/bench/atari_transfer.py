@@ -36,7 +36,6 @@ import numpy as np
 from agents import Report, quiet
 from agents.atari.agent import stream_seed
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
-from agents.atari.games import resolve_game
 from agents.atari.network import Network
 from agents.atari.workers import evaluate_episodes
 from agents.workers import Workers, shared
@@ -102,7 +101,7 @@ def parse_paths(text: str) -> list[list[str]]:
     """``Freeway>SpaceInvaders,Boxing>Seaquest`` → games per path (each one ALE knows)."""
     paths = [[game.strip() for game in path.split(">")] for path in text.split(",")]
     for path in paths:
-        if len(path) < 2 or len({resolve_game(game) for game in path}) < len(path):
+        if len(path) < 2 or len({parse_spec(f"atari:{game}").game for game in path}) < len(path):
             raise LifelongError(
                 f"--pairs: each path is two or more different games like Freeway>Pong, got {text!r}"
             )
@@ -341,3 +340,22 @@ def _summed(runs: dict[str, dict[str, Any]]) -> float:
     """Σ over the checkpoints of the mean (over seeds) re-evaluated champion."""
     marks = np.array([run["at_checkpoints"] for run in runs.values()], dtype=float)
     return float(marks.mean(axis=0).sum())
+
+
+def check_atari_transfer(data: dict[str, Any]) -> None:
+    """Raise if ``data`` is not a well-formed atari-transfer result."""
+    hops, marks = data["runs"]["hops"], data["runs"]["checkpoint_frames"]
+    if not hops:
+        raise ValueError("needs at least one hop")
+    for hop, conditions in hops.items():
+        if list(conditions) != list(CONDITIONS):
+            raise ValueError(f"{hop}: needs the conditions {', '.join(CONDITIONS)}")
+        seeds = set(conditions["scratch"])
+        for condition, runs in conditions.items():
+            if not runs or set(runs) != seeds:
+                raise ValueError(f"{hop} {condition}: ran other seeds than the rest")
+            for seed, run in runs.items():
+                if len(run["at_checkpoints"]) != len(marks) or not run["curve"]:
+                    raise ValueError(f"{hop} {condition} seed {seed}: not one score per checkpoint")
+                if not isinstance(run["score"], int | float) or len(run["curve"][0]) != 3:
+                    raise ValueError(f"{hop} {condition} seed {seed}: malformed score or curve")

@@ -1,0 +1,131 @@
+"""`lifelong bench atari-transfer`: champions re-evaluated on fresh episodes, every condition and
+the peer at one frame budget, a chain, confidence intervals and TE (real emulator, tiny budget)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, run_cli
+
+from agents.atari.agent import SEED_STREAMS, stream_seed
+from agents.atari.budget import ATARI_PRESETS
+from agents.atari.network import Network
+from lifelong.bench import mean_ci
+from lifelong.bench.atari_transfer import CONDITIONS, Protocol, Watch, frame_marks, parse_paths
+from lifelong.errors import LifelongError
+
+TINY = ("--generations", "2", "--evaluations", "4", "--trials", "1", "--max-frames", "200")
+
+
+def test_the_confidence_interval_holds_the_mean_and_narrows_with_less_spread() -> None:
+    mean, low, high = mean_ci([1.0, 2.0, 3.0, 4.0, 10.0])
+    assert mean == 4.0 and 1.0 <= low < mean < high <= 10.0
+    _, tight_low, tight_high = mean_ci([3.9, 4.0, 4.1, 4.0, 4.0])
+    assert tight_high - tight_low < (high - low) / 10
+    assert mean_ci([5.0]) == (5.0, 5.0, 5.0)
+    assert mean_ci([1.0, 2.0, 3.0, 4.0, 10.0]) == (mean, low, high)  # a fixed resampling seed
+
+
+def test_fresh_episodes_are_a_stream_of_their_own() -> None:
+    seeds = {stream_seed(seed, stream) for seed in range(5) for stream in SEED_STREAMS}
+    assert len(seeds) == 5 * len(SEED_STREAMS)
+
+
+def test_the_watch_re_evaluates_a_changed_champion_every_k_generations_and_at_each_checkpoint() -> None:
+    champions = [Network(3, np.zeros((1, 15)), np.zeros(10)) for _ in range(3)]
+    scored: list[Network] = []
+
+    def score(network: Network) -> float:
+        scored.append(network)
+        return float(champions.index(network))
+
+    marks = frame_marks(1000)
+    assert marks == [5, 50, 250, 500, 1000]
+    watch = Watch(score, marks, every=3)
+    # generation, frames spent, champion: it changes at generations 2 and 5
+    for generation, champion in [(1, 0), (2, 1), (3, 1), (4, 1), (5, 2), (6, 2)]:
+        watch(generation, 200 * generation, champions[champion])
+    watch.finish()
+    assert [g for g, _, _ in watch.curve] == [1, 2, 3, 5, 6]  # checkpoints at 1, 2, 3, 5; every 3rd: 3, 6
+    assert watch.at_marks == [0.0, 0.0, 1.0, 1.0, 2.0]  # 5 and 50 by gen 1, 250 by 2, 500 by 3, 1000 by 5
+    assert scored == champions  # each champion scored once, however often it was seen
+    short = Watch(score, marks, every=10)
+    short(1, 200, champions[0])
+    short.finish()  # the run ended before the last checkpoints: they take its last champion's score
+    assert short.at_marks == [0.0] * 5 and short.curve == [[1, 200, 0.0]]
+
+
+@pytest.mark.parametrize(
+    ("paths", "needle"),
+    [("Freeway", "--pairs"), ("Freeway>freeway", "--pairs"), ("Freeway>Pongg", "Pong")],
+)
+def test_a_path_is_two_or_more_different_games(paths: str, needle: str) -> None:
+    with pytest.raises(LifelongError, match=needle):
+        parse_paths(paths)
+    assert parse_paths("Freeway>SpaceInvaders>Seaquest,Boxing>Seaquest") == [
+        ["Freeway", "SpaceInvaders", "Seaquest"],
+        ["Boxing", "Seaquest"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"), [({"peer": "pso"}, "--peer"), ({"episodes": 0}, "--episodes")]
+)
+def test_a_protocol_checks_itself(options: dict[str, object], needle: str) -> None:
+    with pytest.raises(LifelongError, match=needle):
+        Protocol(ATARI_PRESETS["quick"], **options)  # type: ignore[arg-type]
+
+
+def test_bad_bench_input_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    command = ("bench", "atari-transfer", "--pairs", "Freeway>Pongg", "--results-dir", str(results))
+    assert_one_line_error(run_cli(*command, library=tmp_path / "unused"), "Pong")
+    assert not results.exists()
+
+
+@pytest.mark.slow
+def test_a_chain_with_every_condition_and_the_peer_on_one_frame_budget(tmp_path: Path) -> None:
+    result = run_cli(
+        "--json",
+        "bench",
+        "atari-transfer",
+        "--pairs",
+        "Boxing>Pong>Freeway",
+        *TINY,
+        "--episodes",
+        "3",
+        "--seeds",
+        "0,1",
+        "--results-dir",
+        str(tmp_path),
+        library=tmp_path / "unused",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    bench = json.loads((tmp_path / "atari-transfer.json").read_text())
+    assert bench["seeds"] == [0, 1] and "atari-transfer" in bench["command"]
+    runs = bench["runs"]
+    frames = runs["frames_per_run"]
+    assert frames == 2 * 4 * 1 * 200 and runs["checkpoint_frames"][-1] == frames
+    assert list(runs["hops"]) == ["Boxing>Pong", "Boxing>Pong>Freeway"]  # the second hop: a chain
+    for hop, conditions in runs["hops"].items():
+        assert list(conditions) == list(CONDITIONS)
+        for condition, by_seed in conditions.items():
+            assert list(by_seed) == ["0", "1"]
+            for run in by_seed.values():
+                assert len(run["scores"]) == 3 and run["score"] == pytest.approx(np.mean(run["scores"]))
+                assert len(run["at_checkpoints"]) == 5
+                curve_frames = [f for _, f, _ in run["curve"]]
+                assert curve_frames == sorted(curve_frames) and curve_frames[-1] >= frames
+                # one budget: the generations stop in the one that reaches it (4 episodes ≤ 800 frames)
+                assert frames <= curve_frames[-1] < frames + 4 * 200
+                assert run["frames"] >= curve_frames[-1]  # the agent's lesion comes on top
+            row = bench["results"][f"{condition}:{hop}"]
+            scores = [run["score"] for run in by_seed.values()]
+            assert row["score_mean"] == pytest.approx(np.mean(scores))
+            assert row["score_ci_low"] <= row["score_mean"] <= row["score_ci_high"]
+            if condition != "scratch":
+                assert f"te_{condition}:{hop}" in bench["ratios"]
