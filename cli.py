@@ -320,6 +320,13 @@ def learn(
     max_frames: Annotated[
         int | None, typer.Option(help="Atari: emulator frames per episode.", rich_help_panel="Atari")
     ] = None,
+    frames: Annotated[
+        int | None,
+        typer.Option(
+            help="Atari: emulator frames to learn with (stop at the generation reaching them).",
+            rich_help_panel="Atari",
+        ),
+    ] = None,
     sources: Annotated[
         str, typer.Option(help="Atari: auto, none, or task names/module ids.", rich_help_panel="Atari")
     ] = "auto",
@@ -397,7 +404,12 @@ def learn(
 
         plans["atari"] = AtariPlan(
             atari_budget(
-                budget, generations=generations, evaluations=evaluations, trials=trials, max_frames=max_frames
+                budget,
+                generations=generations,
+                evaluations=evaluations,
+                trials=trials,
+                max_frames=max_frames,
+                frames=frames,
             ),
             target=target,
             sources=sources,

@@ -194,6 +194,7 @@ def test_a_frame_budget_stops_learning_and_the_watcher_sees_each_champion(tmp_pa
         (("learn", "atari:Pongg"), "Pong"),
         (("learn", "atari:Boxing", "--generations", "-1"), "--generations"),
         (("learn", "atari:Boxing", "--max-frames", "0"), "--max-frames"),
+        (("learn", "atari:Boxing", "--frames", "-1"), "--frames"),
         (("learn", "atari:Boxing", "--condition", "sideways"), "--condition"),
         (("learn", "atari:Boxing", "--sources", "atari:Nope"), "--sources"),
         (("eval", "atari:Nope"), "no task"),
