@@ -53,11 +53,9 @@ largest gain), and Boxing → Seaquest."""
 QUICK_PATHS = ("Freeway>SpaceInvaders",)
 QUICK = ATARI_PRESETS["quick"].override(evaluations=12, max_frames=1500)
 """``--quick``'s budget: 10 generations' worth of frames (180,000 a run), every condition, the peer."""
-ESP_CONDITIONS = {
-    "scratch": ("scratch", "none"),
-    "random_library": ("random", "previous"),
-    "transfer": ("transfer", "previous"),
-}
+ESP_CONDITIONS = {"scratch": "scratch", "random_library": "random", "transfer": "transfer"}
+"""The agent's conditions (bench name → ``learn --condition``); the last two recruit the previous
+game's ``transfer`` network, or random networks of its shapes."""
 CONDITIONS = (*ESP_CONDITIONS, "peer")
 PAPER_CHECKPOINTS = (1, 10, 50, 100, 200)
 """GRUSM-ESP's transfer effectiveness reads the learning curve at these generations of 200."""
@@ -258,16 +256,15 @@ class Bench:
         measured, previous = {}, games[0]
         for i, game in enumerate(games[1:], start=2):
             hop: dict[str, dict[str, Any]] = {}
-            for condition, (mode, sources) in ESP_CONDITIONS.items():
-                if mode == "scratch" and (game, seed) in self.solo:
-                    hop[condition] = self.solo[game, seed]["scratch"]
+            key = (parse_spec(f"atari:{game}").game, seed)
+            for condition, mode in ESP_CONDITIONS.items():
+                if mode == "scratch" and key in self.solo:  # it does not depend on the path
+                    hop[condition] = self.solo[key]["scratch"]
                     continue
-                plan = AtariPlan(
-                    budget, condition=mode, sources=previous if sources == "previous" else sources
-                )
+                plan = AtariPlan(budget, condition=mode, sources="none" if mode == "scratch" else previous)
                 hop[condition] = self.learn(library, game, seed, f"{game}-{condition}", plan)
                 self.stage.advance(1, f"seed {seed}: {game} {condition}")
-            solo = self.solo.setdefault((game, seed), {"scratch": hop["scratch"]})
+            solo = self.solo.setdefault(key, {"scratch": hop["scratch"]})
             if "peer" not in solo:
                 solo["peer"] = self.peer(game, seed)
                 self.stage.advance(1, f"seed {seed}: {game} peer ({self.protocol.peer})")
@@ -283,9 +280,9 @@ def bench_atari_transfer(
     """Every path and seed (see the module docstring): results per ``condition:hop``, TE ratios,
     and every run's scores, frames and curves under ``runs``."""
     hops = sum(len(path) - 1 for path in paths)
-    stage = Stage(
-        report, "bench atari-transfer (games learned)", len(seeds) * (len(paths) + hops * len(CONDITIONS))
-    )
+    targets = len({parse_spec(f"atari:{game}").game for path in paths for game in path[1:]})
+    per_seed = len(paths) + 2 * hops + 2 * targets  # sources; random and transfer per hop; scratch, peer
+    stage = Stage(report, "bench atari-transfer (games learned)", len(seeds) * per_seed)
     with tempfile.TemporaryDirectory(prefix="lifelong-atari-") as tmp:
         bench = Bench(protocol, shared(None), Path(tmp), stage, report)
         by_seed = {
