@@ -200,16 +200,6 @@ def fake_growth(tasks: int = 4, seeds: int = 3) -> dict:
     }
 
 
-def test_a_growth_result_draws_the_library_over_time_with_and_without_pruning(tmp_path: Path) -> None:
-    path = tmp_path / "growth.json"
-    path.write_text(json.dumps(fake_growth()))
-    index = write_report(tmp_path / "out", bench_files=[path])
-    (picture,) = assert_valid_pictures(index)
-    assert "growth" in picture
-    page = index.read_text()
-    assert "param_reduction" in page and "no_prune" in page and "prune_auto" in page
-
-
 def test_a_growth_result_whose_conditions_ran_other_seeds_is_refused(tmp_path: Path) -> None:
     bench = fake_growth()
     del bench["runs"]["conditions"]["prune_auto"]["1"]
@@ -245,19 +235,33 @@ def fake_atari_transfer(seeds: int = 3) -> dict:
             "runs": runs}  # fmt: skip
 
 
-def test_an_atari_transfer_result_draws_each_hops_re_evaluated_curves(tmp_path: Path) -> None:
-    path = tmp_path / "atari.json"
-    path.write_text(json.dumps(fake_atari_transfer()))
+@pytest.mark.parametrize(
+    ("fake", "picture_name", "needles"),
+    [
+        (fake_growth, "growth", ["param_reduction", "no_prune", "prune_auto"]),
+        (
+            fake_atari_transfer,
+            "Freeway_SpaceInvaders",
+            [
+                "Transfer: Freeway&gt;SpaceInvaders",
+                "1.0 [0.5, 1.5]",
+                "+0.0 [-1.0, +1.0]",
+                "2.5000",
+                "peer snes",
+            ],
+        ),
+    ],
+)
+def test_a_growth_or_atari_transfer_result_draws_its_picture_beside_its_numbers(
+    tmp_path: Path, fake: Any, picture_name: str, needles: list[str]
+) -> None:
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(fake()))
     index = write_report(tmp_path / "out", bench_files=[path])
     (picture,) = assert_valid_pictures(index)
-    assert "Freeway_SpaceInvaders" in picture
+    assert picture_name in picture
     page = index.read_text()
-    assert (
-        "Transfer: Freeway&gt;SpaceInvaders" in page
-        and "1.0 [0.5, 1.5]" in page
-        and "+0.0 [-1.0, +1.0]" in page
-    )
-    assert "2.5000" in page and "peer snes" in page
+    assert all(needle in page for needle in needles), [n for n in needles if n not in page]
 
 
 def test_an_atari_transfer_result_missing_a_checkpoint_is_refused(tmp_path: Path) -> None:

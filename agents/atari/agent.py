@@ -37,7 +37,7 @@ from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
 from agents.atari.grusm import Source, random_source
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate, game_table, substrate_for
-from agents.atari.workers import evaluate_networks, evaluate_split
+from agents.atari.workers import evaluate_networks, mean_scores
 from agents.errors import LifelongError
 from agents.workers import Workers
 from library_store import Library, TaskArrays
@@ -458,20 +458,19 @@ class AtariAgent:
     def _scores(self, problem: Problem, attempt: Attempt, networks: Networks) -> np.ndarray:
         """Mean raw score of each network over ``trials`` episodes, all emulators in lock-step; the
         episodes' seed is the attempt's next draw of the training stream."""
-        trials = self.budget.trials
-        result = evaluate_split(
+        scores, frames = mean_scores(
             self.workers,
             problem.game,
             networks,
-            trials,
+            self.budget.trials,
             max_frames=self.budget.max_frames,
             seed=stream_seed(self.seed, "training_episodes", attempt.evaluations),
             device=self.device,
             substrate=problem.substrate,
         )
         attempt.evaluations += 1
-        attempt.frames += result.total_frames
-        return result.scores.reshape(len(networks), trials).mean(axis=1)
+        attempt.frames += frames
+        return scores
 
     @staticmethod
     def _module_config(problem: Problem, best: Network, score: float) -> dict[str, Any]:

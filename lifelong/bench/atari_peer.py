@@ -4,7 +4,7 @@ A user who does not want GRUSM-ESP would take an off-the-shelf evolutionary algo
 network with it. To compare against that fairly, the peer evolves *the same network* the agent
 evolves from scratch — GRUSM-ESP's recurrent network (:mod:`agents.atari.network`) with
 ``budget.hidden`` own hidden neurons and no sources, on the same substrate inputs — scores it on the
-same emulator code (:func:`agents.atari.workers.evaluate_split`: the mean raw score over
+same emulator code (:func:`agents.atari.workers.mean_scores`: the mean raw score over
 ``budget.trials`` episodes, a fresh episode seed per evaluation call drawn from the task's
 ``training_episodes`` stream) and stops under the same budget of emulator frames. Only the search
 differs: EvoTorch's SNES, CMA-ES or a genetic algorithm over the flat gene vector
@@ -40,7 +40,7 @@ from agents.atari.games import N_OUTPUTS
 from agents.atari.grusm import DEFAULT_INIT_SCALE
 from agents.atari.network import Network, Networks, neuron_genome_size
 from agents.atari.substrate import substrate_for
-from agents.atari.workers import evaluate_split
+from agents.atari.workers import mean_scores
 from agents.errors import LifelongError
 from agents.workers import Workers
 
@@ -139,20 +139,18 @@ class AtariProblem(Problem):
     def _evaluate_batch(self, batch: SolutionBatch) -> None:
         """Play every solution ``budget.trials`` times; its evaluation is the mean score."""
         networks = self.decode(batch.values)
-        trials = self.budget.trials
-        result = evaluate_split(
+        scores, frames = mean_scores(
             self.workers,
             self.game,
             networks,
-            trials,
+            self.budget.trials,
             max_frames=self.budget.max_frames,
             seed=stream_seed(self.seed, "training_episodes", self.calls),
             device=self.play_device,
             substrate=self.substrate,
         )
         self.calls += 1
-        self.frames += int(result.total_frames)
-        scores = np.asarray(result.scores, dtype=np.float64).reshape(len(networks), trials).mean(axis=1)
+        self.frames += frames
         batch.set_evals(torch.as_tensor(scores, dtype=torch.float32))
         self.generation_scores.extend(scores.tolist())
         top = int(np.argmax(scores))  # ESP's rule: the batch's first best, if it beats the champion
