@@ -592,16 +592,22 @@ def evaluate(
         int | None,
         typer.Option(min=0, max=SEED_MAX, help="Atari: episode seed (default: the committed one)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=0, help="Atari: processes that share the episodes (0: this one; the same scores)."),
+    ] = 0,
 ) -> None:
     """Re-evaluate a stored task: test accuracy and probe check (images), mean ± sd score (Atari)."""
     settings = _settings(ctx)
     library = settings.open()
     if library.task(task).family == "atari":
         from lifelong.atari import evaluate_atari
+        from lifelong.runner import worker_pool
 
+        pool = worker_pool(workers)
         with _progress(settings) as progress:
             report = evaluate_atari(
-                library, task, episodes=episodes, seed=seed, device=device, report=progress
+                library, task, episodes=episodes, seed=seed, device=device, report=progress, workers=pool
             )
     else:
         from lifelong.classification import evaluate_task

@@ -123,6 +123,12 @@ def test_eval_reproduces_the_committed_network(two_games: tuple[Path, dict]) -> 
         assert report["score_mean"] == pytest.approx(
             learned[name.split(":")[1].lower()].metrics["eval_score_mean"]
         )
+    shared_out = run_cli("--json", "eval", "atari:Boxing", "--episodes", "4", "--workers", "2", library=path)
+    assert shared_out.returncode == 0, shared_out.stderr
+    assert (
+        json.loads(shared_out.stdout)["scores"]
+        == evaluate_atari(library, "atari:Boxing", episodes=4)["scores"]
+    )
 
 
 @pytest.mark.slow
