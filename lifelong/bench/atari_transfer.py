@@ -14,7 +14,8 @@ The protocol, per path of games (``Freeway>SpaceInvaders``; a longer path is a c
    ``curve_every`` generations and where the frames spent pass the paper's checkpoints.
 
 Figures per hop and condition: the mean re-evaluated score with a 95% bootstrap confidence
-interval over seeds, its paired difference from ``scratch``, the frames spent; GRUSM-ESP's
+interval over seeds, its paired difference from ``scratch`` (and, for ``transfer``, from
+``random_library``: what the learned sources add), the frames spent; GRUSM-ESP's
 transfer effectiveness TE = (Σ mean re-evaluated champion at the checkpoints − the same for
 scratch) / the score range, the checkpoints being generations 1, 10, 50, 100, 200 of the paper's
 200 taken as the same shares of the frame budget, and the range the highest minus the lowest
@@ -291,34 +292,7 @@ def bench_atari_transfer(
         }
     hop_names = list(by_seed[seeds[0]])
     runs = {hop: {c: {str(s): by_seed[s][hop][c] for s in seeds} for c in CONDITIONS} for hop in hop_names}
-    results, ratios = {}, {}
-    for hop, conditions in runs.items():
-        scratch = [run["score"] for run in conditions["scratch"].values()]
-        every = [
-            v
-            for c in conditions.values()
-            for run in c.values()
-            for v in [run["score"], *run["at_checkpoints"]]
-        ]
-        score_range = (max(every) - min(every)) or 1.0
-        summed_scratch = _summed(conditions["scratch"])
-        for condition, by in conditions.items():
-            scores = [run["score"] for run in by.values()]
-            mean, low, high = mean_ci(scores)
-            gain, gain_low, gain_high = mean_ci([a - b for a, b in zip(scores, scratch, strict=True)])
-            results[f"{condition}:{hop}"] = {
-                "score_mean": mean,
-                "score_ci_low": low,
-                "score_ci_high": high,
-                "score_sd": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                "vs_scratch_mean": gain,
-                "vs_scratch_ci_low": gain_low,
-                "vs_scratch_ci_high": gain_high,
-                "frames_mean": statistics.mean(run["frames"] for run in by.values()),
-                "generations_mean": statistics.mean(run["generations"] for run in by.values()),
-            }
-            if condition != "scratch":
-                ratios[f"te_{condition}:{hop}"] = (_summed(by) - summed_scratch) / score_range
+    results, ratios = summarize(runs)
     info = {
         "hops": runs,
         "paths": [">".join(path) for path in paths],
@@ -331,6 +305,50 @@ def bench_atari_transfer(
         "reevaluation_frames": bench.reevaluation_frames,
     }
     return results, ratios, info
+
+
+def summarize(
+    runs: dict[str, dict[str, dict[str, dict[str, Any]]]],
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Results per ``condition:hop`` and TE ratios from every run's re-evaluated scores (``runs``:
+    hop → condition → seed → run)."""
+    results, ratios = {}, {}
+    for hop, conditions in runs.items():
+        scores_of = {c: [run["score"] for run in by.values()] for c, by in conditions.items()}
+        every = [
+            v
+            for c in conditions.values()
+            for run in c.values()
+            for v in [run["score"], *run["at_checkpoints"]]
+        ]
+        score_range = (max(every) - min(every)) or 1.0
+        summed_scratch = _summed(conditions["scratch"])
+        for condition, by in conditions.items():
+            scores = scores_of[condition]
+            row = {
+                **_with_ci("score", scores),
+                "score_sd": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                **_with_ci("vs_scratch", _paired(scores, scores_of["scratch"])),
+                "frames_mean": statistics.mean(run["frames"] for run in by.values()),
+                "generations_mean": statistics.mean(run["generations"] for run in by.values()),
+            }
+            if condition == "transfer":  # what the learned sources add over random ones of their shapes
+                row.update(_with_ci("vs_random_library", _paired(scores, scores_of["random_library"])))
+            results[f"{condition}:{hop}"] = row
+            if condition != "scratch":
+                ratios[f"te_{condition}:{hop}"] = (_summed(by) - summed_scratch) / score_range
+    return results, ratios
+
+
+def _paired(scores: list[float], others: list[float]) -> list[float]:
+    """Seed by seed, ``scores`` minus ``others``."""
+    return [a - b for a, b in zip(scores, others, strict=True)]
+
+
+def _with_ci(key: str, values: list[float]) -> dict[str, float]:
+    """``key_mean``, ``key_ci_low``, ``key_ci_high`` of ``values`` (:func:`mean_ci`)."""
+    mean, low, high = mean_ci(values)
+    return {f"{key}_mean": mean, f"{key}_ci_low": low, f"{key}_ci_high": high}
 
 
 def _summed(runs: dict[str, dict[str, Any]]) -> float:
