@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # figures drawn with Agg, never through py
 
 from library_store import Library
 from lifelong.bench import mean_ci, read_result
-from lifelong.bench.atari_transfer import check_atari_transfer
+from lifelong.bench.atari_transfer import check_atari_transfer, summarize
 from lifelong.bench.growth import check_growth
 from lifelong.bench.streams import CONDITIONS, check_bench
 from lifelong.history import learning_curve
@@ -334,6 +334,7 @@ def atari_transfer_section(out: Path, prefix: str, path: Path, bench: dict[str, 
         f"{', '.join(map(str, bench.get('seeds', [])))}; {bench.get('wall_s', 0):.0f} s"
     )
     section = Section(f"Bench: {path.name}", note)
+    results, ratios = summarize(runs["hops"])  # the figures, from the file's runs
     for hop, conditions in runs["hops"].items():
         fig = Figure(figsize=(8, 4.5), layout="constrained")
         ax = fig.subplots()
@@ -357,13 +358,25 @@ def atari_transfer_section(out: Path, prefix: str, path: Path, bench: dict[str, 
         file = _save(fig, out, f"{prefix}-{_slug(hop)}.png")
         rows = []
         for condition in conditions:
-            row = bench["results"][f"{condition}:{hop}"]
-            te = bench["ratios"].get(f"te_{condition}:{hop}")
-            rows.append([condition, _ci(row, "score"), _ci(row, "vs_scratch", "+"), te, row["frames_mean"]])
-        table = _table(["condition", "score [95% CI]", "vs scratch [95% CI]", "TE", "frames"], rows)
+            row = results[f"{condition}:{hop}"]
+            te = ratios.get(f"te_{condition}:{hop}")
+            rows.append(
+                [
+                    condition,
+                    _ci(row, "score"),
+                    _ci(row, "champion"),
+                    _ci(row, "vs_scratch", "+"),
+                    te,
+                    row["frames_mean"],
+                ]
+            )
+        header = ["condition", "score [95% CI]", "before the lesion", "vs scratch", "TE", "frames"]
+        table = _table(header, rows)
         caption = (
             "Faint steps: each seed's champion, re-evaluated when it changed; lines: mean over seeds "
-            "at the paper's checkpoints (as shares of the frame budget); bands: 95% bootstrap CI."
+            "at the paper's checkpoints (as shares of the frame budget); bands: 95% bootstrap CI. "
+            "Table: the committed network's score, the champion's when the frames ran out (before "
+            "the agent's lesion), the paired gain over scratch, all with 95% CIs; TE; learning frames."
         )
         section.pictures.append(Picture(file, f"(t) Transfer: {hop}", caption, [table]))
     return section

@@ -14,8 +14,9 @@ The protocol, per path of games (``Freeway>SpaceInvaders``; a longer path is a c
    ``curve_every`` generations and where the frames spent pass the paper's checkpoints.
 
 Figures per hop and condition: the mean re-evaluated score with a 95% bootstrap confidence
-interval over seeds, its paired difference from ``scratch`` (and, for ``transfer``, from
-``random_library``: what the learned sources add), the frames spent; GRUSM-ESP's
+interval over seeds, the same for the champion when the frames ran out (before the agent's
+lesion), the paired difference from ``scratch`` (and, for ``transfer``, from ``random_library``:
+what the learned sources add), the frames spent; GRUSM-ESP's
 transfer effectiveness TE = (Σ mean re-evaluated champion at the checkpoints − the same for
 scratch) / the score range, the checkpoints being generations 1, 10, 50, 100, 200 of the paper's
 200 taken as the same shares of the frame budget, and the range the highest minus the lowest
@@ -328,6 +329,8 @@ def summarize(
             row = {
                 **_with_ci("score", scores),
                 "score_sd": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                # the champion when the frames ran out, before the agent's lesion pruned it
+                **_with_ci("champion", [run["at_checkpoints"][-1] for run in by.values()]),
                 **_with_ci("vs_scratch", _paired(scores, scores_of["scratch"])),
                 "frames_mean": statistics.mean(run["frames"] for run in by.values()),
                 "generations_mean": statistics.mean(run["generations"] for run in by.values()),
