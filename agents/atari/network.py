@@ -281,8 +281,8 @@ class BatchedPolicy:
     ``H + Σ H_src`` units whose input weights are ``[W_in; T_in_1; …]`` (source inputs are clamped
     to 0, so their own ``w_in`` never appears); the output reads ``[h_own, o_1, …]`` through
     ``[W_out, T_out_1, …]``. Source outputs ``o_s = tanh(W_out_s h_s + b_out_s)`` share one frozen
-    block-diagonal matrix for the whole batch; a source that used sources adds its own sources'
-    outputs through its frozen ``T_out`` (:class:`FrozenReadout`) before the ``tanh``.
+    block-diagonal matrix for the whole batch; a source that used sources is read out whole by its
+    :class:`FrozenReadout` (its own sources' outputs through its frozen ``T_out``).
     """
 
     def __init__(
@@ -309,30 +309,23 @@ class BatchedPolicy:
         src_loop = [torch.tensor(s.unit_loop).expand(n, -1) for s in sources]
         self._b_hid = torch.cat([networks.bias, *src_bias], dim=1).to(dev)  # (N, Ha)
         self._l_hid = torch.cat([networks.loop, *src_loop], dim=1).to(dev)  # (N, Ha)
-        # the sources' own neurons' readouts as one frozen block matrix for the whole batch (the
-        # bits every stored network was committed with), plus the readouts of the sources' own
-        # sources, added into their columns (sources that used sources)
-        self._src_w: Tensor | None = None  # (Σ H_src, 10 S); zero rows at inner sources' units
+        # plain sources' readouts: one frozen block-diagonal product for the whole batch (the bits
+        # every stored network was committed with); a source that used sources has a zero block
+        # and its whole readout (:class:`FrozenReadout`) written into its columns
+        self._src_w: Tensor | None = None  # (Σ H_src, 10 S)
         self._src_b: Tensor | None = None
-        self._inner: list[tuple[int, int, FrozenReadout, Tensor]] = []  # column, first unit, readout, T_outᵀ
+        self._whole: list[tuple[int, int, FrozenReadout]] = []  # column, first unit, readout
         if sources:
-            blocks = [torch.tensor(s.w_out).T for s in sources]
-            if any(s.inner for s in sources):
-                blocks = [
-                    torch.cat([b, torch.zeros(s.n_hidden - s.n_own, N_OUTPUTS)])
-                    for b, s in zip(blocks, sources, strict=True)
-                ]
+            blocks, unit = [], 0
+            for i, source in enumerate(sources):
+                if source.inner:
+                    blocks.append(torch.zeros(source.n_hidden, N_OUTPUTS))
+                    self._whole.append((N_OUTPUTS * i, unit, FrozenReadout(source, dev)))
+                else:
+                    blocks.append(torch.tensor(source.w_out).T)
+                unit += source.n_hidden
             self._src_w = torch.block_diag(*blocks).to(dev)
             self._src_b = torch.cat([torch.tensor(s.b_out) for s in sources]).to(dev)
-            unit = 0
-            for i, source in enumerate(sources):
-                start = unit + source.n_own
-                for inner, t_out in zip(source.inner, source.inner_out, strict=True):
-                    self._inner.append(
-                        (N_OUTPUTS * i, start, FrozenReadout(inner, dev), torch.tensor(t_out).T.to(dev))
-                    )
-                    start += inner.n_hidden
-                unit += source.n_hidden
         readout = [networks.w_out] + [networks.transfer_out(i) for i in range(len(sources))]
         self._w_cat = torch.cat(readout, dim=2).to(dev).contiguous()  # (N, 10, H + 10 S)
         self._b_out = networks.out_bias.to(dev)
@@ -415,10 +408,10 @@ class BatchedPolicy:
         if self._src_w is None or self._src_b is None:
             return h
         units = h[:, self.n_hidden :]
-        pre = units @ self._src_w + self._src_b
-        for column, start, readout, t_out in self._inner:
-            pre[:, column : column + N_OUTPUTS] += readout(units[:, start : start + readout.n_units]) @ t_out
-        return torch.cat([h[:, : self.n_hidden], torch.tanh(pre)], dim=1)
+        outputs = torch.tanh(units @ self._src_w + self._src_b)
+        for column, start, readout in self._whole:
+            outputs[:, column : column + N_OUTPUTS] = readout(units[:, start : start + readout.n_units])
+        return torch.cat([h[:, : self.n_hidden], outputs], dim=1)
 
 
 class FrozenReadout:
