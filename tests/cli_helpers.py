@@ -93,3 +93,18 @@ def fill(disk: Path, leave: int = 0) -> None:
         assert error.errno == errno.ENOSPC
     finally:
         os.close(fd)
+
+
+def write_mnist_slice(root: Path, data_dir: Path, train: int = 6000, test: int = 1000) -> Path:
+    """``root`` made a data folder (for ``--data-dir``) holding real MNIST's first ``train``
+    training and ``test`` test images, read by the same ``mnist:`` specs: a pair's validation and
+    test sets are a tenth of full MNIST's, and evaluating them is most of a tiny budget's time."""
+    from lifelong.data import load, raw_dir
+    from lifelong.data.idx import write_idx
+
+    raw = raw_dir("mnist", root)
+    for split, is_train, size in (("train", True, train), ("t10k", False, test)):
+        images, labels = load("mnist", data_dir, train=is_train)
+        write_idx(raw / f"{split}-images-idx3-ubyte", images[:size].numpy())
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels[:size].numpy().astype(np.uint8))
+    return root

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import TINY_BUDGET as TINY
+from cli_helpers import write_mnist_slice
 
 from agents.classification.agent import load_task_network
 from agents.classification.modules import Head, Member, to_tensors
@@ -39,6 +40,8 @@ BLUEPRINT = Blueprint(
     )
 )
 CPU = torch.device("cpu")
+# for tests of the bookkeeping, not of learning: a few steps of everything
+FEW_STEPS = TINY.override(so_steps=5, final_steps=5, candidate_steps=5, settle_steps=0, eval_every=5)
 
 
 def synthetic(seed: int, n: int = 96, classes: int = 2) -> TaskData:
@@ -51,6 +54,11 @@ def synthetic(seed: int, n: int = 96, classes: int = 2) -> TaskData:
     half = n // 2
     names = [str(k) for k in range(classes)]
     return TaskData(x[:half], y[:half], x[half:], y[half:], x[half:], y[half:], names)
+
+
+@pytest.fixture(scope="module")
+def mnist_slice(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    return write_mnist_slice(tmp_path_factory.mktemp("mnist-slice"), data_dir)
 
 
 def context(tmp_path: Path) -> Context:
@@ -214,15 +222,15 @@ def test_the_random_library_keeps_the_learned_tasks_paths(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, data_dir: Path) -> None:
+def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, mnist_slice: Path) -> None:
     stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc")
     results, ratios, runs = bench_streams(
-        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=data_dir, workers=2, threads=1
+        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=mnist_slice, workers=2, threads=1
     )
     assert (runs["workers"], runs["threads"]) == (2, 1)
     # the controls in two other processes, or all in this one: the same numbers, seconds aside
     _, _, alone = bench_streams(
-        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=data_dir, workers=0, threads=1
+        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=mnist_slice, workers=0, threads=1
     )
     for name, by_seed in runs["conditions"].items():
         here, there = alone["conditions"][name]["0"], by_seed["0"]
@@ -256,7 +264,7 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, data_dir: Path) -> No
     assert runs["conditions"]["independent"]["0"]["how"] == []
     assert runs["stream"]["judged_from"] == 1
     with pytest.raises(LifelongError, match="unknown condition"):
-        bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=data_dir)
+        bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=mnist_slice)
 
 
 class Deferred(Future):  # type: ignore[type-arg]
@@ -287,17 +295,19 @@ class Recording(Executor):
         return Deferred(job)
 
 
-def test_seeds_overlap_and_pnn_is_handed_over_first(tmp_path: Path, data_dir: Path) -> None:
+def test_seeds_overlap_and_pnn_is_handed_over_first(tmp_path: Path, mnist_slice: Path) -> None:
     """Every seed's controls are handed to the workers before any result is waited for (the next
     seed's agent learns meanwhile), PNN, the costliest, first, then the random library (which
     follows the agent one task behind)."""
     stream = parse_stream("mnist:0v1@10pc mnist:2v3@10pc")
     pool = Recording()
-    plan = ClassificationPlan(TINY, 0.9)
+    plan = ClassificationPlan(FEW_STEPS, 0.9)
     stage = Stage(lambda *a, **k: None, "test", 0)
     conditions = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
     started = [
-        start_seed(stream, Context(plan, seed, CPU, data_dir, tmp_path / str(seed)), conditions, stage, pool)
+        start_seed(
+            stream, Context(plan, seed, CPU, mnist_slice, tmp_path / str(seed)), conditions, stage, pool
+        )
         for seed in (0, 1)
     ]
     controls = ["pnn", "random_library", "independent", "finetune", "frozen_first"]
@@ -352,7 +362,7 @@ def test_bench_streams_cli_errors_are_one_line(tmp_path: Path, args: list[str], 
 
 
 @pytest.mark.slow
-def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
+def test_result_file_is_strict_json(tmp_path: Path, mnist_slice: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("lifelong")),
         "--json",
@@ -366,7 +376,7 @@ def test_result_file_is_strict_json(tmp_path: Path, data_dir: Path) -> None:
         "--target",
         "0.6",
         "--data-dir",
-        str(data_dir),
+        str(mnist_slice),
         "--results-dir",
         str(tmp_path),
         "--device",
@@ -437,7 +447,7 @@ def _bench_file(out: Path, stream: str, seeds: list[int], data_dir: Path) -> Pat
     from lifelong import bench
 
     def body(report: Callable[..., None]) -> Any:
-        plan = ClassificationPlan(TINY, 0.9)
+        plan = ClassificationPlan(FEW_STEPS, 0.9)
         conditions = ("lifelong", "independent")
         return bench_streams(
             parse_stream(stream),
@@ -458,12 +468,12 @@ def _merge(files: list[Path], out: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_results_run_apart_merge_into_the_result_of_one_run(tmp_path: Path, data_dir: Path) -> None:
+def test_results_run_apart_merge_into_the_result_of_one_run(tmp_path: Path, mnist_slice: Path) -> None:
     """Seeds 0 and 1 run apart, then merged, give the figures of one run with both seeds (seconds
     aside), and the merged file names where each seed came from."""
     stream = "mnist:0v1@10pc mnist:2v3@10pc"
-    together = json.loads(_bench_file(tmp_path / "both", stream, [0, 1], data_dir).read_text())
-    apart = [_bench_file(tmp_path / f"seed{seed}", stream, [seed], data_dir) for seed in (1, 0)]
+    together = json.loads(_bench_file(tmp_path / "both", stream, [0, 1], mnist_slice).read_text())
+    apart = [_bench_file(tmp_path / f"seed{seed}", stream, [seed], mnist_slice) for seed in (1, 0)]
     done = _merge(apart, tmp_path / "merged")
     assert done.returncode == 0, done.stderr
     merged = json.loads((tmp_path / "merged" / "streams.json").read_text())

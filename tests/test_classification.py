@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import write_mnist_slice
 
 from agents.classification import training
 from agents.classification.agent import load_task_network
@@ -26,7 +28,6 @@ from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 
 pytestmark = pytest.mark.slow  # learns on real MNIST end to end
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = PRESETS["quick"].override(
     so_steps=60,
     batch_size=32,
@@ -57,18 +58,25 @@ def probe_logits(library: Library, name: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def three_tasks(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, dict]:
+def mnist(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A slice of real MNIST (see :func:`write_mnist_slice`): validation and test sets a tenth of
+    full MNIST's, so evaluating them costs a tenth."""
+    return write_mnist_slice(tmp_path_factory.mktemp("mnist"), data_dir)
+
+
+@pytest.fixture(scope="module")
+def three_tasks(tmp_path_factory: pytest.TempPathFactory, mnist: Path) -> tuple[Path, dict]:
     """A library that learned 1v3 (grown from nothing), then 1v2 and 3v4 on top of it."""
     path = tmp_path_factory.mktemp("three") / "library"
     library = Library.create(path)
-    first = learn(library, ["mnist:1v3@400"], target=0.9, seed=1, data_dir=data_dir)
+    first = learn(library, ["mnist:1v3@400"], target=0.9, seed=1, data_dir=mnist)
     snapshot = {
         "after_first": probe_logits(library, "mnist:1v3@400"),
         "modules": {m.id: library.module_tensors(m.id) for m in library.modules()},
         "first": first[0],
     }
     library.snapshot("after-first")
-    learn(library, ["mnist:1v2@400", "mnist:3v4@400"], target=0.9, seed=2, data_dir=data_dir)
+    learn(library, ["mnist:1v2@400", "mnist:3v4@400"], target=0.9, seed=2, data_dir=mnist)
     return path, snapshot
 
 
@@ -131,7 +139,7 @@ def test_alpha_beta_are_stored_per_task(three_tasks: tuple[Path, dict]) -> None:
     assert alpha("mnist:1v3@400") != alpha("mnist:1v2@400")
 
 
-def test_zero_forgetting_across_restore_and_new_process(three_tasks: tuple[Path, dict]) -> None:
+def test_zero_forgetting_across_restore_and_new_process(three_tasks: tuple[Path, dict], mnist: Path) -> None:
     path, snapshot = three_tasks
     library = Library.open(path)
     backup = library.restore("after-first")
@@ -151,7 +159,7 @@ def test_zero_forgetting_across_restore_and_new_process(three_tasks: tuple[Path,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "LIFELONG_DATA": str(Path(os.environ.get("LIFELONG_DATA", REPO_ROOT / "data")))},
+        env={**os.environ, "LIFELONG_DATA": str(mnist)},
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -159,23 +167,38 @@ def test_zero_forgetting_across_restore_and_new_process(three_tasks: tuple[Path,
     assert report["test_acc_matches"] is True
 
 
-def test_self_organization_adds_no_modules_when_it_suffices(tmp_path: Path, data_dir: Path) -> None:
-    library = Library.create(tmp_path / "library")
-    learn(library, ["mnist:0v1@300"], target=0.9, seed=0, data_dir=data_dir)
+@pytest.fixture(scope="module")
+def zero_one(tmp_path_factory: pytest.TempPathFactory, mnist: Path) -> Path:
+    """A library that learned mnist:0v1@300 (target 0.9, seed 0), where the next two tests start
+    (each on its own copy)."""
+    path = tmp_path_factory.mktemp("zero-one") / "library"
+    learn(Library.create(path), ["mnist:0v1@300"], target=0.9, seed=0, data_dir=mnist)
+    return path
+
+
+def copy_of(library: Path, tmp_path: Path) -> Library:
+    return Library.open(shutil.copytree(library, tmp_path / "library"))
+
+
+def test_self_organization_adds_no_modules_when_it_suffices(
+    tmp_path: Path, zero_one: Path, mnist: Path
+) -> None:
+    library = copy_of(zero_one, tmp_path)
     before = {m.id for m in library.modules()}
-    record = learn(library, ["mnist:1v7@300"], target=0.6, seed=0, data_dir=data_dir)[0]
+    record = learn(library, ["mnist:1v7@300"], target=0.6, seed=0, data_dir=mnist)[0]
     library.refresh()
     assert record.metrics["phase"] == "self_organize"
     assert record.metrics["new_modules"] == 0
     assert {m.id for m in library.modules()} == before
 
 
-def test_growth_adds_modules_when_self_organization_falls_short(tmp_path: Path, data_dir: Path) -> None:
-    library = Library.create(tmp_path / "library")
-    learn(library, ["mnist:0v1@300"], target=0.9, seed=0, data_dir=data_dir)
+def test_growth_adds_modules_when_self_organization_falls_short(
+    tmp_path: Path, zero_one: Path, mnist: Path
+) -> None:
+    library = copy_of(zero_one, tmp_path)
     before = {m.id for m in library.modules()}
     # an unreachable target: self-organization cannot meet it, so the agent must grow
-    record = learn(library, ["mnist:4v9@300"], target=1.0, seed=0, data_dir=data_dir)[0]
+    record = learn(library, ["mnist:4v9@300"], target=1.0, seed=0, data_dir=mnist)[0]
     library.refresh()
     after = {m.id for m in library.modules()}
     assert record.metrics["phase"] == "grow"
