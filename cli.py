@@ -1025,7 +1025,7 @@ def bench_scaling(
 def bench_atari_transfer(
     ctx: typer.Context,
     quick: Annotated[
-        bool, typer.Option("--quick", help="Freeway>SpaceInvaders, 180,000 frames a run (~15 min, 2 cores).")
+        bool, typer.Option("--quick", help="Freeway>SpaceInvaders, 180,000 frames a run (9 min, 2 cores).")
     ] = False,
     budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
     pairs: Annotated[
