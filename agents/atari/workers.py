@@ -76,7 +76,8 @@ def evaluate_split(
             game, networks, trials, max_frames=max_frames, seed=seed, device=device, substrate=substrate
         )
     started = time.perf_counter()
-    jobs = [(game, a, b, trials, max_frames, seed, substrate) for a, b in _bounds(len(networks), parts)]
+    bounds = _bounds(len(networks), parts)
+    jobs = [(game, a, b, trials, a * trials, max_frames, seed, substrate) for a, b in bounds]
     return _joined(workers.map(_play_part, networks, jobs), time.perf_counter() - started)
 
 
@@ -129,8 +130,9 @@ def evaluate_episodes(
             report=report,
         )
     started = time.perf_counter()
-    jobs = [(game, a, b, max_frames, seed, substrate) for a, b in _bounds(episodes, parts)]
-    return _joined(workers.map(_play_episodes, stacked, jobs), time.perf_counter() - started)
+    # the one network's episodes in runs: network 0, ``b - a`` trials from episode ``a``
+    jobs = [(game, 0, 1, b - a, a, max_frames, seed, substrate) for a, b in _bounds(episodes, parts)]
+    return _joined(workers.map(_play_part, stacked, jobs), time.perf_counter() - started)
 
 
 def _bounds(count: int, parts: int) -> list[tuple[int, int]]:
@@ -154,41 +156,19 @@ def _joined(results: list[EpisodeResults], wall: float) -> EpisodeResults:
     )
 
 
-def _play_episodes(
-    network: Networks,
-    game: str,
-    start: int,
-    stop: int,
-    max_frames: int,
-    seed: int,
-    substrate: Substrate | None,
-) -> EpisodeResults:
-    """A worker's run of one network's episodes ``start`` to ``stop - 1``, numbered as in the
-    whole call."""
-    torch.set_num_threads(1)
-    return evaluate_networks(
-        game,
-        network,
-        stop - start,
-        max_frames=max_frames,
-        seed=seed,
-        first_episode=start,
-        substrate=substrate,
-    )
-
-
 def _play_part(
     networks: Networks,
     game: str,
     start: int,
     stop: int,
     trials: int,
+    first_episode: int,
     max_frames: int,
     seed: int,
     substrate: Substrate | None,
 ) -> EpisodeResults:
-    """A worker's part of a call: networks ``start`` to ``stop - 1``, their episodes counted as
-    in the whole call."""
+    """A worker's part of a call: networks ``start`` to ``stop - 1``, ``trials`` episodes each,
+    counted from ``first_episode`` as in the whole call."""
     torch.set_num_threads(1)
     return evaluate_networks(
         game,
@@ -196,6 +176,6 @@ def _play_part(
         trials,
         max_frames=max_frames,
         seed=seed,
-        first_episode=start * trials,
+        first_episode=first_episode,
         substrate=substrate,
     )
