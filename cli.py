@@ -39,7 +39,7 @@ app.add_typer(data_app, name="data")
 # Piped output (scripts, tests, logs) gets wide tables rather than rich's default 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
 EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+EXIT_INTERRUPTED = lifelong.EXIT_INTERRUPTED  # 128 + SIGINT, as the shell says of a process Ctrl-C ended
 
 
 class Settings:
@@ -323,7 +323,9 @@ def learn(
     frames: Annotated[
         int | None,
         typer.Option(
-            help="Atari: emulator frames to learn with (stop at the generation reaching them).",
+            help="Atari: emulator frames to learn with (stop at the generation reaching them; "
+            "default: every generation's episodes at the frame cap).",
+            min=1,
             rich_help_panel="Atari",
         ),
     ] = None,
@@ -370,47 +372,67 @@ def learn(
         raise typer.BadParameter(f"--prune must be auto or off, not {prune!r}")
     parsed = [parse_spec(text) for text in specs]
     families = {spec.family for spec in parsed}
+    # Every option is checked before any work, whichever family it is for; one given for a family
+    # that none of the tasks belongs to is refused rather than silently ignored.
+    image_only = {
+        "--so-steps": so_steps, "--batch-size": batch_size, "--lr": lr, "--eval-every": eval_every,
+        "--population": population, "--elite": elite, "--candidate-steps": candidate_steps,
+        "--final-steps": final_steps, "--settle-steps": settle_steps, "--growth-margin": growth_margin,
+        "--grow/--no-grow": grow, "--max-modules": max_modules, "--recall/--no-recall": recall,
+        "--compete/--no-compete": compete, "--mutation-rate": mutation_rate, "--fitness": fitness,
+        "--crossover/--no-crossover": crossover, "--rounding": rounding, "--patience": patience,
+    }  # fmt: skip
+    atari_only = {
+        "--evaluations": evaluations, "--trials": trials, "--max-frames": max_frames, "--frames": frames,
+        "--sources": None if sources == "auto" else sources,
+        "--condition": None if condition == "transfer" else condition,
+        "--checkpoint-every": checkpoint_every or None, "--resume": resume or None,
+    }  # fmt: skip
+    for options, family, kind in ((image_only, "classification", "image"), (atari_only, "atari", "Atari")):
+        given = [flag for flag, value in options.items() if value is not None]
+        if given and family not in families:
+            raise typer.BadParameter(f"{', '.join(given)}: for {kind} tasks only, and no task given is one")
+    from lifelong.atari import AtariPlan, atari_budget
+    from lifelong.classification import ClassificationPlan, budget_for
+
+    smart = budget_for(
+        budget,
+        so_steps=so_steps,
+        batch_size=batch_size,
+        lr=lr,
+        eval_every=eval_every,
+        population=population,
+        elite=elite,
+        generations=generations,
+        candidate_steps=candidate_steps,
+        final_steps=final_steps,
+        settle_steps=settle_steps,
+        growth_margin=growth_margin,
+        max_modules=max_modules,
+        recall=recall,
+        grow=grow,
+        compete=compete,
+        mutation_rate=mutation_rate,
+        fitness=fitness,
+        crossover=crossover,
+        rounding=rounding,
+        patience=patience,
+    )
+    esp = atari_budget(
+        budget,
+        generations=generations,
+        evaluations=evaluations,
+        trials=trials,
+        max_frames=max_frames,
+        frames=frames,
+    )
     plans: dict[str, Any] = {}
     if "classification" in families:
-        from lifelong.classification import ClassificationPlan, budget_for
-
-        smart = budget_for(
-            budget,
-            so_steps=so_steps,
-            batch_size=batch_size,
-            lr=lr,
-            eval_every=eval_every,
-            population=population,
-            elite=elite,
-            generations=generations,
-            candidate_steps=candidate_steps,
-            final_steps=final_steps,
-            settle_steps=settle_steps,
-            growth_margin=growth_margin,
-            max_modules=max_modules,
-            recall=recall,
-            grow=grow,
-            compete=compete,
-            mutation_rate=mutation_rate,
-            fitness=fitness,
-            crossover=crossover,
-            rounding=rounding,
-            patience=patience,
-        )
         accuracy = lifelong.DEFAULT_TARGET if target is None else target
         plans["classification"] = ClassificationPlan(smart, accuracy)
     if "atari" in families:
-        from lifelong.atari import AtariPlan, atari_budget
-
         plans["atari"] = AtariPlan(
-            atari_budget(
-                budget,
-                generations=generations,
-                evaluations=evaluations,
-                trials=trials,
-                max_frames=max_frames,
-                frames=frames,
-            ),
+            esp,
             target=target,
             sources=sources,
             condition=condition,
@@ -555,7 +577,7 @@ def demo(
     pool = worker_pool(workers, executor, ray_address)
     try:
         library = settings.open()
-    except lifelong.LibraryError:
+    except lifelong.NotALibrary:  # nothing there yet (any other failure to open is the error to show)
         library = lifelong.Library.create(settings.library_path, lock_timeout=settings.lock_timeout)
     with _progress(settings) as report:
         result = run_demo(
@@ -742,10 +764,12 @@ def report_command(
 ) -> None:
     """Pictures (PNG) and an index.html: the library's growth, module usage, learning curves and
     accuracy matrix; and, for each --bench file, its conditions side by side."""
+    from lifelong.files import check_output_folder
     from lifelong.history import library_history
     from lifelong.report import load_result, write_report
 
     settings = _settings(ctx)
+    check_output_folder(out_dir)
     for path in bench or []:
         load_result(path)  # a bad file fails now, before any evaluation
     library = history = None
@@ -822,7 +846,7 @@ def bench_smart_mnist(
     from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.device import resolve_device
 
-    seed_list = _int_list(seeds, "--seeds")
+    seed_list = _seed_list(seeds)
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
     run = lambda report: body(seed_list, plan, device, data_dir, report)  # noqa: E731
     _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
@@ -865,7 +889,7 @@ def bench_streams(
         raise typer.BadParameter("give a stream (a preset or specs) or --tasks, not both")
     parsed = parse_stream(stream if stream is not None else tasks)
     names = CONDITIONS if conditions == "all" else tuple(c.strip() for c in conditions.split(","))
-    seed_list = _int_list(seeds, "--seeds")
+    seed_list = _seed_list(seeds)
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
     plan = ClassificationPlan(preset.override(compete=compete), target)
 
@@ -915,7 +939,7 @@ def bench_growth(
     chosen = prune_settings(
         tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
     )
-    seed_list = _int_list(seeds, "--seeds")
+    seed_list = _seed_list(seeds)
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
     file_name = f"growth{'-quick' if quick else ''}.json"
 
@@ -1054,7 +1078,7 @@ def bench_atari_transfer(
     from lifelong.bench.atari_transfer import bench_atari_transfer as body
     from lifelong.device import resolve_device
 
-    seed_list = _int_list(seeds, "--seeds")
+    seed_list = _seed_list(seeds)
     paths = parse_paths(pairs or ",".join(QUICK_PATHS if quick else PATHS))
     overrides = {"generations": generations, "evaluations": evaluations, "trials": trials}
     plan = (QUICK if quick else atari_budget(budget)).override(
@@ -1131,6 +1155,17 @@ def _int_list(text: str, option: str) -> list[int]:
     if not values:
         raise typer.BadParameter(f"{option} is empty")
     return values
+
+
+def _seed_list(text: str) -> list[int]:
+    """--seeds: distinct whole numbers that every seeded generator accepts (as --seed)."""
+    seeds = _int_list(text, "--seeds")
+    wrong = [seed for seed in seeds if not 0 <= seed <= SEED_MAX]
+    if wrong:
+        raise typer.BadParameter(f"--seeds must lie in 0..{SEED_MAX}, got {wrong[0]}")
+    if len(set(seeds)) < len(seeds):
+        raise typer.BadParameter(f"--seeds must be distinct, got {text!r}")
+    return seeds
 
 
 # ---------------------------------------------------------------------------- entry point

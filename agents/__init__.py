@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,15 +26,29 @@ def quiet(*_: Any, **__: Any) -> None:
     """A progress report that says nothing."""
 
 
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 WATCH_S = 1.0  # how often a worker process checks that the process it works for still lives
+
+
+def spawn_context() -> multiprocessing.context.SpawnContext:
+    """How worker processes start: spawned (forking a process that holds torch threads can
+    hang). Should this process be killed, the resource tracker that multiprocessing starts beside
+    it frees the pools' semaphores: it is told to do so without a warning on the user's terminal
+    (it takes the interpreter's -W options, so the option is added before it starts)."""
+    quiet_tracker = "ignore:resource_tracker:UserWarning"
+    if quiet_tracker not in sys.warnoptions:
+        sys.warnoptions.append(quiet_tracker)
+    return multiprocessing.get_context("spawn")
 
 
 def start_worker(threads: int, parent: int) -> None:
     """Set up a worker process (a pool's initializer): ``threads`` torch threads, and it ends
     when process ``parent`` does (killed, or ended without closing the pool), instead of waiting
-    for work for ever."""
+    for work for ever. Ctrl-C reaches every process of the terminal's group: a worker then ends
+    at once and quietly, and the process it works for says what happened."""
     import torch
 
+    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
     torch.set_num_threads(threads)
 
     def watch() -> None:

@@ -15,14 +15,13 @@ results, nothing else.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from agents import start_worker
+from agents import spawn_context, start_worker
 
 EXECUTORS = ("local", "ray")
 RETRIES = 3  # times a call's jobs run again when a worker died under them
@@ -111,10 +110,10 @@ class Workers:
         return ray
 
     def _executor(self) -> Executor:
-        if self._pool is None:  # spawned: forking a process that holds torch threads can hang
+        if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=spawn_context(),
                 initializer=start_worker,
                 initargs=(1, os.getpid()),
             )

@@ -5,10 +5,19 @@ The agent's loop for each task is ``self_organize → grow → prune → commit`
 the CLI talks to: it re-exports the library and its errors, and builds the reports users see.
 """
 
-from agents import quiet
+from agents import EXIT_INTERRUPTED, quiet
 from agents.classification.budget import DEFAULT_TARGET
-from library_store import Library, LibraryError
+from library_store import Library, LibraryError, NotALibrary
 from lifelong.errors import LifelongError
 
 __version__ = "0.1.0"
-__all__ = ["DEFAULT_TARGET", "Library", "LibraryError", "LifelongError", "__version__", "quiet"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "EXIT_INTERRUPTED",
+    "Library",
+    "LibraryError",
+    "LifelongError",
+    "NotALibrary",
+    "__version__",
+    "quiet",
+]

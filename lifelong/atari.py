@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,8 @@ class AtariPlan:
     family: ClassVar[str] = "atari"
 
     def __post_init__(self) -> None:
+        if self.target is not None and not math.isfinite(self.target):
+            raise LifelongError(f"--target must be a finite score for Atari tasks, got {self.target:g}")
         if self.condition not in CONDITIONS:
             raise LifelongError(f"unknown --condition {self.condition!r} (choose {', '.join(CONDITIONS)})")
         if self.checkpoint_every < 0:

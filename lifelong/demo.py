@@ -27,6 +27,7 @@ from lifelong.bench import versions
 from lifelong.bench.controls import Context, RandomLibrary
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
+from lifelong.files import check_output_folder
 from lifelong.history import contents_before, library_history
 from lifelong.report import write_report
 from lifelong.reports import own_parameters, to_json
@@ -74,6 +75,7 @@ def run_demo(
     """Learn ``stream``'s tasks missing from ``library`` (named by their specs; judged tasks
     without growth; growth candidates on ``workers``), run the random-library control of every
     judged task, and write the report under ``out_dir``."""
+    check_output_folder(out_dir)  # before the work, not after it
     judge = replace(plan, budget=plan.budget.override(grow=False))
     done = {task.name for task in library.tasks()}
     for part, how in ((stream.specs[: stream.judged_from], plan), (stream.judged, judge)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,8 @@ class Budget:
             raise BudgetError(f"--rounding must be {' or '.join(ROUNDINGS)}, not {self.rounding!r}")
         if not 0 <= self.growth_margin <= 1:
             raise BudgetError("--growth-margin must lie in [0, 1] (validation accuracy)")
-        if not self.lr > 0:
-            raise BudgetError("--lr must be positive")
+        if not 0 < self.lr < math.inf:  # also refuses nan
+            raise BudgetError(f"--lr must be a positive finite number, not {self.lr:g}")
 
     def solved(self, target: float) -> float:
         """The validation accuracy at which a task needs nothing more: ``target``, or under

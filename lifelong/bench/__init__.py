@@ -22,6 +22,7 @@ import numpy as np
 from agents import Report, quiet
 from library_store import first_line
 from lifelong.errors import LifelongError
+from lifelong.files import check_output_file, write_file
 from lifelong.reports import to_json
 from lifelong.runner import command_line
 
@@ -107,6 +108,8 @@ def run(
     JSON result, with ``extra``'s entries, under ``out_dir`` as ``file_name`` (default
     ``<protocol>.json``). Versions and commit are read before the run: the code it started with,
     whatever changes meanwhile."""
+    path = out_dir / (file_name or f"{protocol}.json")
+    check_output_file(path)  # before the work, not after it
     measured_with = versions()
     start = time.perf_counter()
     results, ratios, *runs = body(report)
@@ -122,9 +125,7 @@ def run(
         **(extra or {}),
         **({"runs": runs[0]} if runs else {}),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / (file_name or f"{protocol}.json")
-    path.write_text(to_json(report) + "\n")
+    write_file(path, lambda temporary: temporary.write_text(to_json(report) + "\n"))
     return report, path
 
 

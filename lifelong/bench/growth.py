@@ -11,7 +11,6 @@ task is re-evaluated on its test data. Goal: at least 30% fewer library paramete
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import statistics
 import tempfile
@@ -21,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from agents import Report, module_parameters, quiet, start_worker
+from agents import Report, module_parameters, quiet, spawn_context, start_worker
 from agents.classification.agent import load_task_network
 from agents.classification.budget import Budget
 from agents.classification.pruning import PruneSettings
@@ -121,7 +120,7 @@ def bench_growth(
         stack.enter_context(torch_threads(threads))
         jobs = [(c, seed) for seed in seeds for c in CONDITIONS]
         if workers:
-            spawn = multiprocessing.get_context("spawn")
+            spawn = spawn_context()
             pool = stack.enter_context(
                 ProcessPoolExecutor(
                     workers, mp_context=spawn, initializer=start_worker, initargs=(threads, os.getpid())

@@ -11,7 +11,6 @@ are recorded per task.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ from typing import Any
 
 import torch
 
-from agents import Report, quiet, start_worker
+from agents import Report, quiet, spawn_context, start_worker
 from agents.classification.training import accuracy
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData
 from library_store import Library, first_line
@@ -349,8 +348,8 @@ def bench_streams(
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lifelong-streams-"))
         stack.enter_context(torch_threads(threads))
         pool = None
-        if workers:  # spawned: forking a process that holds torch threads can hang
-            spawn = multiprocessing.get_context("spawn")
+        if workers:
+            spawn = spawn_context()
             pool = stack.enter_context(
                 ProcessPoolExecutor(
                     workers, mp_context=spawn, initializer=start_worker, initargs=(threads, os.getpid())
