@@ -1,11 +1,15 @@
 """Metrics of a library's own history: its classification tasks in commit order, what each cost
 and added, and the accuracy matrix over them (``lifelong metrics``).
 
-A committed task never changes (its modules are frozen, its α/β and head its own), so the row of
-the matrix after task ``i`` holds the accuracies stored at learning time; only the last row is
-measured now, by re-evaluating every task. Backward transfer is then 0 for an intact library;
-only a prune (``lifelong prune``, within its tolerance) may move it, and its record keeps the
-accuracy the task had when learned.
+The matrix is (T+1) × T for T tasks (:mod:`lifelong.metrics`): row ``i < T`` is "after learning
+task ``i``" and holds the accuracies stored when each task was learned (a committed task never
+changes: its modules are frozen, its α/β and head its own), so ``R[i][i]`` is task ``i``'s accuracy
+when learned; the last row is "now": every task re-evaluated, or with ``evaluate=False`` its stored
+current accuracy. Backward transfer and forgetting compare "now" with the rows before it for every
+task, the last one included, and are 0 for an intact library. Only a prune (``lifelong prune``,
+within its tolerance) may move them: it re-fits a task and rewrites its stored accuracy, and its
+record keeps the accuracy the task had when learned (``details["prunes"][0]["before"]``), which
+fills the task's learning-time rows, so what the prune cost shows in "now".
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ def library_history(
     library: Library, *, data_dir: Path | None = None, device: str = "cpu", evaluate: bool = True
 ) -> dict[str, Any]:
     """``{"tasks": [...], "skipped": [...], "matrix": R, "summary": {...}}`` (see the module doc);
-    ``evaluate=False`` uses the stored test accuracies for the last row instead of measuring."""
+    ``evaluate=False`` uses the stored (current) test accuracies for the "now" row instead of
+    measuring."""
     records = {record.name: record for record in library.tasks()}
     order = commit_order(library.log(), library.state, list(records))
     created: dict[str, list[ModuleRecord]] = {}
@@ -116,11 +121,14 @@ def contents_before(library: Library, name: str) -> Contents:
     return Contents(modules, [library.task(task) for task in committed[: position[name]]])
 
 
-def accuracy_matrix(stored: list[float], now: list[float]) -> list[list[float | None]]:
-    """R[i][j] for j ≤ i: the stored accuracy of task j, except the last row, which is ``now``."""
-    size = len(stored)
+def accuracy_matrix(learned: list[float], now: list[float]) -> list[list[float | None]]:
+    """(T+1) × T: row ``i < T`` (after task ``i``) holds ``learned[j]`` for ``j ≤ i`` (``None``
+    above the diagonal); the last row is ``now``."""
+    size = len(learned)
+    if len(now) != size:
+        raise ValueError(f"{len(now)} accuracies now for {size} tasks")
     matrix: list[list[float | None]] = [
-        [stored[j] if j <= i else None for j in range(size)] for i in range(size - 1)
+        [learned[j] if j <= i else None for j in range(size)] for i in range(size)
     ]
     return [*matrix, list(now)]
 

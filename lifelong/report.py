@@ -224,16 +224,16 @@ def _curves_picture(out: Path, tasks: list[dict[str, Any]], library: Library) ->
 def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
     names = [row["name"] for row in history["tasks"]]
     matrix = history["matrix"]
-    fig = Figure(figsize=(max(5.0, 0.8 * len(names) + 3), max(4.0, 0.6 * len(names) + 2.5)))
+    evaluated = any(row.get("evaluated") for row in history["tasks"])
+    rows = [f"after {name}" for name in names]
+    rows.append("now (re-evaluated)" if evaluated else "now (stored, not re-evaluated)")
+    fig = Figure(figsize=(max(6.0, 0.8 * len(names) + 4), max(4.0, 0.6 * len(rows) + 2.5)))
     fig.set_layout_engine("constrained")
     ax = fig.subplots()
-    rows = [f"after {name}" if i < len(names) - 1 else "now (re-evaluated)" for i, name in enumerate(names)]
-    if not any(row.get("evaluated") for row in history["tasks"]):
-        rows[-1] = "last (stored, not re-evaluated)"
     _matrix_axes(ax, fig, np.array(_floats(matrix)), names, rows, *_range([matrix]), colorbar=True)
     s = history["summary"]
-    ax.set_title(
-        f"Accuracy matrix R[i][j]: test accuracy on task j after task i\n"
+    fig.suptitle(  # over the whole figure: the row labels take much of its width
+        f"Accuracy matrix R[i][j]: test accuracy on task j after task i, then now\n"
         f"average final {s['average_final_accuracy']:.4f}, backward transfer "
         f"{s['backward_transfer']:+.4f}, forgetting {s['forgetting']:.4f}",
         fontsize=10,
@@ -243,9 +243,12 @@ def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
         _table(["", *names], [[label, *row] for label, row in zip(rows, matrix, strict=True)]),
         _table(["metric", "value"], [[k, v] for k, v in s.items()]),
     ]
+    now = "every task re-evaluated" if evaluated else "the stored accuracies, not re-evaluated"
     caption = (
-        "Rows before the last hold each task's test accuracy stored at learning time (a committed "
-        "task never changes); the last row is measured now."
+        "Row 'after <task>' holds each task's test accuracy stored when it was learned (a committed "
+        "task never changes; one a prune re-fitted since counts at its accuracy before the prune); "
+        f"the last row, 'now', is {now}. Backward transfer and forgetting compare 'now' with the rows "
+        "above it for every task, the last one included, so what a prune cost shows there."
     )
     return Picture(file, "(d) Accuracy matrix", caption, tables)
 

@@ -3,6 +3,8 @@ small library learned from real MNIST."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,14 +57,15 @@ def history(learned: Path, data_dir: Path) -> dict:
     return library_history(Library.open(learned), data_dir=data_dir)
 
 
-def test_tasks_come_in_commit_order_with_a_lower_triangular_matrix(history: dict) -> None:
+def test_tasks_come_in_commit_order_with_a_lower_triangular_matrix_then_now(history: dict) -> None:
+    """A row after each task (T rows, lower triangular), then the "now" row: (T+1) × T."""
     assert [row["name"] for row in history["tasks"]] == list(TASKS)
     matrix = history["matrix"]
-    assert len(matrix) == 2 and all(len(row) == 2 for row in matrix)
+    assert len(matrix) == 3 and all(len(row) == 2 for row in matrix)
     assert matrix[0][1] is None
     assert all(value is not None for i, row in enumerate(matrix) for value in row[: i + 1])
     for j, row in enumerate(history["tasks"]):
-        assert matrix[j][j] == row["test_acc_stored"]
+        assert [r[j] for r in matrix[j:-1]] == [row["test_acc_stored"]] * (2 - j)  # when learned
         assert matrix[-1][j] == row["test_acc_now"]
 
 
@@ -121,7 +124,7 @@ def test_a_lower_accuracy_now_shows_up_as_negative_backward_transfer(
     learned: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As if the first task's stored accuracy were forged (or the task damaged): its measured
-    accuracy is lower than the stored one."""
+    accuracy is lower than the stored one (the last task's is intact: the mean over both tasks)."""
     real = classification.evaluate_task
 
     def worse(library: Library, name: str, **kwargs: object) -> dict:
@@ -130,9 +133,9 @@ def test_a_lower_accuracy_now_shows_up_as_negative_backward_transfer(
 
     monkeypatch.setattr(classification, "evaluate_task", worse)
     history = library_history(Library.open(learned), data_dir=data_dir)
-    assert history["summary"]["backward_transfer"] == pytest.approx(-0.2)
-    assert history["summary"]["forgetting"] == pytest.approx(0.2)
-    assert history["matrix"][0][0] - history["matrix"][1][0] == pytest.approx(0.2)
+    assert history["summary"]["backward_transfer"] == pytest.approx(-0.2 / 2)
+    assert history["summary"]["forgetting"] == pytest.approx(0.2 / 2)
+    assert history["matrix"][0][0] - history["matrix"][-1][0] == pytest.approx(0.2)
 
 
 def test_without_evaluation_the_stored_accuracies_stand(
@@ -145,6 +148,40 @@ def test_without_evaluation_the_stored_accuracies_stand(
     history = library_history(Library.open(learned), evaluate=False)
     assert history["matrix"][-1] == [row["test_acc_stored"] for row in history["tasks"]]
     assert history["summary"]["backward_transfer"] == 0
+
+
+def forge_prune(library: Library, name: str, test_acc: float) -> float:
+    """Task ``name`` recorded as `lifelong prune` records a re-fitted task (see
+    agents.classification.pruning.apply_prune): its stored accuracies now ``test_acc``, the
+    change with the accuracies before it in ``details["prunes"]``. Returns the accuracy before."""
+    record = library.task(name)
+    before = {"val_acc": record.metrics["val_acc"], "test_acc": record.metrics["test_acc"]}
+    after = {"val_acc": test_acc, "test_acc": test_acc}
+    change = {"task": name, "dropped": {}, "merged": {}, "before": before, "after": after, "accepted": True}
+    pruned = replace(
+        record,
+        metrics={**record.metrics, **after},
+        details={**record.details, "prunes": [*record.details.get("prunes", []), change]},
+    )
+    with library.transaction("prune (forged in a test)", kind="prune") as tx:
+        tx.replace_task(pruned, library.task_arrays(name))
+    return before["test_acc"]
+
+
+def test_a_prune_that_cost_the_last_task_shows_as_forgetting(learned: Path, tmp_path: Path) -> None:
+    """Issue 26: a prune dropped the last task's stored accuracy; its row "after" keeps the
+    accuracy it had when learned, "now" the stored one, so the loss counts."""
+    library = Library.open(shutil.copytree(learned, tmp_path / "library"))
+    learned_acc = forge_prune(library, TASKS[-1], 0.5)
+    assert learned_acc > 0.5
+    history = library_history(library, evaluate=False)
+    last = history["tasks"][-1]
+    assert (last["test_acc_stored"], last["test_acc_now"]) == (learned_acc, 0.5)
+    assert history["matrix"][1][1] == learned_acc and history["matrix"][-1][1] == 0.5
+    summary = history["summary"]
+    assert summary["backward_transfer"] < 0 < summary["forgetting"]
+    assert summary["backward_transfer"] == pytest.approx((0.5 - learned_acc) / 2)  # mean over both tasks
+    assert summary["forgetting"] == pytest.approx((learned_acc - 0.5) / 2)
 
 
 def entry(kind: str, message: str, state: str) -> HistoryEntry:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from cli_helpers import LIFELONG, TINY, assert_one_line_error, fingerprint, halves_npz_arrays, run_cli
 from filelock import FileLock, Timeout
+from test_history import forge_prune
 from test_prune import store_copy
 
 from library_store import Library
@@ -101,6 +102,20 @@ def test_prune_commits_once_and_restore_undoes_it(library: Path) -> None:
         and len(restored.modules()) == len(opened.modules()) + 1
     )
     assert restored.check() == []
+
+
+def test_metrics_count_what_a_prune_cost_the_last_task(library: Path) -> None:
+    """Issue 26: a prune's loss on the LAST task in commit order (b) is forgetting too. The
+    prune's record is forged (a real merge of an exact copy costs nothing) as `prune` writes it."""
+    dropped = forge_prune(Library.open(library), "b", 0.5)
+    result = run_cli("--json", "metrics", "--no-eval", library=library)
+    assert result.returncode == 0, result.stderr
+    history = json.loads(result.stdout)
+    assert [row["name"] for row in history["tasks"]] == ["a", "b"]
+    assert history["tasks"][-1]["test_acc_stored"] == dropped > 0.5
+    assert history["matrix"][-1][-1] == history["tasks"][-1]["test_acc_now"] == 0.5
+    assert history["summary"]["forgetting"] > 0 and history["summary"]["backward_transfer"] < 0
+    assert history["summary"]["forgetting"] == pytest.approx((dropped - 0.5) / 2)
 
 
 @pytest.mark.parametrize(
