@@ -3,6 +3,8 @@
 Each message is a single line a user can act on; the CLI prints it as is.
 """
 
+import re
+
 
 class LibraryError(Exception):
     """Base class: anything that goes wrong with a library, said in one line."""
@@ -60,13 +62,17 @@ class InvalidRecord(LibraryError):
     """A record or array handed to the library is malformed."""
 
 
+_OBJECT_REPR = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def first_line(error: BaseException) -> str:
     """The gist of ``error`` in one line; for icechunk's multi-line reports ("  x what", then
     context, then "`-> cause" lines), their innermost cause."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = _OBJECT_REPR.sub("", str(error))  # "store <IcechunkStore object at 0x…>": internals
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     causes = [line.removeprefix("`->").strip() for line in lines if line.startswith("`->")]
     if causes:
         return causes[-1]
     if not lines:
         return type(error).__name__
-    return lines[0][2:] if str(error).startswith("  x ") else lines[0]
+    return lines[0][2:] if text.startswith("  x ") else lines[0]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from library_store import arrays
-from library_store.errors import first_line
+from library_store.errors import LibraryDamaged, first_line
 from library_store.layout import ARRAYS_CHECKSUM, FORMAT, SCHEMA_VERSION, task_key
 from library_store.records import (
     Finding,
@@ -31,7 +31,7 @@ class StoredState:
 
     store: Any  # the state's zarr store, read-only
     read_task_arrays: Callable[[TaskRecord], TaskArrays]  # a task's own arrays as stored, unverified
-    history: list[HistoryEntry]  # newest first
+    read_history: Callable[[], list[HistoryEntry]]  # newest first; LibraryDamaged if unreadable
     tags: dict[str, str]  # snapshot name → the state it names
     newest: str  # the newest committed state of the library
     unreadable: Callable[[str], str | None]  # why a state cannot be read; None if it can
@@ -109,7 +109,11 @@ def _history_problems(state: StoredState) -> list[Finding]:
     logged that are gone, a current state it never logged. A writer killed in the middle of a
     change leaves the first and the last; the next change logs them."""
     why = "a change was interrupted, or made behind the library's back; the next change logs it"
-    logged, tags = set(snapshot_entries(state.history)), set(state.tags)
+    try:
+        history = state.read_history()
+    except LibraryDamaged as error:
+        return [Finding("history", str(error))]
+    logged, tags = set(snapshot_entries(history)), set(state.tags)
     problems = [
         Finding("history", f"snapshot {name!r} was never logged ({why})") for name in sorted(tags - logged)
     ]
@@ -117,6 +121,6 @@ def _history_problems(state: StoredState) -> list[Finding]:
         Finding("history", f"it logs snapshot {name!r}, which is gone from the repository")
         for name in sorted(logged - tags)
     ]
-    if state.history and state.history[0].state != state.newest:
+    if history and history[0].state != state.newest:
         problems.append(Finding("history", f"the current state was never logged ({why})"))
     return problems

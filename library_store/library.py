@@ -301,20 +301,25 @@ class Library:
     def log(self) -> list[HistoryEntry]:
         """Every change to the library, newest first."""
         entries = []
-        for commit in self._repo.ancestry(branch=JOURNAL):
-            meta = commit.metadata or {}
-            if "kind" not in meta:  # the repository's own first, empty commit
-                continue
-            entries.append(
-                HistoryEntry(
-                    id=commit.id,
-                    time=_time(commit.written_at),
-                    kind=meta["kind"],
-                    message=commit.message,
-                    state=meta["state"],
-                    details=meta.get("details", {}),
+        try:
+            for commit in self._repo.ancestry(branch=JOURNAL):
+                meta = commit.metadata or {}
+                if "kind" not in meta:  # the repository's own first, empty commit
+                    continue
+                entries.append(
+                    HistoryEntry(
+                        id=commit.id,
+                        time=_time(commit.written_at),
+                        kind=meta["kind"],
+                        message=commit.message,
+                        state=meta["state"],
+                        details=meta.get("details", {}),
+                    )
                 )
-            )
+        except Exception as error:  # a damaged journal object: icechunk's report, or a lost field
+            raise LibraryDamaged(
+                f"the library's history is damaged ({first_line(error)}); {_FIX_DAMAGE}"
+            ) from None
         return entries
 
     def tags(self) -> dict[str, str]:
@@ -521,7 +526,7 @@ class Library:
             StoredState(
                 store=self._store,
                 read_task_arrays=self._read_task_arrays,
-                history=self.log(),
+                read_history=self.log,
                 tags=self.tags(),
                 newest=self._repo.lookup_branch(MAIN),
                 unreadable=self._unreadable,

@@ -461,8 +461,9 @@ def check_bench(data: dict[str, Any]) -> None:
         for seed, run in seeds.items():
             where = f"{condition} seed {seed}"
             check_matrix(run["matrix"])
-            if len(run["matrix"]) != size:
-                raise ValueError(f"{where}: a {len(run['matrix'])}-task matrix for {size} tasks")
+            shape = (len(run["matrix"]), len(run["matrix"][0]))
+            if shape != (size, size):  # a stream's matrix has a row per task, no row after them
+                raise ValueError(f"{where}: a {shape[0]}×{shape[1]} matrix for {size} tasks")
             for key in ("test_acc", "params_total"):
                 if len(run[key]) != size or not all(isinstance(v, int | float) for v in run[key]):
                     raise ValueError(f"{where}: {key} must hold {size} numbers")
