@@ -15,12 +15,12 @@ import torch
 from agents.classification.agent import ClassificationAgent, load_task_network
 from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
 from agents.classification.training import accuracy, predict_logits
-from library_store import Library, TaskRecord, first_line
+from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
-from lifelong.errors import LifelongError, TaskDataError
+from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
 from lifelong.runner import Run
-from lifelong.tasks import TaskData, TaskSpec, check_source, load_task_data, parse_spec
+from lifelong.tasks import TaskData, TaskSpec, check_source, load_task_data, parse_spec, read_images
 
 
 def budget_for(preset: str, **overrides: Any) -> Budget:
@@ -97,27 +97,14 @@ def evaluate_task(
 
 
 def predict_files(library: Library, name: str, files: list[Path]) -> list[dict[str, Any]]:
-    """Label image files with a stored task's network."""
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.functional import resize
-
+    """Label image files with a stored task's network. Each file is read as an ``imagefolder:``
+    task reads its images (:func:`lifelong.tasks.read_images`), so it scores as its twin in a
+    training folder would."""
     record = library.task(name)
     _require_classification(record)
-    channels, height, width = record.details["input_shape"]
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    images = []
-    for path in files:
-        if not path.is_file():
-            raise TaskDataError(f"{path} is not a file")
-        try:
-            image = decode_image(str(path), mode=mode)
-        except (RuntimeError, ValueError) as error:
-            raise TaskDataError(
-                f"{path} is not an image torchvision can read ({first_line(error)})"
-            ) from None
-        images.append(resize(image, [height, width], antialias=True))
+    images = read_images(files, tuple(record.details["input_shape"]), name)
     network = load_task_network(library, name)
-    logits = predict_logits(network, torch.stack(images), torch.device("cpu"))
+    logits = predict_logits(network, images, torch.device("cpu"))
     probabilities = logits.softmax(1)
     names = record.details["class_names"]
     return [

@@ -26,6 +26,11 @@ What an npz may hold:
   numbers. Any values: the sorted labels of ``y_train`` become classes 0..k-1; ``y_test`` may
   only use labels ``y_train`` has.
 
+What an image folder may hold: one sub-folder per class (links to folders are not followed below
+the class folders; at most ``MAX_ENTRIES`` files and folders), its images read by
+:mod:`lifelong.images` (every Pillow mode on its own scale, or refused), turned RGB, resized to the
+library's input size, then grey where the library is (``predict`` reads its files the same way).
+
 Data live in memory as uint8 tensors ``(N, C, H, W)``. A validation split is carved from the
 training pool (disjoint from the examples trained on); test data is only ever used to report.
 :func:`check_source` checks a spec's data cheaply, so a list of tasks fails before any trains.
@@ -33,10 +38,9 @@ training pool (disjoint from the examples trained on); test data is only ever us
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,14 +52,13 @@ from library_store import first_line
 from lifelong.errors import TaskDataError, TaskSpecError
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from library_store import Library
 
 DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
 SOURCES = (*DATASETS, "imagefolder", "npz", "atari")
 VALIDATION_FRACTION, VALIDATION_MAX = 0.1, 1000
 NAME_MAX = 200
+MAX_ENTRIES = 100_000  # the most files and folders an image folder's listing looks at
 # spec transforms (``~name`` or ``~name=SEED``): whether each takes a seed
 TRANSFORMS = {"invert": False, "rot90": False, "permute": True, "labels": True}
 SPLITS = ("train", "test")
@@ -156,10 +159,11 @@ def check_source(spec: TaskSpec, data_dir: Path | None = None, seed: int = 0) ->
     if spec.family != "classification":
         return
     if spec.source == "imagefolder":
+        from lifelong.images import check_image
+
         train, test, names = _image_split(spec.path, seed)
         for file, _ in (*train, *test):
-            with _image_file(file):  # reads the header only
-                pass
+            check_image(file)  # reads the header only
         labels = torch.tensor([label for _, label in train], dtype=torch.int64)
     else:
         (_, labels), _, names = _builtin(spec, data_dir) if spec.source in DATASETS else _npz(spec.path)
@@ -228,7 +232,7 @@ def load_task_data(
         (train_x, train_y), (test_x, test_y), names = _imagefolder(spec.path, seed, input_shape[1:])
     else:
         raise TaskSpecError(f"{spec.text!r} is not an image classification task")
-    train_x, test_x = _fit(train_x, input_shape, spec), _fit(test_x, input_shape, spec)
+    train_x, test_x = _fit(train_x, input_shape, spec.text), _fit(test_x, input_shape, spec.text)
     val, train = _split(spec, names, train_y, seed)
     for transform in spec.transforms:
         train_x, test_x = transform_images(transform, train_x), transform_images(transform, test_x)
@@ -462,40 +466,87 @@ def _image_split(path: Path, seed: int) -> tuple[list[Sample], list[Sample], lis
 
 
 def _list_images(folder: Path) -> tuple[list[Sample], list[str]]:
-    """The image files of an ImageFolder and its class names; every class folder holds one at least."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+    """The image files of an ImageFolder and its class names; every class folder holds one at least.
 
+    In torchvision's ``make_dataset`` order, so seeded splits stay as they were: the class folders
+    (the immediate sub-folders, sorted), in each the ``sorted(os.walk(...))`` folders and their
+    sorted file names, kept if they end in one of ``IMG_EXTENSIONS`` (any case). Unlike torchvision,
+    links to folders are not entered (a link loop, or ``imagefolder:/`` through ``/proc``, cannot
+    make it walk forever; links to files count), and at most ``MAX_ENTRIES`` files and folders are
+    looked at."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    seen = 0
+
+    def visit(count: int) -> None:
+        nonlocal seen
+        seen += count
+        if seen > MAX_ENTRIES:
+            raise TaskDataError(
+                f"{folder} holds more than {MAX_ENTRIES:,} files and folders; an image folder holds one"
+                " sub-folder of images per class"
+            )
+
+    names = []
     try:
-        names, index = find_classes(folder)
-        return make_dataset(folder, index, extensions=IMG_EXTENSIONS), names
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                visit(1)
+                if entry.is_dir():
+                    names.append(entry.name)
     except OSError as error:
         raise TaskDataError(f"{folder}: {error.strerror or first_line(error)}") from None
-
-
-@contextmanager
-def _image_file(file: str) -> Iterator[Image.Image]:
-    """An image file opened with PIL (header only until its pixels are used); any failure to
-    read it, then or while it is open, is one :class:`TaskDataError`."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as image:
-            yield image
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise TaskDataError(f"{file} is not an image that can be read (damaged, or not an image)") from None
+    names.sort()
+    if not names:
+        raise TaskDataError(f"{folder} holds no class folder (an image folder has one sub-folder per class)")
+    samples: list[Sample] = []
+    empty = []
+    for index, name in enumerate(names):
+        walk = []
+        for root, folders, files in os.walk(os.path.join(folder, name)):  # not into links to folders
+            visit(len(folders) + len(files))
+            walk.append((root, folders, files))
+        found = [
+            (os.path.join(root, file), index)
+            for root, _, files in sorted(walk)
+            for file in sorted(files)
+            if file.lower().endswith(IMG_EXTENSIONS)
+        ]
+        if not found:
+            empty.append(name)
+        samples += found
+    if empty:
+        raise TaskDataError(
+            f"{folder}: found no valid file for the classes {', '.join(empty)}"
+            f" (image files end in {', '.join(IMG_EXTENSIONS)})"
+        )
+    return samples, names
 
 
 def _decode(samples: list[Sample], size: tuple[int, int]) -> Split:
-    from torchvision.transforms.functional import pil_to_tensor, resize
+    """The images read (:func:`lifelong.images.read_image`), turned RGB (grey repeated) and resized."""
+    from torchvision.transforms.functional import resize
+
+    from lifelong.images import read_image
 
     images = []
     for file, _ in samples:
-        with _image_file(file) as image:
-            images.append(resize(pil_to_tensor(image.convert("RGB")), list(size), antialias=True))
+        image = read_image(file)
+        if image.shape[0] == 1:  # as Pillow's convert("RGB") of a grey image, in pil_to_tensor's layout
+            image = image.permute(1, 2, 0).repeat(1, 1, 3).permute(2, 0, 1)
+        images.append(resize(image, list(size), antialias=True))
     return torch.stack(images), torch.tensor([label for _, label in samples], dtype=torch.int64)
 
 
-def _fit(x: torch.Tensor, shape: tuple[int, int, int], spec: TaskSpec) -> torch.Tensor:
+def read_images(files: list[Path], shape: tuple[int, int, int], what: str) -> torch.Tensor:
+    """Image files as a network of input ``shape`` sees them: read, turned RGB and resized as an
+    ``imagefolder:`` task's images are, then fitted to ``shape`` (:func:`_fit`), so a file scores
+    as its twin in a training folder would."""
+    images, _ = _decode([(str(file), 0) for file in files], shape[1:])
+    return _fit(images, shape, what)
+
+
+def _fit(x: torch.Tensor, shape: tuple[int, int, int], what: str) -> torch.Tensor:
     """Convert images to the library's input shape (channels by grayscale/repeat, then resize)."""
     from torchvision.transforms.functional import resize, rgb_to_grayscale
 
@@ -506,7 +557,7 @@ def _fit(x: torch.Tensor, shape: tuple[int, int, int], spec: TaskSpec) -> torch.
         elif channels == 3 and x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
         else:
-            raise TaskDataError(f"{spec.text!r}: cannot turn {x.shape[1]}-channel images into {channels}")
+            raise TaskDataError(f"{what!r}: cannot turn {x.shape[1]}-channel images into {channels}")
     if tuple(x.shape[2:]) != (height, width):
         x = resize(x, [height, width], antialias=True)
     return x.contiguous()
