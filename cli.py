@@ -156,7 +156,9 @@ def modules(
             f"{split['own_params']:,} its own ({split['own_share']:.1%})"
             + (f"; started from {start}'s path" if start else "")
         )
-    _show(settings, reports.modules(library, task), title)
+    rows = reports.modules(library, task)
+    _show(settings, rows, title)
+    _warn_damaged([row["id"] for row in rows if row.get("intact") is False], "damaged modules")
 
 
 @snapshot_app.command("create")
@@ -457,6 +459,16 @@ def learn(
     _show_learned(settings, records, "learned")
 
 
+def _warn_damaged(names: list[str], what: str) -> None:
+    """One line on stderr naming what is damaged (the listing still shows it, flagged)."""
+    if names:
+        print(
+            f"warning: {what}: {', '.join(names)}; run `lifelong check`, then `lifelong restore "
+            "<snapshot>`",
+            file=sys.stderr,
+        )
+
+
 def _show_learned(settings: Settings, records: list[Any], title: str) -> None:
     """The learned tasks' rows, and a warning on stderr for each that missed its target."""
     _show(settings, _task_rows(records), title)
@@ -721,6 +733,7 @@ def metrics_command(
 
     settings = _settings(ctx)
     history = library_history(settings.open(), data_dir=data_dir, device=device, evaluate=not no_eval)
+    _warn_damaged([row["name"] for row in history["tasks"] if not row["intact"]], "tasks using damaged modules")
     if settings.as_json:
         _show(settings, history)
         return
@@ -731,6 +744,7 @@ def metrics_command(
             "status": row["status"],
             "test_acc": row["test_acc_stored"],
             "test_acc_now": row["test_acc_now"] if row["evaluated"] else "not evaluated",
+            "intact": row["intact"],
             "own_params": row["own_parameters"],
             "library_params": row["library_parameters"],
             "library_modules": row["library_modules"],

@@ -20,7 +20,7 @@ from typing import Any
 
 from agents import module_parameters
 from library_store import HistoryEntry, Library, ModuleRecord, TaskRecord
-from lifelong import classification, metrics
+from lifelong import classification, metrics, reports
 from lifelong.errors import LifelongError
 from lifelong.reports import own_parameters
 
@@ -38,6 +38,7 @@ def library_history(
     created: dict[str, list[ModuleRecord]] = {}
     for module in library.modules():
         created.setdefault(module.created_by, []).append(module)
+    damaged = reports.damaged_modules(library)
     rows, skipped = [], []
     library_modules = library_params = 0
     for name in order:
@@ -62,6 +63,7 @@ def library_history(
                 "test_acc_stored": learned,
                 "test_acc_now": _accuracy_now(library, name, data_dir, device) if evaluate else stored,
                 "evaluated": evaluate,
+                "intact": not damaged.intersection(record.module_ids),  # its modules as committed
                 "own_parameters": own_parameters(library, name),
                 "library_parameters": library_params,
                 "library_modules": library_modules,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from agents import module_parameters
-from library_store import Library, TaskRecord
+from library_store import Library, LibraryDamaged, TaskRecord
 
 
 def to_json(data: Any) -> str:
@@ -102,9 +102,22 @@ def tasks(library: Library) -> list[dict[str, Any]]:
     ]
 
 
+def damaged_modules(library: Library) -> set[str]:
+    """The modules whose stored tensors no longer match their checksum (every tensor is read)."""
+    damaged = set()
+    for module in library.modules():
+        try:
+            library.module_tensors(module.id)
+        except LibraryDamaged:
+            damaged.add(module.id)
+    return damaged
+
+
 def modules(library: Library, task: str | None = None) -> list[dict[str, Any]]:
-    """All modules, or (with ``task``) the ones that task uses, layer by layer, with its α/β."""
+    """All modules (each checked against its checksum), or (with ``task``) the ones that task
+    uses, layer by layer, with its α/β (a damaged one is an error)."""
     if task is None:
+        damaged = damaged_modules(library)
         users: dict[str, list[str]] = {}
         for record in library.tasks():
             for module_id in record.module_ids:
@@ -117,6 +130,7 @@ def modules(library: Library, task: str | None = None) -> list[dict[str, Any]]:
                 "frozen": m.frozen,
                 "parameters": module_parameters(m),
                 "used_by": users.get(m.id, []),
+                "intact": m.id not in damaged,
             }
             for m in library.modules()
         ]
