@@ -733,7 +733,8 @@ def metrics_command(
 
     settings = _settings(ctx)
     history = library_history(settings.open(), data_dir=data_dir, device=device, evaluate=not no_eval)
-    _warn_damaged([row["name"] for row in history["tasks"] if not row["intact"]], "tasks using damaged modules")
+    damaged = [row["name"] for row in history["tasks"] if not row["intact"]]
+    _warn_damaged(damaged, "tasks using damaged modules")
     if settings.as_json:
         _show(settings, history)
         return
