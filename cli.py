@@ -463,8 +463,7 @@ def _warn_damaged(names: list[str], what: str) -> None:
     """One line on stderr naming what is damaged (the listing still shows it, flagged)."""
     if names:
         print(
-            f"warning: {what}: {', '.join(names)}; run `lifelong check`, then `lifelong restore "
-            "<snapshot>`",
+            f"warning: {what}: {', '.join(names)}; run `lifelong check`, then `lifelong restore <snapshot>`",
             file=sys.stderr,
         )
 
