@@ -5,11 +5,13 @@ The matrix is (T+1) × T for T tasks (:mod:`lifelong.metrics`): row ``i < T`` is
 task ``i``" and holds the accuracies stored when each task was learned (a committed task never
 changes: its modules are frozen, its α/β and head its own), so ``R[i][i]`` is task ``i``'s accuracy
 when learned; the last row is "now": every task re-evaluated, or with ``evaluate=False`` its stored
-current accuracy. Backward transfer and forgetting compare "now" with the rows before it for every
-task, the last one included, and are 0 for an intact library. Only a prune (``lifelong prune``,
-within its tolerance) may move them: it re-fits a task and rewrites its stored accuracy, and its
-record keeps the accuracy the task had when learned (``details["prunes"][0]["before"]``), which
-fills the task's learning-time rows, so what the prune cost shows in "now".
+current accuracy. Backward transfer and both forgettings (Chaudhry's and Avalanche's, see
+:mod:`lifelong.metrics`) compare "now" with the rows before it for every task, the last one
+included, and are 0 for an intact library; GEM's forward transfer is absent (a library has no
+accuracy for a task before learning it). Only a prune (``lifelong prune``, within its tolerance)
+may move them: it re-fits a task and rewrites its stored accuracy, and its record keeps the
+accuracy the task had when learned (``details["prunes"][0]["before"]``), which fills the task's
+learning-time rows, so what the prune cost shows in "now".
 """
 
 from __future__ import annotations

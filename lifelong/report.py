@@ -69,7 +69,7 @@ def write_report(
 
 def load_result(path: str | Path) -> dict[str, Any]:
     """A `lifelong bench streams`, `growth` or `atari-transfer` result, checked (a one-line error
-    if not)."""
+    if not); a streams result written before issue 27 comes under today's figure names."""
     return read_result(
         path, {"streams": check_bench, "growth": check_growth, "atari-transfer": check_atari_transfer}
     )
@@ -235,7 +235,8 @@ def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
     fig.suptitle(  # over the whole figure: the row labels take much of its width
         f"Accuracy matrix R[i][j]: test accuracy on task j after task i, then now\n"
         f"average final {s['average_final_accuracy']:.4f}, backward transfer "
-        f"{s['backward_transfer']:+.4f}, forgetting {s['forgetting']:.4f}",
+        f"{s['backward_transfer']:+.4f}, forgetting (Chaudhry) {s['forgetting_chaudhry']:.4f}, "
+        f"(Avalanche) {s['forgetting_avalanche']:.4f}",
         fontsize=10,
     )
     file = _save(fig, out, "accuracy_matrix.png")
@@ -247,8 +248,10 @@ def _matrix_picture(out: Path, history: dict[str, Any]) -> Picture:
     caption = (
         "Row 'after <task>' holds each task's test accuracy stored when it was learned (a committed "
         "task never changes; one a prune re-fitted since counts at its accuracy before the prune); "
-        f"the last row, 'now', is {now}. Backward transfer and forgetting compare 'now' with the rows "
-        "above it for every task, the last one included, so what a prune cost shows there."
+        f"the last row, 'now', is {now}. Backward transfer and both forgettings compare 'now' with the "
+        "rows above it for every task, the last one included, so what a prune cost shows there: "
+        "Chaudhry's from the best row before 'now', Avalanche's from the task's own row (README, "
+        "Metrics and reports, gives each figure's source)."
     )
     return Picture(file, "(d) Accuracy matrix", caption, tables)
 

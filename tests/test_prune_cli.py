@@ -114,8 +114,8 @@ def test_metrics_count_what_a_prune_cost_the_last_task(library: Path) -> None:
     assert [row["name"] for row in history["tasks"]] == ["a", "b"]
     assert history["tasks"][-1]["test_acc_stored"] == dropped > 0.5
     assert history["matrix"][-1][-1] == history["tasks"][-1]["test_acc_now"] == 0.5
-    assert history["summary"]["forgetting"] > 0 and history["summary"]["backward_transfer"] < 0
-    assert history["summary"]["forgetting"] == pytest.approx((dropped - 0.5) / 2)
+    assert history["summary"]["forgetting_chaudhry"] > 0 and history["summary"]["backward_transfer"] < 0
+    assert history["summary"]["forgetting_chaudhry"] == pytest.approx((dropped - 0.5) / 2)
 
 
 @pytest.mark.parametrize(
