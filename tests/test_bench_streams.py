@@ -20,13 +20,35 @@ from cli_helpers import write_mnist_slice
 
 from agents.classification.agent import load_task_network
 from agents.classification.modules import Head, Member, to_tensors
-from agents.classification.training import predict_logits
+from agents.classification.network import TaskNetwork
+from agents.classification.training import accuracy, predict_logits
 from agents.task import TaskData
 from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench import Stage
-from lifelong.bench.controls import Blueprint, Context, Progressive, SharedTrunk, randomise
+from lifelong.bench.controls import (
+    Blueprint,
+    Context,
+    Independent,
+    Progressive,
+    SharedTrunk,
+    fresh_head,
+    randomise,
+)
 from lifelong.bench.pnn import ProgressiveNetwork
-from lifelong.bench.streams import AGENT_FAILED, Recorder, aggregate, bench_streams, run_condition, start_seed
+from lifelong.bench.streams import (
+    AGENT_FAILED,
+    Log,
+    Recorder,
+    _ratios,
+    _results,
+    aggregate,
+    bench_streams,
+    load_bench,
+    merge_seeds,
+    run_condition,
+    seed_metrics,
+    start_seed,
+)
 from lifelong.classification import ClassificationPlan
 from lifelong.errors import LifelongError
 from lifelong.history import Contents
@@ -40,6 +62,11 @@ BLUEPRINT = Blueprint(
     )
 )
 CPU = torch.device("cpu")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# `bench streams` results written before issue 27's names (forward_transfer, transfer_last_task,
+# forgetting, lifelong_minus_independent_points)
+OLD_RESULTS = sorted((REPO_ROOT / "benchmarks" / "results").glob("**/streams-*.json"))
+OLD_NAMES = {"forward_transfer", "transfer_last_task", "forgetting"}
 # for tests of the bookkeeping, not of learning: a few steps of everything
 FEW_STEPS = TINY.override(so_steps=5, final_steps=5, candidate_steps=5, settle_steps=0, eval_every=5)
 
@@ -86,6 +113,125 @@ def test_aggregate_means_and_sds_over_seeds() -> None:
     assert result["acc_sd"] == pytest.approx(0.0707, abs=1e-4)
     assert result["gone"] is None and result["gone_sd"] is None
     assert aggregate([{"acc": 0.5}])["acc_sd"] == 0.0
+    # a figure one seed lacks (GEM's forward transfer of a seed run before it was recorded)
+    mixed = aggregate([{"acc": 0.9}, {"acc": 0.8, "forward_transfer_gem": 0.01}])
+    assert mixed["forward_transfer_gem"] is None and mixed["forward_transfer_gem_sd"] is None
+
+
+def test_the_shared_trunk_measures_each_task_before_learning_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GEM's R[j-1][j] is the accuracy of the network task j's training starts from (the trunk
+    as task j-1 left it, under the head learn() draws), b_j the same head on the trunk as drawn."""
+    first, second = synthetic(0), synthetic(1)
+    few = Context(ClassificationPlan(FEW_STEPS, 0.9), 0, CPU, None, tmp_path)
+    learner = SharedTrunk(few, BLUEPRINT, train_trunk_after_first=True)
+    assert learner.before_learning(0, first) == (None, None)  # no earlier model
+    learner.learn(0, None, first, lambda *a, **k: None)
+    trunk = learner.trunk
+    before, at_init = learner.before_learning(1, second)
+    head = fresh_head(trunk, second.n_classes, learner.context.generator(1))
+    assert before == accuracy(TaskNetwork(trunk, head), second.test_x, second.test_y, CPU)
+    drawn = BLUEPRINT.trunk(learner.context.generator(0))  # the trunk as task 0 drew it
+    assert at_init == accuracy(TaskNetwork(drawn, head), second.test_x, second.test_y, CPU)
+    # with training a no-op, the network task 1 learns is the one measured before it
+    monkeypatch.setattr(Context, "fit", lambda *args, **kwargs: None)
+    untrained = SharedTrunk(few, BLUEPRINT, train_trunk_after_first=True)
+    untrained.learn(0, None, first, lambda *a, **k: None)
+    measured = untrained.before_learning(1, second)
+    untrained.learn(1, None, second, lambda *a, **k: None)
+    assert measured == (untrained.accuracy(1, second),) * 2  # an untrained trunk is the trunk at init
+
+
+@pytest.mark.parametrize("name", ["finetune", "frozen_first"])
+def test_measuring_before_learning_changes_no_other_figure(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GEM's pair is recorded for the shared-trunk controls only, and the rest of their logs are
+    the same bits as without it."""
+    stream, data = parse_stream("mnist:0v1 mnist:2v3 mnist:4v5"), [synthetic(0), synthetic(1), synthetic(2)]
+    plan = ClassificationPlan(FEW_STEPS, 0.9)
+    with_gem = run_condition(name, stream, Context(plan, 0, CPU, None, tmp_path), BLUEPRINT, data=data)
+    assert with_gem.before_learning[0] is None and with_gem.at_init[0] is None
+    assert all(isinstance(v, float) for v in with_gem.before_learning[1:] + with_gem.at_init[1:])
+    monkeypatch.setattr(SharedTrunk, "before_learning", lambda *args: None)
+    without = run_condition(name, stream, Context(plan, 0, CPU, None, tmp_path), BLUEPRINT, data=data)
+    assert without.before_learning == without.at_init == []
+    keep = {"before_learning": [], "at_init": [], "seconds": []}
+    assert {**vars(with_gem), **keep} == {**vars(without), **keep}
+    figures = seed_metrics(with_gem, None, 1)
+    assert figures["forward_transfer_gem"] == pytest.approx(
+        sum(with_gem.before_learning[j] - with_gem.at_init[j] for j in (1, 2)) / 2  # type: ignore[operator]
+    )
+    assert "forward_transfer_gem" not in seed_metrics(without, None, 1)  # absent, not 0
+    for other in (Independent, Progressive):  # no network of a task before learning it
+        assert other(context(tmp_path), BLUEPRINT).before_learning(1, data[1]) is None
+
+
+def assert_same_figures(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    """The same figures, to the last bits a different order of float sums can change; None as None."""
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        assert (got[key] is None) == (value is None), key
+        assert value is None or got[key] == pytest.approx(value, rel=1e-12, abs=1e-14), key
+
+
+@pytest.mark.parametrize(
+    "path", OLD_RESULTS, ids=lambda path: path.relative_to(REPO_ROOT / "benchmarks").as_posix()
+)
+def test_an_old_result_loads_under_the_current_names_with_the_same_figures(path: Path) -> None:
+    """Every `bench streams` file in benchmarks/results loads with today's names; recomputed from
+    its runs by today's code, every figure equals the one it stored under its old name."""
+    raw = json.loads(path.read_text())
+    assert set(raw["results"]["lifelong"]) >= OLD_NAMES  # written under the old names
+    loaded = load_bench(path)
+    for condition, old in raw["results"].items():
+        new = loaded["results"][condition]
+        assert not OLD_NAMES & {key.removesuffix("_sd") for key in new}
+        for before, after in [
+            ("forward_transfer", "transfer_vs_independent"),
+            ("transfer_last_task", "transfer_vs_independent_last_task"),
+            ("forgetting", "forgetting_chaudhry"),
+        ]:
+            assert (new[after], new[f"{after}_sd"]) == (old[before], old[f"{before}_sd"])
+    assert "lifelong_minus_independent_points" not in loaded["ratios"]
+    assert raw["ratios"]["lifelong_minus_independent_points"] == pytest.approx(
+        100 * loaded["results"]["lifelong"]["transfer_vs_independent"]
+    )  # the duplicate dropped: the same figure in points
+    runs = loaded["runs"]
+    logs = {
+        name: {seed: Log(**run) for seed, run in by_seed.items()}
+        for name, by_seed in runs["conditions"].items()
+    }
+    recomputed = _results(logs, runs["stream"]["judged_from"])
+    for condition, figures in loaded["results"].items():
+        again = recomputed[condition]
+        assert set(again) == {*figures, "forgetting_avalanche", "forgetting_avalanche_sd"}
+        assert_same_figures({key: again[key] for key in figures}, figures)
+        assert again["forgetting_avalanche"] == pytest.approx(-again["backward_transfer"], abs=1e-15)
+    assert _ratios(recomputed) == pytest.approx(loaded["ratios"], rel=1e-12)
+
+
+def test_old_results_run_apart_merge_under_the_current_names(tmp_path: Path) -> None:
+    """`bench merge` of two files written before issue 27 (one old three-seed result cut in two):
+    the old result's figures, under today's names."""
+    path = REPO_ROOT / "benchmarks" / "results" / "current" / "streams-split-fashion-quick.json"
+    whole = load_bench(path)
+    files = []
+    for seeds in (["2"], ["0", "1"]):
+        part = json.loads(path.read_text())
+        part["seeds"] = [int(seed) for seed in seeds]
+        conditions = part["runs"]["conditions"]
+        part["runs"]["conditions"] = {name: {s: by[s] for s in seeds} for name, by in conditions.items()}
+        files.append(tmp_path / f"seeds-{'-'.join(seeds)}.json")
+        files[-1].write_text(json.dumps(part))
+    (results, ratios, _), sources = merge_seeds([(file, load_bench(file)) for file in files])
+    assert [source["seeds"] for source in sources] == [[2], [0, 1]]
+    for condition, figures in whole["results"].items():
+        assert_same_figures({key: results[condition][key] for key in figures}, figures)
+        assert "forgetting_avalanche" in results[condition] and not OLD_NAMES & set(results[condition])
+    assert ratios == pytest.approx(whole["ratios"], rel=1e-12)
+    assert "lifelong_minus_independent_points" not in ratios
 
 
 def test_pnn_keeps_earlier_columns_and_grows_adapters(tmp_path: Path) -> None:
@@ -246,14 +392,17 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, mnist_slice: Path) ->
         ]
         assert len(runs["conditions"][name]["0"]["initial"]) == 3
     assert results["lifelong"]["backward_transfer"] == 0.0  # zero forgetting, measured after every task
+    assert results["lifelong"]["forgetting_chaudhry"] == results["lifelong"]["forgetting_avalanche"] == 0.0
     assert results["lifelong"]["library_modules"] >= 1
-    assert results["independent"]["forward_transfer"] == 0.0
+    assert results["independent"]["transfer_vs_independent"] == 0.0
     assert results["pnn"]["params_total"] > results["independent"]["params_total"]  # adapters
-    assert set(ratios) == {
-        "lifelong_minus_random_library_points",
-        "lifelong_minus_independent_points",
-        "params_pnn_over_lifelong",
-    }
+    for name, figures in results.items():  # GEM's forward transfer: the shared trunk's only
+        gem = runs["conditions"][name]["0"]["before_learning"]
+        if name in ("finetune", "frozen_first"):
+            assert gem[0] is None and len(gem) == 3 and figures["forward_transfer_gem"] is not None
+        else:
+            assert gem == [] and "forward_transfer_gem" not in figures, name
+    assert set(ratios) == {"lifelong_minus_random_library_points", "params_pnn_over_lifelong"}
     lifelong = runs["conditions"]["lifelong"]["0"]
     assert lifelong["params_total"] == sorted(lifelong["params_total"])
     for name in ("lifelong", "random_library"):  # how the agent's procedure solved each task
@@ -387,7 +536,7 @@ def test_result_file_is_strict_json(tmp_path: Path, mnist_slice: Path) -> None:
     saved = json.loads((tmp_path / "streams-custom-quick.json").read_text(), parse_constant=pytest.fail)
     assert saved["protocol"] == "streams" and saved["command"].startswith("lifelong")
     assert set(saved["results"]) == {"lifelong", "independent"}
-    assert "lifelong_minus_independent_points" in saved["ratios"]
+    assert "transfer_vs_independent" in saved["results"]["lifelong"] and saved["ratios"] == {}
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -486,8 +635,9 @@ def test_results_run_apart_merge_into_the_result_of_one_run(tmp_path: Path, mnis
         }
         assert figures["judged_test_acc_sd"] > 0, name  # two seeds that differ: a mean of both
         assert list(merged["runs"]["conditions"][name]) == ["0", "1"]
-    assert merged["ratios"]["lifelong_minus_independent_points"] == pytest.approx(
-        together["ratios"]["lifelong_minus_independent_points"]
+    assert merged["ratios"] == together["ratios"] == {}  # no random library, no PNN
+    assert merged["results"]["lifelong"]["transfer_vs_independent"] == pytest.approx(
+        together["results"]["lifelong"]["transfer_vs_independent"]
     )
     # the same seed twice, other streams, fewer than two files, or the output over an input:
     # one line, exit 2, nothing written

@@ -119,6 +119,29 @@ def test_bench_pictures_and_numbers(tmp_path: Path, bench_file: Path) -> None:
     assert "mnist:2v3 *" in page  # judged tasks are marked
 
 
+def test_a_result_written_before_issue_27_reports_under_the_current_names(tmp_path: Path) -> None:
+    """A `bench streams` file from benchmarks/results, written with the old figure names: its
+    figures show under today's names, the duplicate ratio is gone, the values are the file's."""
+    path = REPO_ROOT / "benchmarks" / "results" / "current" / "streams-few-shot-quick.json"
+    raw = json.loads(path.read_text())
+    assert {"forward_transfer", "transfer_last_task", "forgetting"} <= set(raw["results"]["lifelong"])
+    loaded = load_result(path)
+    for condition, old in raw["results"].items():
+        new = loaded["results"][condition]
+        assert new["transfer_vs_independent"] == old["forward_transfer"]
+        assert new["transfer_vs_independent_last_task"] == old["transfer_last_task"]
+        assert new["forgetting_chaudhry_sd"] == old["forgetting_sd"]
+        assert {key: new[key] for key in old if key in new} == {key: old[key] for key in old if key in new}
+    assert set(loaded["ratios"]) == {"lifelong_minus_random_library_points", "params_pnn_over_lifelong"}
+    page = write_report(tmp_path / "out", bench_files=[path]).read_text()
+    for name in ("transfer_vs_independent", "transfer_vs_independent_last_task", "forgetting_chaudhry"):
+        assert f"<th>{name}</th>" in page
+    for old_name in ("forward_transfer", "transfer_last_task", "<th>forgetting</th>", "minus_independent"):
+        assert old_name not in page
+    lifelong = loaded["results"]["lifelong"]["transfer_vs_independent"]
+    assert f"{lifelong:.4f}" in page  # 0.0249: the README's 2.49 points
+
+
 def test_any_subset_of_conditions_and_one_seed(tmp_path: Path) -> None:
     path = tmp_path / "two.json"
     path.write_text(json.dumps(fake_bench(SPLIT[:2], ["pnn"], seeds=(7,), judged_from=2)))

@@ -14,11 +14,19 @@ gives the network it grows.
   stream's first task (its :class:`Blueprint`), all of it trained (CTrL's "independent").
 - ``finetune``: one such network through the stream, a new head per task; it forgets.
 - ``frozen_first``: the first task's network frozen, a new head per later task.
+
+These two carry one network from task to task and add only a head, so they have a model of a
+task before learning it: the trunk as the earlier tasks left it under the head the task's
+training will start from. Its accuracy, and that of the same head on the trunk as initialised,
+are GEM's ``R[j-1][j]`` and ``b_j`` (:meth:`Learner.before_learning`; Lopez-Paz & Ranzato 2017,
+whose multi-head experiments read a task's untrained output units the same way). The other
+learners build a task's network only when they learn it.
 - ``pnn``: :class:`~lifelong.bench.pnn.ProgressiveNetwork`, a column per task.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +152,13 @@ class Learner:
 
     def library_modules(self) -> int | None:
         """Modules in the library the latest task was learned with; None without a library."""
+        return None
+
+    def before_learning(self, index: int, data: TaskData) -> tuple[float | None, float | None] | None:
+        """GEM's forward-transfer pair for task ``index``, called before it is learned: test
+        accuracy of the model as the earlier tasks left it, and of the same model at its random
+        initialisation; (None, None) for the first task (no earlier model); None for a learner
+        with no model of a task before learning it."""
         return None
 
     def how(self, index: int) -> dict[str, Any] | None:
@@ -332,12 +347,14 @@ class SharedTrunk(Learner):
         self.name = "finetune" if train_trunk_after_first else "frozen_first"
         self.frozen = not train_trunk_after_first
         self.trunk: list[MixedLayer] = []
+        self.trunk_at_init: list[MixedLayer] = []  # a copy of the trunk as drawn, never trained
         self.networks: list[TaskNetwork] = []
 
     def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
         generator = self.context.generator(index)
         if not self.trunk:
             self.trunk = self.blueprint.trunk(generator)
+            self.trunk_at_init = copy.deepcopy(self.trunk)
         network = TaskNetwork(self.trunk, fresh_head(self.trunk, data.n_classes, generator))
         network.to(self.context.device)
         trains_trunk = index == 0 or self.train_trunk_after_first
@@ -351,6 +368,20 @@ class SharedTrunk(Learner):
 
     def accuracy(self, index: int, data: TaskData) -> float:
         return accuracy(self.networks[index], data.test_x, data.test_y, self.context.device)
+
+    def before_learning(self, index: int, data: TaskData) -> tuple[float | None, float | None]:
+        """The head task ``index``'s training will start from (drawn as :meth:`learn` draws it:
+        first from the task's generator once the trunk exists), on the trunk now and on the
+        trunk as initialised; both evaluated only, nothing trained or kept."""
+        if not self.trunk:
+            return None, None
+        head = fresh_head(self.trunk, data.n_classes, self.context.generator(index))
+        device = self.context.device
+        now, init = (
+            accuracy(TaskNetwork(trunk, head).to(device), data.test_x, data.test_y, device)
+            for trunk in (self.trunk, self.trunk_at_init)
+        )
+        return now, init
 
     def parameters(self) -> tuple[int, int]:
         trunk = count([p for layer in self.trunk for p in layer.parameters()])

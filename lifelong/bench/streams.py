@@ -5,7 +5,9 @@ the same data. After each task, the test accuracy on every task learned so far f
 the accuracy matrix R (:mod:`lifelong.metrics`); the headline is the judged tasks' test
 accuracy when first learned (R[j][j]), mean ± sd over seeds. Parameters (shared and owned by
 single tasks), seconds and training examples until the validation target was first reached
-are recorded per task.
+are recorded per task; for the learners that have a model of a task before learning it
+(``finetune``, ``frozen_first``), so is that model's accuracy on it and the same model's at its
+random initialisation, GEM's forward transfer (:mod:`lifelong.metrics` defines every figure).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.history import Contents, contents_before
-from lifelong.metrics import check_matrix, summary
+from lifelong.metrics import check_matrix, summary, with_current_names
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
 
@@ -76,6 +78,11 @@ class Log:
     examples_to_target: list[int | None] = field(default_factory=list)
     curves: list[dict[str, list[float]]] = field(default_factory=list)
     how: list[dict[str, Any]] = field(default_factory=list)  # lifelong and random_library only
+    # finetune and frozen_first only (empty elsewhere, and in results written before issue 27):
+    # each task's test accuracy just before it is learned (GEM's R[j-1][j]) and the same model's
+    # at its random initialisation (GEM's b_j); None for the first task, which has no earlier model
+    before_learning: list[float | None] = field(default_factory=list)
+    at_init: list[float | None] = field(default_factory=list)
 
 
 class Recorder:
@@ -239,6 +246,10 @@ def _learn_one(
     """``learner`` learns task ``index``; ``log`` gets the matrix row and the task's figures."""
     budget, last = context.plan.budget, len(data) - 1
     recorder = Recorder(report, min(budget.batch_size, len(data[index].train_y)), context.plan.target)
+    gem = learner.before_learning(index, data[index])  # before the clock: not the task's seconds
+    if gem is not None:
+        log.before_learning.append(gem[0])
+        log.at_init.append(gem[1])
     started = time.perf_counter()
     learner.learn(index, stream.specs[index], data[index], recorder)
     seconds = time.perf_counter() - started
@@ -285,9 +296,10 @@ def seed_metrics(log: Log, independent: list[float] | None, judged_from: int) ->
     """One condition's figures over one seed's stream (see :func:`lifelong.metrics.summary`)."""
     judged = range(judged_from, len(log.test_acc))
     reached = [n for n in log.examples_to_target if n is not None]
+    gem = {"before": log.before_learning, "at_init": log.at_init} if log.before_learning else {}
     figures: dict[str, float | None] = {
         "judged_test_acc": statistics.mean(log.test_acc[j] for j in judged),
-        **summary(log.matrix, independent, judged_from),
+        **summary(log.matrix, independent, judged_from, **gem),
         "params_total": log.params_total[-1],
         "params_shared": log.params_shared[-1],
         "params_owned_per_task": log.params_owned[-1] / len(log.test_acc),
@@ -302,10 +314,10 @@ def seed_metrics(log: Log, independent: list[float] | None, judged_from: int) ->
 
 def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, float | None]:
     """Mean over seeds of every figure, and ``<figure>_sd`` (0 for one seed; None where a figure
-    is missing in a seed)."""
+    is None or missing in a seed: GEM's forward transfer of a seed run before issue 27)."""
     result: dict[str, float | None] = {}
-    for key in per_seed[0]:
-        values = [figures[key] for figures in per_seed]
+    for key in dict.fromkeys(key for figures in per_seed for key in figures):
+        values = [figures.get(key) for figures in per_seed]
         if any(value is None for value in values):
             result[key] = result[f"{key}_sd"] = None
             continue
@@ -448,7 +460,16 @@ def load_bench(path: str | Path) -> dict[str, Any]:
 
 
 def check_bench(data: dict[str, Any]) -> None:
-    """Raise if ``data`` is not a well-formed stream result."""
+    """Raise if ``data`` is not a well-formed stream result. Every reader of one checks it here,
+    so here too a result written before issue 27 gets today's figure names
+    (:func:`lifelong.metrics.with_current_names`), in place."""
+    results = data.get("results")
+    if isinstance(results, dict):
+        for condition, figures in results.items():
+            if isinstance(figures, dict):
+                results[condition] = with_current_names(figures)
+    if isinstance(data.get("ratios"), dict):
+        data["ratios"] = with_current_names(data["ratios"])
     stream, conditions = data["runs"]["stream"], data["runs"]["conditions"]
     size = len(stream["tasks"])
     if not size or not isinstance(conditions, dict) or not conditions:
@@ -467,6 +488,9 @@ def check_bench(data: dict[str, Any]) -> None:
             for key in ("test_acc", "params_total"):
                 if len(run[key]) != size or not all(isinstance(v, int | float) for v in run[key]):
                     raise ValueError(f"{where}: {key} must hold {size} numbers")
+            for key in ("before_learning", "at_init"):  # absent or empty: no model before learning
+                if run.get(key) and len(run[key]) != size:
+                    raise ValueError(f"{where}: {key} must hold {size} entries")
         if set(seeds) != set(next(iter(conditions.values()))):
             raise ValueError(f"condition {condition!r} ran other seeds than the rest")
 
@@ -482,13 +506,14 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def _ratios(results: dict[str, dict[str, float | None]]) -> dict[str, float]:
+    """The agent against the random library in points, and PNN's parameters over the agent's
+    (against ``independent`` it is lifelong's ``transfer_vs_independent``, in its results)."""
     ratios = {}
     lifelong = results.get("lifelong", {})
-    for other in ("random_library", "independent"):
-        if other in results and lifelong:
-            ratios[f"lifelong_minus_{other}_points"] = 100 * (
-                lifelong["judged_test_acc"] - results[other]["judged_test_acc"]  # type: ignore[operator]
-            )
+    if "random_library" in results and lifelong:
+        ratios["lifelong_minus_random_library_points"] = 100 * (
+            lifelong["judged_test_acc"] - results["random_library"]["judged_test_acc"]  # type: ignore[operator]
+        )
     if "pnn" in results and lifelong:
         ratios["params_pnn_over_lifelong"] = results["pnn"]["params_total"] / lifelong["params_total"]  # type: ignore[operator]
     return ratios
