@@ -1,0 +1,372 @@
+"""Every `lifelong bench …` command: each runs with live progress and writes a JSON result."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import lifelong
+from lifelong.commands.options import (
+    CompeteOpt,
+    DataDirOpt,
+    DeviceOpt,
+    MeasureOpt,
+    RefitStepsOpt,
+    ResultsDirOpt,
+    SeedOpt,
+    SeedsOpt,
+    ShareOpt,
+    SimilarityOpt,
+    ToleranceOpt,
+    cell,
+    live_progress,
+    out,
+    parse_ints,
+    parse_seeds,
+    settings_of,
+    show,
+)
+
+bench_app = typer.Typer(help="Benchmarks; each writes a JSON result.", no_args_is_help=True)
+TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
+QuickOpt = Annotated[
+    bool, typer.Option("--quick", help="The benchmark's quick budget (CPU minutes per seed).")
+]
+PresetOpt = Annotated[str, typer.Option("--budget", help="Budget preset when not --quick.")]
+
+
+@bench_app.command("store")
+def bench_store(
+    ctx: typer.Context,
+    sizes: Annotated[str, typer.Option(help="Library sizes in modules, comma-separated.")] = "10,100,1000",
+    seed: Annotated[int, typer.Option(help="Seed for the module tensors.")] = 0,
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """Time commit, snapshot, restore and open+list for libraries of growing size."""
+    from lifelong.bench.store import bench_store as body
+
+    counts = sorted(set(parse_ints(sizes, "--sizes")))
+    if counts[0] < 1:
+        raise typer.BadParameter("--sizes must be positive")
+    _bench(ctx, "store", lambda report: body(counts, seed, report), [seed], "cpu", results_dir)
+
+
+@bench_app.command("smart-mnist")
+def bench_smart_mnist(
+    ctx: typer.Context,
+    quick: QuickOpt = False,
+    budget: PresetOpt = "standard",
+    seeds: SeedsOpt = "0,1,2",
+    target: TargetOpt = lifelong.DEFAULT_TARGET,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
+    from lifelong.bench.smart_mnist import bench_smart_mnist as body
+    from lifelong.classification import ClassificationPlan, budget_for
+    from lifelong.device import resolve_device
+
+    seed_list = parse_seeds(seeds)
+    plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
+    run = lambda report: body(seed_list, plan, device, data_dir, report)  # noqa: E731
+    _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
+
+
+@bench_app.command("streams")
+def bench_streams(
+    ctx: typer.Context,
+    stream: Annotated[
+        str | None, typer.Argument(help="A preset (see `lifelong streams`) or specs with one '|'.")
+    ] = None,
+    tasks: Annotated[str | None, typer.Option(help="Task specs instead of a preset: 'A B | C D'.")] = None,
+    conditions: Annotated[str, typer.Option(help="Comma-separated conditions, or 'all'.")] = "all",
+    quick: QuickOpt = False,
+    budget: PresetOpt = "quick",
+    seeds: SeedsOpt = "0",
+    target: TargetOpt = lifelong.DEFAULT_TARGET,
+    compete: Annotated[bool, CompeteOpt] = False,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    results_dir: ResultsDirOpt = Path("results"),
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes learning the controls beside the agent (default: one per core; 0: all in "
+            "this process). Each gets cores/workers torch threads; equal thread counts, equal results.",
+            min=0,
+        ),
+    ] = None,
+) -> None:
+    """A stream learned by the agent and its controls (random library, independent, finetune,
+    frozen first, PNN): accuracy matrices, transfer, parameters, seconds."""
+    from lifelong.bench.streams import CONDITIONS, QUICK
+    from lifelong.bench.streams import bench_streams as body
+    from lifelong.classification import ClassificationPlan, budget_for
+    from lifelong.device import resolve_device
+    from lifelong.streams import parse_stream
+
+    if (stream is None) == (tasks is None):
+        raise typer.BadParameter("give a stream (a preset or specs) or --tasks, not both")
+    parsed = parse_stream(stream if stream is not None else tasks)
+    names = CONDITIONS if conditions == "all" else tuple(c.strip() for c in conditions.split(","))
+    seed_list = parse_seeds(seeds)
+    preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
+    plan = ClassificationPlan(preset.override(compete=compete), target)
+
+    def run(report: Callable[..., None]) -> Any:
+        return body(
+            parsed,
+            seed_list,
+            plan,
+            conditions=names,
+            device=device,
+            data_dir=data_dir,
+            workers=os.cpu_count() or 1 if workers is None else workers,
+            report=report,
+        )
+
+    file_name = f"streams-{parsed.name}{'-quick' if quick else ''}.json"
+    _bench(ctx, "streams", run, seed_list, str(resolve_device(device)), results_dir, file_name)
+
+
+@bench_app.command("growth")
+def bench_growth(
+    ctx: typer.Context,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="10 smaller tasks and the stream benchmark's quick budget.")
+    ] = False,
+    budget: PresetOpt = "quick",
+    seeds: SeedsOpt = "0",
+    data_dir: DataDirOpt = None,
+    results_dir: ResultsDirOpt = Path("results"),
+    workers: Annotated[
+        int, typer.Option(help="Processes learning the libraries (0: all in this process).", min=0)
+    ] = 2,
+    tolerance: ToleranceOpt = None,
+    similarity: SimilarityOpt = None,
+    share: ShareOpt = None,
+    refit_steps: RefitStepsOpt = None,
+    measure: MeasureOpt = None,
+) -> None:
+    """The library's size over a stream of ≥ 10 MNIST and Fashion-MNIST tasks, with and without
+    `learn --prune auto` (`lifelong prune`'s defaults unless given): modules, parameters, compute
+    per task, final accuracy (CPU)."""
+    from lifelong.bench.growth import bench_growth as body
+    from lifelong.bench.streams import QUICK
+    from lifelong.classification import budget_for
+    from lifelong.prune import prune_settings
+
+    chosen = prune_settings(
+        tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
+    )
+    seed_list = parse_seeds(seeds)
+    preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
+    file_name = f"growth{'-quick' if quick else ''}.json"
+
+    def run(report: Callable[..., None]) -> Any:
+        return body(seed_list, preset, chosen, data_dir, quick=quick, workers=workers, report=report)
+
+    _bench(ctx, "growth", run, seed_list, "cpu", results_dir, file_name)
+
+
+@bench_app.command("merge")
+def bench_merge(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(help="`lifelong bench streams` results over disjoint seeds.")
+    ],
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """One result from stream results run apart (one seed a machine, or a seed a day): the same
+    stream, budget, target, conditions, device, workers and threads, disjoint seeds. Its figures
+    are those of one run with all the seeds; it names the file each seed came from."""
+    from lifelong.bench.streams import load_bench, merge_seeds
+
+    benches = [(path, load_bench(path)) for path in files]
+    result, sources = merge_seeds(benches)
+    seeds = [int(seed) for seed in next(iter(result[2]["conditions"].values()))]
+    file_name = files[0].name
+    if any((results_dir / file_name).resolve() == path.resolve() for path in files):
+        raise typer.BadParameter(
+            f"{results_dir / file_name} is one of the files merged: choose another --results-dir"
+        )
+    device = benches[0][1]["device"]
+    _bench(ctx, "streams", lambda _: result, seeds, device, results_dir, file_name, {"sources": sources})
+
+
+@bench_app.command("atari-throughput")
+def bench_atari_throughput(
+    ctx: typer.Context,
+    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    episodes: Annotated[int, typer.Option(help="Episodes (emulators run in lock-step).")] = 32,
+    max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
+    seed: SeedOpt = 0,
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """Raw ALE stepping vs the agent's evaluation loop (ratio target ≥ 0.9), batched forward speed."""
+    from lifelong.bench.atari_throughput import bench_atari_throughput as body
+
+    _bench(
+        ctx, "atari-throughput", lambda _: body(game, episodes, max_frames, seed), [seed], "cpu", results_dir
+    )
+
+
+@bench_app.command("scaling")
+def bench_scaling(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="16 networks × 1,000 frames, 2 rounds.")] = False,
+    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    networks: Annotated[int, typer.Option(help="Networks in the generation (one episode each).")] = 32,
+    max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
+    rounds: Annotated[int, typer.Option(help="Interleaved repetitions.", min=1)] = 3,
+    workers: Annotated[
+        int | None, typer.Option(help="All-workers conditions (default: one per core).", min=1)
+    ] = None,
+    growth_task: Annotated[
+        str, typer.Option(help="The growth half's image task ('none': Atari only).")
+    ] = "mnist:0-4",
+    candidates: Annotated[
+        int | None, typer.Option(help="Growth candidates (default: the quick budget's population).", min=1)
+    ] = None,
+    candidate_steps: Annotated[
+        int | None, typer.Option(help="Steps each candidate trains (default: the quick budget's).", min=1)
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where the agent's networks run.")] = "cpu",
+    data_dir: DataDirOpt = None,
+    seed: SeedOpt = 0,
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """A real ESP generation's episodes, and a real generation of growth candidates, in one
+    process, over all local workers and on a local Ray instance, against one raw emulator:
+    steps/s, candidates/s and the scaling ratios."""
+    from lifelong.bench.scaling import GrowthCase
+    from lifelong.bench.scaling import bench_scaling as body
+    from lifelong.device import resolve_device
+
+    if quick:
+        networks, max_frames, rounds = 16, 1000, 2
+    sizes = {"population": candidates, "candidate_steps": candidate_steps}
+    given = {name: value for name, value in sizes.items() if value is not None}
+    growth = None if growth_task == "none" else GrowthCase(growth_task, data_dir, **given)
+    where = str(resolve_device(device))
+    file_name = (
+        f"scaling{'-quick' if quick else ''}{'' if where == 'cpu' else '-' + where.split(':')[0]}.json"
+    )
+    _bench(
+        ctx,
+        "scaling",
+        lambda _: body(
+            game, networks, max_frames, seed, rounds=rounds, workers=workers, device=where, growth=growth
+        ),
+        [seed],
+        where,
+        results_dir,
+        file_name,
+    )
+
+
+@bench_app.command("atari-transfer")
+def bench_atari_transfer(
+    ctx: typer.Context,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Freeway>SpaceInvaders, 180,000 frames a run (9 min, 2 cores).")
+    ] = False,
+    budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
+    pairs: Annotated[
+        str, typer.Option(help="Paths of games, comma-separated: A>B (a pair) or A>B>C (a chain).")
+    ] = "",
+    seeds: SeedsOpt = "0,1,2,3,4",
+    generations: Annotated[int | None, typer.Option(help="Generations whose frames make the budget.")] = None,
+    evaluations: Annotated[int | None, typer.Option(help="Networks played per generation.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Episodes per network per generation.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Frame cap per episode.")] = None,
+    frames: Annotated[
+        int | None, typer.Option(help="Frames per run (default: every generation's episodes at the cap).")
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="Fresh episodes a champion is re-evaluated on.", min=1)] = 30,
+    curve_every: Annotated[
+        int, typer.Option(help="Re-evaluate the champion every N generations.", min=1)
+    ] = 2,
+    peer: Annotated[str, typer.Option(help="The EvoTorch peer: snes, cmaes or ga.")] = "snes",
+    device: DeviceOpt = "cpu",
+    results_dir: ResultsDirOpt = Path("results"),
+) -> None:
+    """Scratch vs random library vs transfer vs an EvoTorch peer on paths of games, at equal frames:
+    champions re-evaluated on fresh episodes, mean with a 95% bootstrap CI, transfer effectiveness."""
+    from lifelong.atari import atari_budget
+    from lifelong.bench.atari_transfer import PATHS, QUICK, QUICK_PATHS, Protocol, parse_paths
+    from lifelong.bench.atari_transfer import bench_atari_transfer as body
+    from lifelong.device import resolve_device
+
+    seed_list = parse_seeds(seeds)
+    paths = parse_paths(pairs or ",".join(QUICK_PATHS if quick else PATHS))
+    overrides = {"generations": generations, "evaluations": evaluations, "trials": trials}
+    plan = (QUICK if quick else atari_budget(budget)).override(
+        **overrides, max_frames=max_frames, frames=frames
+    )
+    protocol = Protocol(plan, episodes, curve_every, peer, str(resolve_device(device)))
+    file_name = f"atari-transfer{'-quick' if quick else ''}.json"
+    run = lambda report: body(paths, seed_list, protocol, report)  # noqa: E731
+    _bench(ctx, "atari-transfer", run, seed_list, protocol.device, results_dir, file_name)
+
+
+def _bench(
+    ctx: typer.Context,
+    protocol: str,
+    body: Callable[[Callable[..., None]], Any],
+    seeds: list[int],
+    device: str,
+    results_dir: Path,
+    file_name: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Run a benchmark with live progress, write its JSON result (with ``extra``'s entries), print it."""
+    from lifelong import bench
+
+    settings = settings_of(ctx)
+    with live_progress(settings) as progress:
+        report, path = bench.run(
+            protocol,
+            body,
+            seeds=seeds,
+            device=device,
+            out_dir=results_dir,
+            report=progress,
+            file_name=file_name,
+            extra=extra,
+        )
+    if settings.as_json:
+        show(settings, report)
+        return
+    results = report["results"]
+    if any(key.endswith(SD) for values in results.values() for key in values):
+        show(settings, _by_metric(results), report["protocol"])
+    else:
+        show(
+            settings, [{"condition": name, **values} for name, values in results.items()], report["protocol"]
+        )
+    show(settings, report["ratios"], "ratios")
+    out.print(f"written to {path}")
+
+
+SD = "_sd"  # a benchmark figure's standard deviation over seeds: <figure>_sd
+
+
+def _by_metric(results: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """A row per figure, a column per condition, each cell "mean ± sd"."""
+    figures = list(
+        dict.fromkeys(key for values in results.values() for key in values if not key.endswith(SD))
+    )
+    rows = []
+    for figure in figures:
+        row = {"figure": figure}
+        for condition, values in results.items():
+            mean, sd = values.get(figure), values.get(figure + SD)
+            row[condition] = cell(mean) + (f" ± {sd:.2g}" if mean is not None and sd else "")
+        rows.append(row)
+    return rows
