@@ -9,6 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("cli", "lifelong", "agents", "library_store")  # each may import only those after it
+CLI_CEILING = 250  # lines of cli.py
+FILE_CEILING = 600  # lines of any other source file
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -38,4 +40,30 @@ def test_library_store_knows_nothing_of_torch() -> None:
 
 
 def test_the_cli_knows_nothing_of_zarr_or_icechunk() -> None:
-    assert not imported_packages(ROOT / "cli.py") & {"zarr", "icechunk", "library_store"}
+    """cli.py and its command groups (lifelong/commands/) reach the store only through lifelong."""
+    front_door = [ROOT / "cli.py", *sorted((ROOT / "lifelong" / "commands").rglob("*.py"))]
+    assert len(front_door) > 2  # the command groups were found
+    wrong = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & {"zarr", "icechunk", "library_store"})
+        for path in front_door
+    }
+    assert {path: names for path, names in wrong.items() if names} == {}
+
+
+def lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_the_front_door_is_thin() -> None:
+    """cli.py keeps the app, the global options, the entry point and the groups' registration."""
+    assert lines(ROOT / "cli.py") <= CLI_CEILING
+
+
+def test_no_source_file_over_the_ceiling() -> None:
+    too_long = {
+        str(path.relative_to(ROOT)): lines(path)
+        for layer in LAYERS
+        for path in sources(layer)
+        if lines(path) > FILE_CEILING
+    }
+    assert too_long == {}
