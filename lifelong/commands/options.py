@@ -132,7 +132,7 @@ MeasureOpt = Annotated[
     str | None,
     typer.Option(help="l2: outputs' normalised L2; js: |γ|-weighted JS divergence of BN outputs (l2)."),
 ]
-# the benchmarks'
+# the benchmarks' results folder and seeds
 ResultsDirOpt = Annotated[Path, typer.Option(help="Where the JSON result goes.")]
 SeedsOpt = Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")]
 
