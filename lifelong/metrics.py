@@ -37,7 +37,9 @@ row" the ``j < last`` (every task of a (T+k) × T matrix, all but the last of a 
   is absent, not 0, elsewhere.
 
 Backward transfer and both forgettings are 0 when no task has a row after its own (one task, a
-1 × 1 matrix).
+1 × 1 matrix). BWT and FWT follow the paper's formulas, means over T-1 tasks of a T × T matrix;
+GEM's released code (``metrics/metrics.py``) divides both by T, counting the last task's BWT and
+the first task's FWT as 0.
 
 Results written before these names (issue 27) called ``transfer_vs_independent``
 ``forward_transfer``, ``transfer_vs_independent_last_task`` ``transfer_last_task`` and

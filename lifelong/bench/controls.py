@@ -14,14 +14,14 @@ gives the network it grows.
   stream's first task (its :class:`Blueprint`), all of it trained (CTrL's "independent").
 - ``finetune``: one such network through the stream, a new head per task; it forgets.
 - ``frozen_first``: the first task's network frozen, a new head per later task.
-
-These two carry one network from task to task and add only a head, so they have a model of a
-task before learning it: the trunk as the earlier tasks left it under the head the task's
-training will start from. Its accuracy, and that of the same head on the trunk as initialised,
-are GEM's ``R[j-1][j]`` and ``b_j`` (:meth:`Learner.before_learning`; Lopez-Paz & Ranzato 2017,
-whose multi-head experiments read a task's untrained output units the same way). The other
-learners build a task's network only when they learn it.
 - ``pnn``: :class:`~lifelong.bench.pnn.ProgressiveNetwork`, a column per task.
+
+``finetune`` and ``frozen_first`` carry one network from task to task and add only a head, so
+they have a model of a task before learning it: the trunk as the earlier tasks left it under the
+head the task's training will start from. Its accuracy, and that of the same head on the trunk
+as initialised, are GEM's ``R[j-1][j]`` and ``b_j`` (:meth:`Learner.before_learning`; Lopez-Paz &
+Ranzato 2017, whose multi-head experiments read a task's untrained output units the same way).
+The other learners build a task's network only when they learn it.
 """
 
 from __future__ import annotations
