@@ -232,6 +232,13 @@ def test_old_results_run_apart_merge_under_the_current_names(tmp_path: Path) -> 
         assert "forgetting_avalanche" in results[condition] and not OLD_NAMES & set(results[condition])
     assert ratios == pytest.approx(whole["ratios"], rel=1e-12)
     assert "lifelong_minus_independent_points" not in ratios
+    done = _merge(files, tmp_path / "merged")  # the same through the console script
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "merged" / files[0].name).read_text())
+    assert written["results"]["lifelong"]["transfer_vs_independent"] == pytest.approx(
+        whole["results"]["lifelong"]["transfer_vs_independent"], rel=1e-12
+    )
+    assert not OLD_NAMES & set(written["results"]["lifelong"]) and written["ratios"].keys() == ratios.keys()
 
 
 def test_pnn_keeps_earlier_columns_and_grows_adapters(tmp_path: Path) -> None:
