@@ -18,7 +18,8 @@ from library_store import Library
 from lifelong.bench.atari_transfer import CONDITIONS
 from lifelong.errors import LifelongError
 from lifelong.history import library_history
-from lifelong.report import load_result, mean_matrix, write_report
+from lifelong.report import load_result, write_report
+from lifelong.report_bench import mean_matrix
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO_ROOT = Path(__file__).resolve().parent.parent
