@@ -26,6 +26,7 @@ from agents.classification.agent import (
     task_streams,
 )
 from agents.classification.candidates import TrainedGenome, candidate_generator, extended_layers
+from agents.classification.genome import EXTRA_KINDS, GeneRanges, Genome
 from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy, predict_logits
@@ -33,7 +34,7 @@ from agents.task import TaskData, TaskSpec
 from library_store import Library
 from lifelong.learn import learn
 
-CONV_OR_FIRE, CONV_ONLY, REDUCE_ONLY = evolution.EXTRA_KINDS
+CONV_OR_FIRE, CONV_ONLY, REDUCE_ONLY = EXTRA_KINDS
 
 
 def task_data(x: torch.Tensor, y: torch.Tensor, class_names: list[str]) -> TaskData:
@@ -166,7 +167,7 @@ def built(layers: list[list[Member]], n_library: int) -> tuple[list[list[str]], 
     return beside, [(layer[0].kind, layer[0].output_shape[0]) for layer in layers[n_library:]]
 
 
-def meant(genome: evolution.Genome, ranges: evolution.GeneRanges, top_channels: int):
+def meant(genome: Genome, ranges: GeneRanges, top_channels: int):
     """What ``genome.describe(ranges)`` says is built, in the form of :func:`built`."""
     beside = [
         [ranges.extra_kind(i, bit)] * count
@@ -197,7 +198,7 @@ def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_
     top_channels = layers[-1][0].output_shape[0]
     kinds: set[str] = set()
 
-    def evaluate(genome: evolution.Genome) -> TrainedGenome:
+    def evaluate(genome: Genome) -> TrainedGenome:
         network = extended_layers(task.library_layers, input_shape, genome, ranges, task.generator)
         assert built(network, len(layers)) == meant(genome, ranges, top_channels), genome.describe(ranges)
         kinds.update(m.kind for layer in network for m in layer if m.library_id is None)
@@ -225,7 +226,7 @@ def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_
 def test_grow_records_the_genome_it_built() -> None:
     task = problem(SMALL, (1, 6, 6), halves(TaskSpec("a", "npz"), (1, 6, 6), 0))
     grown = agent().grow(task, None)
-    genome = evolution.Genome.from_json(grown.details["genome"])
+    genome = Genome.from_json(grown.details["genome"])
     ranges = gene_space(SMALL, (1, 6, 6))
     layers = [layer.members for layer in grown.network.layers]
     assert built(layers, len(SMALL)) == meant(genome, ranges, 2)

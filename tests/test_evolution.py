@@ -1,4 +1,5 @@
-"""SMART's growth search (agents.classification.evolution): operators, fitness criteria, the GA loop.
+"""SMART's growth search: the genome's operators (agents.classification.genome), the fitness criteria
+(agents.classification.fitness) and the GA loop (agents.classification.evolution).
 
 No torch here: candidates are "trained" by a cheap synthetic evaluate whose accuracy is a function
 of the genome.
@@ -17,24 +18,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.classification.evolution import (
-    CRITERIA,
+from agents.classification.evolution import Candidate, Newborn, evolve, one_at_a_time, rank
+from agents.classification.fitness import CRITERIA, extrapolate, fitness, late_slope
+from agents.classification.genome import (
     EXTRA_KINDS,
-    Candidate,
     GeneRanges,
     Genome,
     LayerGene,
-    Newborn,
     crossover,
-    evolve,
-    extrapolate,
-    fitness,
     initial_genome,
-    late_slope,
     mutate,
     mutate_scalar,
-    one_at_a_time,
-    rank,
     repair,
 )
 

@@ -17,7 +17,7 @@ from test_classification_agent import ROOMY, halves, problem
 
 from agents.classification.agent import ClassificationAgent, gene_space
 from agents.classification.candidates import Growth, concurrently, train_candidate
-from agents.classification.evolution import initial_genome
+from agents.classification.genome import initial_genome
 from agents.task import TaskSpec
 from agents.workers import Workers
 

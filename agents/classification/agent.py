@@ -21,6 +21,7 @@ from agents import NewModule, Report, Solution, quiet
 from agents.classification import evolution, recall
 from agents.classification.budget import DEFAULT_TARGET, Budget
 from agents.classification.candidates import Growth, TrainedGenome, train_generation
+from agents.classification.genome import EXTRA_KINDS, GeneRanges, Genome, LayerGene, repair
 from agents.classification.modules import (
     KINDS,
     LAYER,
@@ -40,10 +41,10 @@ from agents.workers import Workers
 from library_store import Library, ModuleRecord, TaskArrays, TaskRecord
 
 STEM = (
-    evolution.LayerGene(reduce=False, residual=False, filters=16),
-    evolution.LayerGene(reduce=True, residual=False, filters=16),
-    evolution.LayerGene(reduce=False, residual=False, filters=32),
-    evolution.LayerGene(reduce=True, residual=False, filters=32),
+    LayerGene(reduce=False, residual=False, filters=16),
+    LayerGene(reduce=True, residual=False, filters=16),
+    LayerGene(reduce=False, residual=False, filters=32),
+    LayerGene(reduce=True, residual=False, filters=32),
 )
 """Where growth starts on an empty library: conv(16), halve, conv(32), halve. A 28×28 image is a
 32×7×7 map after two cheap full-size layers, so later modules work at 14×14 and 7×7 and a task's
@@ -89,12 +90,12 @@ def task_streams(seed: int) -> tuple[torch.Generator, np.random.Generator]:
     return generator, np.random.default_rng(evolution_seed)
 
 
-def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.GeneRanges:
+def gene_space(layers: list[list[Member]], input_shape: Shape) -> GeneRanges:
     """The genes evolution may use on this library: only kinds its shapes can build. Beside a
     layer that halves H and W only dim_reduce fits; res_fire needs a layer that keeps its shape,
     or new layers' input, with at least MIN_FIRE_CHANNELS channels; new layers halve H and W only
     while both are at least MIN_REDUCE_SIZE."""
-    conv_or_fire, conv, reduce = evolution.EXTRA_KINDS
+    conv_or_fire, conv, reduce = EXTRA_KINDS
     extra_kinds = []
     for into, out in layer_shapes(layers, input_shape):
         if out[1:] != into[1:]:
@@ -107,7 +108,7 @@ def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.Gene
     halvings, size = 0, min(top[1:])
     while size >= MIN_REDUCE_SIZE:
         halvings, size = halvings + 1, size // 2
-    return evolution.GeneRanges(
+    return GeneRanges(
         max_new_layers=len(STEM),  # a genome can always spell the stem
         max_new_reductions=halvings,
         extra_kinds=tuple(extra_kinds),
@@ -116,9 +117,9 @@ def gene_space(layers: list[list[Member]], input_shape: Shape) -> evolution.Gene
     )
 
 
-def stem(ranges: evolution.GeneRanges, rng: np.random.Generator) -> evolution.Genome:
+def stem(ranges: GeneRanges, rng: np.random.Generator) -> Genome:
     """:data:`STEM` as far as the input allows (a halving it cannot take becomes a conv layer)."""
-    return evolution.repair(evolution.Genome((), (), STEM), ranges, rng)
+    return repair(Genome((), (), STEM), ranges, rng)
 
 
 def load_library_layers(
@@ -328,9 +329,7 @@ class ClassificationAgent:
             problem.library_layers, problem.data, problem.input_shape, ranges, b, self.seed, self.device
         )
 
-        def on_candidate(
-            generation: int, index: int, genome: evolution.Genome, trained: TrainedGenome
-        ) -> None:
+        def on_candidate(generation: int, index: int, genome: Genome, trained: TrainedGenome) -> None:
             for event, fields in trained.events:  # its training's progress, in slot order
                 self.report(event, **fields)
             self.report(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents import at_least, override
-from agents.classification.evolution import CRITERIA
+from agents.classification.fitness import CRITERIA
 from agents.classification.training import TrainConfig
 from agents.errors import BudgetError
 

@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.classification import evolution
 from agents.classification.budget import Budget
+from agents.classification.evolution import Newborn
+from agents.classification.fitness import CurvePoints
+from agents.classification.genome import GeneRanges, Genome
 from agents.classification.modules import Member, Shape, layer_shapes
 from agents.classification.network import TaskNetwork
 from agents.classification.training import Curve, train
@@ -45,7 +47,7 @@ class Growth:
     library_layers: list[list[Member]]
     data: TaskData
     input_shape: Shape
-    ranges: evolution.GeneRanges
+    ranges: GeneRanges
     budget: Budget
     seed: int
     device: torch.device
@@ -57,14 +59,14 @@ class TrainedGenome:
     """A genome built on the library and trained for its candidate steps (what
     ``evolution.evolve`` ranks), with the progress events its training made."""
 
-    genome: evolution.Genome
+    genome: Genome
     network: TaskNetwork
     validation: Curve
     flops: int  # per input: the compute its modules add to every forward pass
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
-    def curve(self) -> evolution.CurvePoints:
+    def curve(self) -> CurvePoints:
         return self.validation.points()
 
 
@@ -77,8 +79,8 @@ def candidate_generator(seed: int, generation: int, index: int) -> torch.Generat
 def extended_layers(
     library_layers: list[list[Member]],
     input_shape: Shape,
-    genome: evolution.Genome,
-    ranges: evolution.GeneRanges,
+    genome: Genome,
+    ranges: GeneRanges,
     generator: torch.Generator,
 ) -> list[list[Member]]:
     """The frozen library plus the genome's new trainable modules and layers, exactly as
@@ -97,7 +99,7 @@ def extended_layers(
     return layers
 
 
-def train_candidate(growth: Growth, genome: evolution.Genome, generation: int, index: int) -> TrainedGenome:
+def train_candidate(growth: Growth, genome: Genome, generation: int, index: int) -> TrainedGenome:
     """Build ``genome`` on the library and train it for the budget's candidate steps, from its
     own random stream (a worker's job: module-level, its arguments picklable)."""
     if growth.threads:
@@ -119,9 +121,7 @@ def train_candidate(growth: Growth, genome: evolution.Genome, generation: int, i
     return TrainedGenome(genome, network, curve, network.flops(growth.input_shape), events)
 
 
-def train_generation(
-    workers: Workers, growth: Growth, newborns: Sequence[evolution.Newborn]
-) -> list[TrainedGenome]:
+def train_generation(workers: Workers, growth: Growth, newborns: Sequence[Newborn]) -> list[TrainedGenome]:
     """Train ``newborns`` at once, in their order: on a GPU as concurrent threads of this
     process, each on a CUDA stream of its own; else on ``workers``."""
     jobs = [(newborn.genome, newborn.generation, newborn.index) for newborn in newborns]
@@ -132,7 +132,7 @@ def train_generation(
 
 
 def concurrently(
-    growth: Growth, jobs: Sequence[tuple[evolution.Genome, int, int]], parallel: int
+    growth: Growth, jobs: Sequence[tuple[Genome, int, int]], parallel: int
 ) -> list[TrainedGenome]:
     """``jobs`` trained by up to ``parallel`` threads of this process (on CUDA each on a stream of
     its own, so their kernels overlap). A job the device has no memory left for is trained again
@@ -140,7 +140,7 @@ def concurrently(
     of the library's modules: switching a network to training mode briefly touches every module's
     mode, which must not reach a module another thread is running."""
 
-    def one(job: tuple[evolution.Genome, int, int]) -> TrainedGenome:
+    def one(job: tuple[Genome, int, int]) -> TrainedGenome:
         cuda = growth.device.type == "cuda"
         own = replace(growth, library_layers=copy.deepcopy(growth.library_layers))
         with torch.cuda.stream(torch.cuda.Stream(growth.device)) if cuda else nullcontext():

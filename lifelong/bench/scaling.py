@@ -58,7 +58,8 @@ from agents.atari.workers import evaluate_networks, evaluate_split
 from agents.classification.agent import gene_space, stem
 from agents.classification.budget import PRESETS
 from agents.classification.candidates import Growth, train_generation
-from agents.classification.evolution import Newborn, mutate
+from agents.classification.evolution import Newborn
+from agents.classification.genome import mutate
 from agents.task import DEFAULT_INPUT_SHAPE
 from agents.workers import Workers
 from lifelong.bench import BenchResult
