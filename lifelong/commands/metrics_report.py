@@ -23,7 +23,8 @@ def metrics_command(
     ctx: typer.Context, no_eval: NoEvalOpt = False, data_dir: DataDirOpt = None, device: EvalDeviceOpt = "cpu"
 ) -> None:
     """The library's own history: per image task in commit order, accuracy stored and now, own
-    and library parameters, examples to target; accuracy matrix, backward transfer, forgetting."""
+    and library parameters, examples to target; accuracy matrix, backward transfer,
+    forgetting (Chaudhry's and Avalanche's)."""
     from lifelong.history import library_history
 
     settings = settings_of(ctx)
