@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,12 @@ def test_no_source_file_over_the_ceiling() -> None:
         if lines(path) > FILE_CEILING
     }
     assert too_long == {}
+
+
+def test_the_cli_starts_without_torch() -> None:
+    """Commands that only read the library (and --help, and every usage error) start in a fraction
+    of a second: torch is imported by the commands that learn or evaluate, when they run."""
+    code = "import sys, cli; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"

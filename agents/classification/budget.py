@@ -8,15 +8,27 @@ from typing import Any
 
 from agents import at_least, override
 from agents.classification.fitness import CRITERIA
-from agents.classification.training import TrainConfig
 from agents.errors import BudgetError
 
 DEFAULT_TARGET = 0.97  # validation accuracy that counts as solved
 ROUNDINGS = ("stochastic", "floor")
+RECALL_SCORES = ("ridge", "knn")  # see agents.classification.recall
 AT_LEAST_ONE = (
     "so_steps", "batch_size", "eval_every", "patience", "generations", "candidate_steps", "final_steps",
     "elite", "max_modules",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training phase: at most ``steps`` Adam steps, validated every ``eval_every``."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+    target: float  # stop once validation reaches this and stops improving
+    patience: int  # evaluations without improvement before stopping (once at target)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class Budget:
     # Self-organization starts from the stored task whose path (modules and α/β) best suits the
     # new task, when one beats a fresh mix (MNTDP's nearest past task; see recall.py).
     recall: bool = True
+    # How recall scores a path: "ridge" (a ridge readout) or "knn" (MNTDP's k-nearest-neighbour prior).
+    recall_score: str = "ridge"
     # False: a task is solved from the library alone (self-organization), however well; only a
     # task that meets an empty library grows.
     grow: bool = True
@@ -71,6 +85,8 @@ class Budget:
             raise BudgetError(f"unknown --fitness {self.fitness!r} (choose {', '.join(CRITERIA)})")
         if not 0 <= self.mutation_rate <= 1:
             raise BudgetError("--mutation-rate must lie in [0, 1]")
+        if self.recall_score not in RECALL_SCORES:
+            raise BudgetError(f"recall_score must be {' or '.join(RECALL_SCORES)}, not {self.recall_score!r}")
         if self.rounding not in ROUNDINGS:
             raise BudgetError(f"--rounding must be {' or '.join(ROUNDINGS)}, not {self.rounding!r}")
         if not 0 <= self.growth_margin <= 1:

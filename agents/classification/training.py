@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from agents import Report, quiet
+from agents.classification.budget import TrainConfig
 from agents.errors import TrainingError
 from agents.task import TaskData
 
@@ -71,16 +72,6 @@ class Curve:
     @property
     def best(self) -> float:
         return max(self.accuracies, default=0.0)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int
-    batch_size: int
-    lr: float
-    eval_every: int
-    target: float  # stop once validation reaches this and stops improving
-    patience: int  # evaluations without improvement before stopping (once at target)
 
 
 def train(
