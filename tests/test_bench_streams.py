@@ -21,6 +21,7 @@ from cli_helpers import write_mnist_slice
 from agents.classification.agent import load_task_network
 from agents.classification.modules import Head, Member, to_tensors
 from agents.classification.network import TaskNetwork
+from agents.classification.recall import knn_accuracy
 from agents.classification.training import accuracy, predict_logits
 from agents.task import TaskData
 from library_store import Library, TaskArrays, TaskRecord
@@ -34,6 +35,7 @@ from lifelong.bench.controls import (
     fresh_head,
     randomise,
 )
+from lifelong.bench.mntdp import ModularNetworks
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.bench.streams import (
     AGENT_FAILED,
@@ -49,7 +51,7 @@ from lifelong.bench.streams import (
     seed_metrics,
     start_seed,
 )
-from lifelong.classification import ClassificationPlan
+from lifelong.classification import ClassificationPlan, parse_budget_settings
 from lifelong.errors import LifelongError
 from lifelong.history import Contents
 from lifelong.streams import parse_stream
@@ -289,6 +291,66 @@ def test_pnn_forward_uses_earlier_columns() -> None:
     assert not torch.equal(network(x, 1), out)
 
 
+def test_budget_settings_are_read_as_their_fields_types() -> None:
+    settings = ["growth_margin=0.02", "recall=false", "max-modules=6", "recall_score=knn", "compete=TRUE"]
+    assert parse_budget_settings(settings) == {
+        "growth_margin": 0.02, "recall": False, "max_modules": 6, "recall_score": "knn", "compete": True,
+    }  # fmt: skip
+    assert parse_budget_settings([]) == {}
+
+
+def test_knn_votes_among_the_nearest_training_points() -> None:
+    train = torch.tensor([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    val = torch.tensor([[0.4], [10.4], [1.6]])
+    # k = 1: 0, 1 and 1 (1.6 is nearest 2.0); k = 3: 0 (0, 1, 2 → two 0s), 1, 0
+    assert knn_accuracy(train, labels, val, torch.tensor([0, 1, 1]), k=1) == 1.0
+    assert knn_accuracy(train, labels, val, torch.tensor([0, 1, 1]), k=3) == pytest.approx(2 / 3)
+    assert knn_accuracy(train[:2], labels[:2], val, torch.tensor([0, 0, 0]), k=5) == 1.0  # k ≤ points
+
+
+def test_mntdp_prior_ranks_an_informative_path_above_a_silent_one(tmp_path: Path) -> None:
+    learner = ModularNetworks(context(tmp_path), BLUEPRINT)
+    g = torch.Generator().manual_seed(0)
+    informative, silent = BLUEPRINT.network(2, g), BLUEPRINT.network(2, g)
+    with torch.no_grad():
+        silent.layers[-1].alpha.zero_()  # every image gives the same features
+    learner.networks = [silent, informative]
+    prior = learner.prior(synthetic(3, n=200))
+    assert prior[1] > 0.9 and prior[0] <= 0.6
+
+
+def test_mntdp_reuses_the_chosen_path_grows_above_it_and_forgets_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner = ModularNetworks(context(tmp_path), BLUEPRINT)
+    quiet = lambda *a, **k: None  # noqa: E731
+    tasks = [synthetic(seed) for seed in range(3)]
+    learner.learn(0, None, tasks[0], quiet)
+    first = learner.how(0)
+    assert first["source"] is None and first["reused_layers"] == 0 and len(first["candidates_val_acc"]) == 1
+    assert learner.library_modules() == len(BLUEPRINT.layers)  # a whole fresh path
+    learner.learn(1, None, tasks[1], quiet)
+    before = [predict_logits(n, t.test_x, CPU) for n, t in zip(learner.networks, tasks, strict=False)]
+    monkeypatch.setattr(learner, "prior", lambda data: {0: 0.2, 1: 0.9})  # task 1's path ranks first
+    learner.learn(2, None, tasks[2], quiet)
+    how = learner.how(2)
+    assert how["source"] == "task-01" and how["prior"] == {"task-00": 0.2, "task-01": 0.9}
+    scores = how["candidates_val_acc"]
+    assert len(scores) == len(BLUEPRINT.layers) + 1 and how["reused_layers"] == scores.index(max(scores))
+    k, network = how["reused_layers"], learner.networks[2]
+    assert all(network.layers[i] is learner.networks[1].layers[i] for i in range(k))  # shared, not copied
+    assert all(layer not in learner.networks[1].layers for layer in network.layers[k:])  # fresh above
+    for old, logits in enumerate(before):  # frozen: learning task 2 changed no earlier task
+        assert torch.equal(predict_logits(learner.networks[old], tasks[old].test_x, CPU), logits)
+    shared, owned = learner.parameters()
+    modules = {id(layer): layer for n in learner.networks for layer in n.layers}
+    assert shared == sum(p.numel() for layer in modules.values() for p in layer.parameters())
+    assert learner.library_modules() == len(modules)
+    assert owned == sum(p.numel() for n in learner.networks for p in n.head.parameters())
+    assert learner.accuracy(2, tasks[2]) > 0.8
+
+
 def test_frozen_first_keeps_task_zero_and_finetune_forgets(tmp_path: Path) -> None:
     first, second = synthetic(0), synthetic(1)
     results = {}
@@ -388,7 +450,15 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, mnist_slice: Path) ->
     for name, by_seed in runs["conditions"].items():
         here, there = alone["conditions"][name]["0"], by_seed["0"]
         assert {**here, "seconds": None} == {**there, "seconds": None}, name
-    assert set(results) == {"lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn"}
+    assert set(results) == {
+        "lifelong",
+        "random_library",
+        "independent",
+        "finetune",
+        "frozen_first",
+        "pnn",
+        "mntdp",
+    }
     for name, figures in results.items():
         assert 0.4 < figures["judged_test_acc"] <= 1, name
         matrix = runs["conditions"][name]["0"]["matrix"]
@@ -418,6 +488,14 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, mnist_slice: Path) ->
         assert how[0]["new_modules"] > 0 and len(how) == 3
         assert how[2]["recalled"] in (None, "task-00", "task-01")  # recall saw the two stored tasks
     assert runs["conditions"]["independent"]["0"]["how"] == []
+    mntdp = runs["conditions"]["mntdp"]["0"]["how"]  # MNTDP's path choice, per task
+    assert mntdp[0] == {
+        "source": None,
+        "prior": {},
+        "reused_layers": 0,
+        "candidates_val_acc": mntdp[0]["candidates_val_acc"],
+    }
+    assert set(mntdp[2]["prior"]) == {"task-00", "task-01"} and mntdp[2]["source"] in mntdp[2]["prior"]
     assert runs["stream"]["judged_from"] == 1
     with pytest.raises(LifelongError, match="unknown condition"):
         bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=mnist_slice)
@@ -459,14 +537,14 @@ def test_seeds_overlap_and_pnn_is_handed_over_first(tmp_path: Path, mnist_slice:
     pool = Recording()
     plan = ClassificationPlan(FEW_STEPS, 0.9)
     stage = Stage(lambda *a, **k: None, "test", 0)
-    conditions = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
+    conditions = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn", "mntdp")
     started = [
         start_seed(
             stream, Context(plan, seed, CPU, mnist_slice, tmp_path / str(seed)), conditions, stage, pool
         )
         for seed in (0, 1)
     ]
-    controls = ["pnn", "random_library", "independent", "finetune", "frozen_first"]
+    controls = ["pnn", "mntdp", "random_library", "independent", "finetune", "frozen_first"]
     assert pool.events == [("submit", seed, name) for seed in (0, 1) for name in controls]
     logs = [run.finish(stage) for run in started]
     assert [list(by_name) for by_name in logs] == [list(conditions)] * 2
@@ -499,6 +577,10 @@ def test_the_random_library_gives_up_when_the_agent_stops(tmp_path: Path) -> Non
         (["--tasks", "mnist:0v1 mnist:2v3", "--conditions", "lifelong,bogus"], "unknown condition"),
         (["mnist:0v1 | mnist:0v1"], "comes twice"),
         (["--tasks", "mnist:0v1 atari:pong"], "not an image task"),
+        (["split-mnist", "--set", "margin=0.1"], "KEY one of"),
+        (["split-mnist", "--set", "growth_margin=lots"], "growth_margin takes a float"),
+        (["split-mnist", "--set", "recall=maybe"], "recall takes a bool"),
+        (["split-mnist", "--set", "recall_score=cosine"], "recall_score must be ridge or knn"),
     ],
 )
 def test_bench_streams_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -578,7 +660,7 @@ sys.path.insert(0, {str(tests)!r})
 from pathlib import Path
 from cli_helpers import TINY_BUDGET
 from lifelong.bench.streams import bench_streams
-from lifelong.classification import ClassificationPlan
+from lifelong.classification import ClassificationPlan, parse_budget_settings
 from lifelong.streams import parse_stream
 stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc mnist:6v7@10pc mnist:8v9@10pc")
 plan = ClassificationPlan(TINY_BUDGET, 0.9)

@@ -30,6 +30,7 @@ from agents.classification.genome import EXTRA_KINDS, GeneRanges, Genome
 from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import Curve, accuracy, predict_logits
+from agents.errors import BudgetError
 from agents.task import TaskData, TaskSpec
 from library_store import Library
 from lifelong.learn import learn
@@ -453,6 +454,22 @@ def test_self_organization_starts_from_the_stored_path_that_suits_the_task() -> 
     attempt = patient.self_organize(task)
     assert attempt.details["recall"]["task"] is None
     assert attempt.network.layers[0].members == [silent, identity]
+
+
+def test_mntdp_s_nearest_neighbour_prior_ranks_the_paths_as_recall_s_score() -> None:
+    """``recall_score="knn"``: the same choice by a k-nearest-neighbour vote on the same
+    features (MNTDP's task-driven prior); any other score is refused by the budget."""
+    identity = channel_copy(0, "identity")
+    with torch.no_grad():
+        identity.module.conv.weight[1, 1, 1, 1] = 1.0
+    silent = channel_copy(None, "silent")
+    task = bigger_channel_problem()
+    paths = [path("zeros", [silent]), path("copies", [identity])]
+    chosen = recall.recall(paths, [[silent, identity]], task.data, 2, torch.device("cpu"), "knn")
+    assert chosen.path is not None and chosen.path.task == "copies"
+    assert chosen.scores["copies"] > 0.9 and chosen.scores["zeros"] < 0.7
+    with pytest.raises(BudgetError, match="recall_score"):
+        TINY.override(recall_score="cosine")
 
 
 def test_a_path_start_leaves_the_stored_path_as_it_was() -> None:

@@ -273,7 +273,12 @@ class ClassificationAgent:
         start = None
         if problem.paths:
             recalled = recall.recall(
-                problem.paths, problem.library_layers, problem.data, problem.data.n_classes, self.device
+                problem.paths,
+                problem.library_layers,
+                problem.data,
+                problem.data.n_classes,
+                self.device,
+                self.budget.recall_score,
             )
             details["recall"], start = recalled.to_json(), recalled.path
         if start is None:

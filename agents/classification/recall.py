@@ -8,6 +8,7 @@ with less data) or a close relative should start from that task's own assembly i
     for every stored path P and for the fresh mix M of the chosen modules (α = β = 1):
         features = P's (or M's) frozen top map, average-pooled as a readout would pool it
         score    = validation accuracy of a ridge readout fitted on the training features
+                   (or of a k-nearest-neighbour vote: MNTDP's own prior, Budget.recall_score)
     the best path, if it scores at least M's, becomes self-organization's start
 
 The score is closed form (no training): one forward pass per path over at most
@@ -31,6 +32,7 @@ from agents.task import TaskData
 
 RECALL_EXAMPLES = 256  # training images the ridge readout is fitted on; validation images it is scored on
 RIDGE = 0.1  # ridge penalty per training example, on standardised features
+NEIGHBOURS = 5  # k of the nearest-neighbour vote (MNTDP's prior; 5 in CTrL's S_long setting)
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,18 @@ class Recalled:
 
 
 def recall(
-    paths: list[Path], chosen: list[list[Member]], data: TaskData, n_classes: int, device: torch.device
+    paths: list[Path],
+    chosen: list[list[Member]],
+    data: TaskData,
+    n_classes: int,
+    device: torch.device,
+    score: str = "ridge",
 ) -> Recalled:
-    """Score every path and the fresh mix of ``chosen`` by a ridge readout; the best path wins
-    if it scores at least the mix's (a path's α/β were learned, the mix's are not)."""
-    mix_score = probe_score([MixedLayer(layer, *_ones(layer)) for layer in chosen], data, n_classes, device)
-    scores = {path.task: probe_score(path.layers(), data, n_classes, device) for path in paths}
+    """Score every path and the fresh mix of ``chosen`` (a ridge readout, or a k-NN vote); the
+    best path wins if it scores at least the mix's (a path's α/β were learned, the mix's are not)."""
+    mix = [MixedLayer(layer, *_ones(layer)) for layer in chosen]
+    mix_score = probe_score(mix, data, n_classes, device, score)
+    scores = {path.task: probe_score(path.layers(), data, n_classes, device, score) for path in paths}
     best = max(paths, key=lambda path: scores[path.task], default=None)
     if best is None or scores[best.task] < mix_score:
         best = None
@@ -86,8 +94,11 @@ def recall(
 
 
 @torch.no_grad()
-def probe_score(layers: list[MixedLayer], data: TaskData, n_classes: int, device: torch.device) -> float:
-    """Validation accuracy of a ridge readout on the frozen, pooled features of ``layers``."""
+def probe_score(
+    layers: list[MixedLayer], data: TaskData, n_classes: int, device: torch.device, score: str = "ridge"
+) -> float:
+    """Validation accuracy of a classifier fitted on the frozen, pooled features of ``layers``:
+    a ridge readout, or (``score="knn"``, MNTDP's task-driven prior) a k-nearest-neighbour vote."""
     trunk = nn.Sequential(*layers).to(device).eval()
     pool = Head(layers[-1].members[0].output_shape, n_classes).pool_to
 
@@ -103,6 +114,8 @@ def probe_score(layers: list[MixedLayer], data: TaskData, n_classes: int, device
 
     n = RECALL_EXAMPLES
     x, val = features(data.train_x[:n]), features(data.val_x[:n])
+    if score == "knn":
+        return knn_accuracy(x, data.train_y[:n], val, data.val_y[:n])
     mean, std = x.mean(0), x.std(0, correction=0) + 1e-6
     x, val = (x - mean) / std, (val - mean) / std
     x, val = _with_bias(x), _with_bias(val)
@@ -110,6 +123,21 @@ def probe_score(layers: list[MixedLayer], data: TaskData, n_classes: int, device
     gram = x.T @ x + RIDGE * len(x) * torch.eye(x.shape[1], dtype=x.dtype)
     weights = torch.linalg.solve(gram, x.T @ targets)
     return float(((val @ weights).argmax(1) == data.val_y[:n]).double().mean())
+
+
+def knn_accuracy(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    k: int = NEIGHBOURS,
+) -> float:
+    """Accuracy on the validation points of a k-nearest-neighbour vote (Euclidean distance,
+    ties to the lowest label) fitted on the training points: MNTDP's task-driven prior."""
+    k = min(k, len(train_labels))
+    nearest = torch.cdist(val_features, train_features).topk(k, largest=False).indices
+    votes = nn.functional.one_hot(train_labels[nearest], int(train_labels.max()) + 1).sum(1)
+    return float((votes.argmax(1) == val_labels).float().mean())
 
 
 def _with_bias(x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ gives the network it grows.
 - ``finetune``: one such network through the stream, a new head per task; it forgets.
 - ``frozen_first``: the first task's network frozen, a new head per later task.
 - ``pnn``: :class:`~lifelong.bench.pnn.ProgressiveNetwork`, a column per task.
+- ``mntdp``: :class:`~lifelong.bench.mntdp.ModularNetworks`, MNTDP-D's path per task.
 
 ``finetune`` and ``frozen_first`` carry one network from task to task and add only a head, so
 they have a model of a task before learning it: the trunk as the earlier tasks left it under the
@@ -162,8 +163,8 @@ class Learner:
         return None
 
     def how(self, index: int) -> dict[str, Any] | None:
-        """How the agent's procedure solved task ``index`` (phase, new modules, the recalled
-        task); None for the controls that are not the agent."""
+        """How a modular learner solved task ``index``: the agent's procedure (phase, new
+        modules, the recalled task) or MNTDP's path choice; None for the other controls."""
         return None
 
 

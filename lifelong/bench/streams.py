@@ -42,6 +42,7 @@ from lifelong.bench.controls import (
     SharedTrunk,
     task_name,
 )
+from lifelong.bench.mntdp import ModularNetworks
 from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
@@ -52,7 +53,7 @@ from lifelong.tasks import load_task_data
 
 FOLLOW_S = 0.5  # how often the random library, one task behind the agent, looks for its commit
 AGENT_FAILED = "agent-failed"  # marks a seed whose agent stopped: the random library gives up
-CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn")
+CONDITIONS = ("lifelong", "random_library", "independent", "finetune", "frozen_first", "pnn", "mntdp")
 # --quick: every named stream with every condition and one seed in minutes on 2 CPU cores
 QUICK = dict(
     so_steps=300, batch_size=64, eval_every=50, patience=2, population=3, generations=1,
@@ -77,7 +78,7 @@ class Log:
     seconds: list[float] = field(default_factory=list)
     examples_to_target: list[int | None] = field(default_factory=list)
     curves: list[dict[str, list[float]]] = field(default_factory=list)
-    how: list[dict[str, Any]] = field(default_factory=list)  # lifelong and random_library only
+    how: list[dict[str, Any]] = field(default_factory=list)  # lifelong, random_library, mntdp only
     # finetune and frozen_first only (empty elsewhere, and in results written before issue 27):
     # each task's test accuracy just before it is learned (GEM's R[j-1][j]) and the same model's
     # at its random initialisation (GEM's b_j); None for the first task, which has no earlier model
@@ -113,7 +114,7 @@ class Recorder:
 # the controls handed to the workers after the agent's first task, costliest first (PNN's step
 # costs grow with the square of its columns), so it does not run on alone at the end; the random
 # library follows the agent one task behind
-SUBMIT_ORDER = ("pnn", "random_library", "independent", "finetune", "frozen_first")
+SUBMIT_ORDER = ("pnn", "mntdp", "random_library", "independent", "finetune", "frozen_first")
 
 
 @dataclass
@@ -281,6 +282,8 @@ def _control(name: str, context: Context, blueprint: Blueprint) -> Learner:
         return Independent(context, blueprint)
     if name == "pnn":
         return Progressive(context, blueprint)
+    if name == "mntdp":
+        return ModularNetworks(context, blueprint)
     return SharedTrunk(context, blueprint, train_trunk_after_first=name == "finetune")
 
 
