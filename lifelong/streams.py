@@ -6,7 +6,8 @@ without one, every task after the first is judged (the first meets an empty libr
 the condition). Named presets give the standard streams, among them CTrL's (Veniat et al.,
 ICLR 2021): ``s-minus`` (a task, distractors, the same task again with a tenth of the data),
 ``s-plus`` (the reverse), ``s-in`` (the same task on transformed inputs), ``s-out`` (the same
-inputs with permuted labels) and ``s-long`` (30 tasks mixing all of these).
+inputs with permuted labels), ``s-long`` (30 tasks mixing all of these) and ``s-long100``
+(CTrL's S_long recipe at its full length: 100 five-way tasks).
 """
 
 from __future__ import annotations
@@ -61,6 +62,39 @@ def _s_long(seed: int = 0, length: int = 30) -> str:
     return " ".join(texts)
 
 
+# S_long's stand-ins for CTrL's six data sets: both data sets, plain and under each image transform
+# (a label permutation is no new data set here: a task's classes already come in random order)
+S_LONG_SOURCES = tuple(
+    (data, twist) for data in ("mnist", "fashion") for twist in ("", "~invert", "~rot90", "~permute=1")
+)
+S_LONG_LARGE, S_LONG_SMALL = "@1000pc", "@5pc"  # CTrL's per-class training sizes
+
+
+def _s_long100(seed: int = 0, length: int = 100) -> str:
+    """CTrL's S_long (Veniat et al. 2021): five-way tasks, each on a data set drawn uniformly
+    from :data:`S_LONG_SOURCES` and five of its classes in random order. Training sizes per class:
+    in the first third, half the tasks have 1,000 and half 5; in the middle third a quarter have
+    1,000; in the last third all have 5. (Validation images come from the training pool by this
+    project's one rule, the same for every task size, not CTrL's 500 or 3 per class.)"""
+    rng = np.random.default_rng(seed)
+    thirds = (length // 3, length // 3, length - 2 * (length // 3))
+    sizes: list[str] = []
+    for count, large_share in zip(thirds, (1 / 2, 1 / 4, 0), strict=True):
+        large = round(count * large_share)
+        third = [S_LONG_LARGE] * large + [S_LONG_SMALL] * (count - large)
+        sizes += [third[i] for i in rng.permutation(count)]
+    texts: list[str] = []
+    for size in sizes:
+        while True:
+            data, twist = S_LONG_SOURCES[rng.integers(len(S_LONG_SOURCES))]
+            classes = ",".join(str(c) for c in rng.choice(10, 5, replace=False).tolist())
+            text = f"{data}:{classes}{size}{twist}"
+            if text not in texts:
+                break
+        texts.append(text)
+    return " ".join(texts)
+
+
 PRESETS: dict[str, str] = {
     "split-mnist": "mnist:0v1 mnist:2v3 mnist:4v5 mnist:6v7 mnist:8v9",
     "split-fashion": "fashion:0v1 fashion:2v3 fashion:4v5 fashion:6v7 fashion:8v9",
@@ -85,6 +119,7 @@ PRESETS: dict[str, str] = {
     # labels=1 moves every one of the five classes (no fixed point)
     "s-out": f"mnist:0-4@100pc {DISTRACTORS} | mnist:0-4@100pc~labels=1",
     "s-long": _s_long(),
+    "s-long100": _s_long100(),
 }
 
 

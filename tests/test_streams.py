@@ -64,6 +64,20 @@ def test_ctrl_streams_have_their_shape() -> None:
     assert parse_stream("s-long") == long  # the same stream every time
 
 
+def test_s_long100_follows_ctrl_s_recipe() -> None:
+    """100 five-way tasks over both data sets and their transforms; per third, the share of tasks
+    with 1,000 examples per class is 1/2, 1/4, 0; the others have 5."""
+    stream = parse_stream("s-long100")
+    assert len(stream.specs) == 100 and stream.judged_from == 1
+    assert all(len(s.classes) == 5 and s.per_class for s in stream.specs)
+    assert {s.train_size for s in stream.specs} == {1000, 5}
+    thirds = (stream.specs[:33], stream.specs[33:66], stream.specs[66:])
+    assert [sum(s.train_size == 1000 for s in third) for third in thirds] == [16, 8, 0]
+    assert {s.source for s in stream.specs} == {"mnist", "fashion"}
+    assert {s.transforms for s in stream.specs} == {(), ("invert",), ("rot90",), ("permute=1",)}
+    assert parse_stream("s-long100") == stream
+
+
 @pytest.mark.slow
 def test_every_preset_has_its_data() -> None:
     """Every task of every preset passes the checks `learn` makes before any work."""

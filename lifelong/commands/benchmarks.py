@@ -90,6 +90,13 @@ def bench_streams(
     seeds: SeedsOpt = "0",
     target: TargetOpt = lifelong.DEFAULT_TARGET,
     compete: Annotated[bool, CompeteOpt] = False,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A budget field for every condition, KEY=VALUE (e.g. growth_margin=0.02); repeatable.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     results_dir: ResultsDirOpt = Path("results"),
@@ -106,7 +113,7 @@ def bench_streams(
     frozen first, PNN): accuracy matrices, transfer, parameters, seconds."""
     from lifelong.bench.streams import CONDITIONS, QUICK
     from lifelong.bench.streams import bench_streams as body
-    from lifelong.classification import ClassificationPlan, budget_for
+    from lifelong.classification import ClassificationPlan, budget_for, parse_budget_settings
     from lifelong.device import resolve_device
     from lifelong.streams import parse_stream
 
@@ -116,7 +123,8 @@ def bench_streams(
     names = CONDITIONS if conditions == "all" else tuple(c.strip() for c in conditions.split(","))
     seed_list = parse_seeds(seeds)
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
-    plan = ClassificationPlan(preset.override(compete=compete), target)
+    overrides = {"compete": compete, **parse_budget_settings(setting or [])}
+    plan = ClassificationPlan(preset.override(**overrides), target)
 
     def run(report: Callable[..., None]) -> Any:
         return body(
