@@ -29,6 +29,7 @@ from agents.classification.candidates import TrainedGenome, candidate_generator,
 from agents.classification.genome import EXTRA_KINDS, GeneRanges, Genome
 from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
 from agents.classification.network import MixedLayer, TaskNetwork
+from agents.classification.prefix import prefix_network
 from agents.classification.training import Curve, accuracy, predict_logits
 from agents.errors import BudgetError
 from agents.task import TaskData, TaskSpec
@@ -495,3 +496,39 @@ def test_stored_tasks_are_recalled_unless_switched_off(tmp_path: Path) -> None:
     assert forgetful.prepare(library, TaskSpec("a", "npz"), "c").paths == []
     c = learn(library, forgetful, TaskSpec("a", "npz"), name="c", seed=0, command="test")
     assert "recall" not in c.details
+
+
+# ---------------------------------------------------------------------------- prefix reuse
+def test_prefix_network_reuses_the_path_below_and_is_fresh_above() -> None:
+    identity = channel_copy(0, "identity")
+    stored = recall.Path("copies", [[identity], [identity]], [torch.ones(1)] * 2, [torch.ones(1)] * 2)
+    network = prefix_network(stored, 1, 2, torch.Generator().manual_seed(0))
+    first, second = network.layers
+    assert first.members == [identity] and not any(p.requires_grad for p in first.units.parameters())
+    assert first.alpha.requires_grad  # the task's own scale on a reused module
+    fresh = second.members[0]
+    assert fresh.library_id is None and fresh.kind == identity.kind
+    assert (fresh.input_shape, fresh.output_shape) == (identity.input_shape, identity.output_shape)
+    assert all(p.requires_grad for p in second.units.parameters())
+
+
+def test_growth_tries_the_prefixes_of_the_best_scored_path(tmp_path: Path) -> None:
+    """With ``prefix_reuse`` growth trains a candidate per depth below the recalled path's own
+    (recorded), and a chosen one's fresh modules join the library above the reused layers."""
+    library = Library.create(tmp_path / "lib")
+    reusing = ClassificationAgent(TINY.override(prefix_reuse=True), target=1.0, load_data=halves)
+    learn(library, reusing, TaskSpec("a", "npz"), name="a", seed=0, command="test")
+    depth = len(library.task("a").layers)
+    record = learn(library, reusing, TaskSpec("b", "npz"), name="b", seed=0, command="test")
+    prefix = (record.details.get("growth_rejected") or record.details)["prefix"]
+    assert prefix["path"] == "a" and len(prefix["val_acc"]) == depth - 1
+    if prefix["reused"] is not None and record.metrics["phase"] == "grow":
+        stored = library.task("a").layers
+        assert record.layers[: prefix["reused"]] == stored[: prefix["reused"]]
+        assert all(
+            set(mine) - set(stored[i]) for i, mine in enumerate(record.layers) if i >= prefix["reused"]
+        )
+    plain = learn(
+        Library.create(tmp_path / "plain"), agent(), TaskSpec("a", "npz"), name="a", seed=0, command="t"
+    )
+    assert "prefix" not in plain.details

@@ -35,6 +35,7 @@ from agents.classification.modules import (
     to_tensors,
 )
 from agents.classification.network import MixedLayer, TaskNetwork
+from agents.classification.prefix import PrefixCandidate, train_prefixes
 from agents.classification.training import Curve, accuracy, as_input, in_batches, predict_logits, train
 from agents.task import DEFAULT_INPUT_SHAPE, DataLoader, TaskData, TaskSpec
 from agents.workers import Workers
@@ -392,11 +393,40 @@ class ClassificationAgent:
             "evaluations": result.evaluations,
         }
         val = accuracy(network, problem.data.val_x, problem.data.val_y, self.device)
+        if b.prefix_reuse and attempt is not None and problem.paths:
+            better = self.reuse_prefix(problem, attempt, val, details)
+            if better is not None:
+                network, val = better.network, better.val_acc
+                curves = {**curves, **self._curves("prefix", better.curve)}
         if attempt is not None and val < attempt.val_acc + b.growth_margin:
             # the new modules do not pay for themselves: the library alone solves the task
             attempt.details["growth_rejected"] = {**details, "val_acc": val, "margin": b.growth_margin}
             return attempt
         return Attempt(network, val, "grow", curves, details)
+
+    def reuse_prefix(
+        self, problem: Problem, attempt: Attempt, val_acc: float, details: dict[str, Any]
+    ) -> PrefixCandidate | None:
+        """MNTDP's prefix-reuse candidates around the stored path recall scored best
+        (:mod:`~agents.classification.prefix`); the best of them if it beats evolution's winner
+        (``val_acc``) on validation, its new modules frozen. ``details`` records them."""
+        scores = attempt.details["recall"]["scores"]
+        path = max(problem.paths, key=lambda p: scores[p.task])
+        trained = train_prefixes(
+            path, problem.data, self.budget, problem.solved, problem.generator, self.device, self.report
+        )
+        best = max(trained, key=lambda candidate: candidate.val_acc, default=None)
+        chosen = best is not None and best.val_acc > val_acc
+        details["prefix"] = {
+            "path": path.task,
+            "val_acc": [candidate.val_acc for candidate in trained],
+            "reused": best.reused if chosen else None,
+        }
+        if not chosen:
+            return None
+        for module in best.network.trainable_modules():
+            freeze(module)
+        return best
 
     def prune(self, problem: Problem, attempt: Attempt) -> Attempt:
         """Drop modules (smallest |α·β| first) while validation accuracy holds."""

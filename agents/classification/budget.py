@@ -66,6 +66,9 @@ class Budget:
     recall: bool = True
     # How recall scores a path: "ridge" (a ridge readout) or "knn" (MNTDP's k-nearest-neighbour prior).
     recall_score: str = "ridge"
+    # True: growth also trains MNTDP's prefix-reuse candidates around the best-scored stored path
+    # (see prefix.py); the best of them and evolution's winner go on to the margin test.
+    prefix_reuse: bool = False
     # False: a task is solved from the library alone (self-organization), however well; only a
     # task that meets an empty library grows.
     grow: bool = True
