@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import TINY_BUDGET
+from cli_helpers import TINY_BUDGET, assert_one_line_error, run_cli
 
 from agents.classification.pruning import PruneSettings
 from lifelong import bench
@@ -18,19 +18,21 @@ pytestmark = pytest.mark.slow
 
 
 def test_both_libraries_learn_the_stream_and_differ_only_where_a_prune_committed(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(growth, "QUICK_STREAM", "mnist:0v1@20pc mnist:2v3@20pc mnist:4v5@20pc")
+    stream = ["mnist:0v1@20pc", "mnist:2v3@20pc", "mnist:4v5@20pc"]  # instead of the quick stream
     settings = PruneSettings(similarity=0.0, share=0.4, refit_steps=5)  # prunes whatever it may
 
     def body(report):
-        return growth.bench_growth([0], TINY_BUDGET, settings, data_dir, quick=True, workers=0, report=report)
+        return growth.bench_growth(
+            [0], TINY_BUDGET, settings, data_dir, quick=True, workers=0, report=report, stream=stream
+        )
 
     result, path = bench.run("growth", body, seeds=[0], device="cpu", out_dir=tmp_path)
     assert load_result(path)["protocol"] == "growth"
     runs = result["runs"]["conditions"]
     plain, pruned = runs["no_prune"]["0"], runs["prune_auto"]["0"]
-    assert [a["task"] for a in plain["after"]] == result["runs"]["stream"] == growth.QUICK_STREAM.split()
+    assert [a["task"] for a in plain["after"]] == result["runs"]["stream"] == stream
     assert all(a["prunes"] == 0 for a in plain["after"])
     params = [a["library_params"] for a in plain["after"]]
     assert params == sorted(params) and params[0] > 0, "without pruning the library only grows"
@@ -44,3 +46,17 @@ def test_both_libraries_learn_the_stream_and_differ_only_where_a_prune_committed
         assert pruned["after"][first_prune]["library_params"] <= plain["after"][first_prune]["library_params"]
     assert set(result["ratios"]) >= {"param_reduction", "acc_loss_points"}
     assert json.loads(path.read_text())["runs"]["prune"]["share"] == 0.4
+
+
+def test_a_bad_stream_is_one_line_before_any_work(tmp_path: Path) -> None:
+    done = run_cli(
+        "bench",
+        "growth",
+        "--stream",
+        "mnist:0v1 nope:1",
+        "--results-dir",
+        str(tmp_path),
+        library=tmp_path / "x",
+    )
+    assert_one_line_error(done, "nope")
+    assert list(tmp_path.iterdir()) == []

@@ -109,8 +109,11 @@ def bench_growth(
     quick: bool = False,
     workers: int = 2,
     report: Report = quiet,
+    stream: list[str] | None = None,
 ) -> BenchResult:
-    stream = (QUICK_STREAM if quick else STREAM).split()
+    """``stream``: the task specs learned in order (default: :data:`STREAM`, or
+    :data:`QUICK_STREAM` under ``quick``)."""
+    stream = stream or (QUICK_STREAM if quick else STREAM).split()
     plan = ClassificationPlan(budget)
     stage = Stage(report, "bench growth (libraries)", len(seeds) * len(CONDITIONS))
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))

@@ -148,6 +148,10 @@ def bench_growth(
     quick: Annotated[
         bool, typer.Option("--quick", help="10 smaller tasks and the stream benchmark's quick budget.")
     ] = False,
+    stream: Annotated[
+        str | None,
+        typer.Option(help="A stream preset or specs to learn instead (e.g. s-long100); '|' is ignored."),
+    ] = None,
     budget: PresetOpt = "quick",
     seeds: SeedsOpt = "0",
     data_dir: DataDirOpt = None,
@@ -168,16 +172,22 @@ def bench_growth(
     from lifelong.bench.streams import QUICK
     from lifelong.classification import budget_for
     from lifelong.prune import prune_settings
+    from lifelong.streams import parse_stream
 
     chosen = prune_settings(
         tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
     )
     seed_list = parse_seeds(seeds)
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
-    file_name = f"growth{'-quick' if quick else ''}.json"
+    parsed = parse_stream(stream) if stream is not None else None
+    specs = [spec.text for spec in parsed.specs] if parsed else None
+    name = f"-{parsed.name}" if parsed else ""
+    file_name = f"growth{name}{'-quick' if quick else ''}.json"
 
     def run(report: Callable[..., None]) -> Any:
-        return body(seed_list, preset, chosen, data_dir, quick=quick, workers=workers, report=report)
+        return body(
+            seed_list, preset, chosen, data_dir, quick=quick, workers=workers, report=report, stream=specs
+        )
 
     _bench(ctx, "growth", run, seed_list, "cpu", results_dir, file_name)
 
