@@ -580,7 +580,7 @@ def test_the_random_library_gives_up_when_the_agent_stops(tmp_path: Path) -> Non
         (["split-mnist", "--set", "margin=0.1"], "KEY one of"),
         (["split-mnist", "--set", "growth_margin=lots"], "growth_margin takes a float"),
         (["split-mnist", "--set", "recall=maybe"], "recall takes a bool"),
-        (["split-mnist", "--set", "recall_score=cosine"], "recall_score must be ridge or knn"),
+        (["split-mnist", "--set", "recall_score=cosine"], "--recall-score must be ridge or knn"),
     ],
 )
 def test_bench_streams_cli_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

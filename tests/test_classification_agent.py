@@ -469,7 +469,7 @@ def test_mntdp_s_nearest_neighbour_prior_ranks_the_paths_as_recall_s_score() -> 
     chosen = recall.recall(paths, [[silent, identity]], task.data, 2, torch.device("cpu"), "knn")
     assert chosen.path is not None and chosen.path.task == "copies"
     assert chosen.scores["copies"] > 0.9 and chosen.scores["zeros"] < 0.7
-    with pytest.raises(BudgetError, match="recall_score"):
+    with pytest.raises(BudgetError, match="recall-score"):
         TINY.override(recall_score="cosine")
 
 

@@ -25,6 +25,8 @@ from library_store import Library
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NPZ_TASK, FOLDER_TASK = "synthetic-npz", "synthetic-folder"
+# the folder task's approach flags, the opposite of the presets'
+NOT_DEFAULT = ("--recall-score", "ridge", "--no-prefix-reuse")
 pytestmark = pytest.mark.slow  # learns tasks end to end through the console script
 
 
@@ -87,6 +89,7 @@ def learned(
         "--name",
         FOLDER_TASK,
         *TINY,
+        *NOT_DEFAULT,
     )
     return {"library": library, "npz": npz, "folder": folder}
 
@@ -161,6 +164,9 @@ def test_learn_imagefolder_resizes_and_predicts(learned: dict[str, object], read
     assert record.details["input_shape"] == [1, 28, 28]  # 40×40 RGB → the library's 1×28×28
     assert record.metrics["test_examples"] == 4  # one folder: split 80/20
     assert len(library.task_arrays(FOLDER_TASK).probe["labels"]) == 1
+    budget = record.details["budget"]  # the approach flags reach the agent and are recorded
+    assert budget["recall_score"] == NOT_DEFAULT[1]
+    assert budget["prefix_reuse"] is (NOT_DEFAULT[2] == "--prefix-reuse")
 
     predicted = reads["predict"]
     assert predicted.returncode == 0, predicted.stderr
@@ -282,6 +288,7 @@ def test_bad_learn_options(library: Path, data_dir: Path) -> None:
         (("--population", "2", "--elite", "2"), ("--elite (2) must be smaller than --population (2)",)),
         (("--settle-steps", "-1"), ("--settle-steps must be at least 0",)),
         (("--fitness", "bogus"), ("unknown --fitness 'bogus'", "acc+slope")),
+        (("--recall-score", "cosine"), ("--recall-score must be ridge or knn, not 'cosine'",)),
     ]
     if not torch.cuda.is_available():
         options.append((("--device", "cuda"), ("no CUDA device",)))

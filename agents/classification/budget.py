@@ -65,10 +65,10 @@ class Budget:
     # new task, when one beats a fresh mix (MNTDP's nearest past task; see recall.py).
     recall: bool = True
     # How recall scores a path: "ridge" (a ridge readout) or "knn" (MNTDP's k-nearest-neighbour prior).
-    recall_score: str = "ridge"
+    recall_score: str = "knn"
     # True: growth also trains MNTDP's prefix-reuse candidates around the best-scored stored path
     # (see prefix.py); the best of them and evolution's winner go on to the margin test.
-    prefix_reuse: bool = False
+    prefix_reuse: bool = True
     # False: a task is solved from the library alone (self-organization), however well; only a
     # task that meets an empty library grows.
     grow: bool = True
@@ -89,7 +89,9 @@ class Budget:
         if not 0 <= self.mutation_rate <= 1:
             raise BudgetError("--mutation-rate must lie in [0, 1]")
         if self.recall_score not in RECALL_SCORES:
-            raise BudgetError(f"recall_score must be {' or '.join(RECALL_SCORES)}, not {self.recall_score!r}")
+            raise BudgetError(
+                f"--recall-score must be {' or '.join(RECALL_SCORES)}, not {self.recall_score!r}"
+            )
         if self.rounding not in ROUNDINGS:
             raise BudgetError(f"--rounding must be {' or '.join(ROUNDINGS)}, not {self.rounding!r}")
         if not 0 <= self.growth_margin <= 1:

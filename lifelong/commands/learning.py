@@ -98,6 +98,17 @@ def learn(
             "--recall/--no-recall", help="Self-organization may start from the best-suited stored task."
         ),
     ] = None,
+    recall_score: Annotated[
+        str | None,
+        typer.Option(help="How recall scores a stored path: ridge (a ridge readout) or knn (MNTDP's prior)."),
+    ] = None,
+    prefix_reuse: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefix-reuse/--no-prefix-reuse",
+            help="Growth also tries MNTDP's candidates: the recalled path's first layers, fresh ones above.",
+        ),
+    ] = None,
     compete: Annotated[bool | None, CompeteOpt] = None,
     mutation_rate: Annotated[float | None, typer.Option()] = None,
     fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
@@ -172,6 +183,7 @@ def learn(
         "--population": population, "--elite": elite, "--candidate-steps": candidate_steps,
         "--final-steps": final_steps, "--settle-steps": settle_steps, "--growth-margin": growth_margin,
         "--grow/--no-grow": grow, "--max-modules": max_modules, "--recall/--no-recall": recall,
+        "--recall-score": recall_score, "--prefix-reuse/--no-prefix-reuse": prefix_reuse,
         "--compete/--no-compete": compete, "--mutation-rate": mutation_rate, "--fitness": fitness,
         "--crossover/--no-crossover": crossover, "--rounding": rounding, "--patience": patience,
     }  # fmt: skip
@@ -203,6 +215,8 @@ def learn(
         growth_margin=growth_margin,
         max_modules=max_modules,
         recall=recall,
+        recall_score=recall_score,
+        prefix_reuse=prefix_reuse,
         grow=grow,
         compete=compete,
         mutation_rate=mutation_rate,
