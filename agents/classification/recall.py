@@ -7,8 +7,8 @@ with less data) or a close relative should start from that task's own assembly i
 
     for every stored path P and for the fresh mix M of the chosen modules (α = β = 1):
         features = P's (or M's) frozen top map, average-pooled as a readout would pool it
-        score    = validation accuracy of a ridge readout fitted on the training features
-                   (or of a k-nearest-neighbour vote: MNTDP's own prior, Budget.recall_score)
+        score    = validation accuracy of a k-nearest-neighbour vote on the training features
+                   (MNTDP's own prior; Budget.recall_score="ridge": of a ridge readout instead)
     the best path, if it scores at least M's, becomes self-organization's start
 
 The score is closed form (no training): one forward pass per path over at most
@@ -30,7 +30,7 @@ from agents.classification.network import MixedLayer
 from agents.classification.training import EVAL_BATCH, as_input
 from agents.task import TaskData
 
-RECALL_EXAMPLES = 256  # training images the ridge readout is fitted on; validation images it is scored on
+RECALL_EXAMPLES = 256  # training images a score is fitted on; validation images it is scored on
 RIDGE = 0.1  # ridge penalty per training example, on standardised features
 NEIGHBOURS = 5  # k of the nearest-neighbour vote (MNTDP's prior; 5 in CTrL's S_long setting)
 
@@ -80,10 +80,11 @@ def recall(
     data: TaskData,
     n_classes: int,
     device: torch.device,
-    score: str = "ridge",
+    score: str,
 ) -> Recalled:
-    """Score every path and the fresh mix of ``chosen`` (a ridge readout, or a k-NN vote); the
-    best path wins if it scores at least the mix's (a path's α/β were learned, the mix's are not)."""
+    """Score every path and the fresh mix of ``chosen`` (``score``, the budget's recall_score: a
+    k-NN vote or a ridge readout); the best path wins if it scores at least the mix's (a path's
+    α/β were learned, the mix's are not)."""
     mix = [MixedLayer(layer, *_ones(layer)) for layer in chosen]
     mix_score = probe_score(mix, data, n_classes, device, score)
     scores = {path.task: probe_score(path.layers(), data, n_classes, device, score) for path in paths}
@@ -95,7 +96,7 @@ def recall(
 
 @torch.no_grad()
 def probe_score(
-    layers: list[MixedLayer], data: TaskData, n_classes: int, device: torch.device, score: str = "ridge"
+    layers: list[MixedLayer], data: TaskData, n_classes: int, device: torch.device, score: str
 ) -> float:
     """Validation accuracy of a classifier fitted on the frozen, pooled features of ``layers``:
     a ridge readout, or (``score="knn"``, MNTDP's task-driven prior) a k-nearest-neighbour vote."""
