@@ -38,7 +38,9 @@ def test_both_libraries_learn_the_stream_and_differ_only_where_a_prune_committed
     assert params == sorted(params) and params[0] > 0, "without pruning the library only grows"
     assert all(0 < acc <= 1 for acc in plain["test_acc"] + pruned["test_acc"])
     first_prune = next((i for i, a in enumerate(pruned["after"]) if a["prunes"]), len(pruned["after"]))
-    strip = lambda a: {k: v for k, v in a.items() if k != "seconds"}  # noqa: E731
+    assert all(a["open_list_s"] > 0 for a in plain["after"] + pruned["after"])
+    assert result["results"]["no_prune"]["library_cost_growth"] is None, "3 tasks: no task 10 to compare"
+    strip = lambda a: {k: v for k, v in a.items() if k not in ("seconds", "open_list_s")}  # noqa: E731
     assert [strip(a) for a in pruned["after"][:first_prune]] == [
         strip(a) for a in plain["after"][:first_prune]
     ]
@@ -60,3 +62,11 @@ def test_a_bad_stream_is_one_line_before_any_work(tmp_path: Path) -> None:
     )
     assert_one_line_error(done, "nope")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_library_cost_growth_compares_the_last_five_tasks_with_tasks_six_to_ten() -> None:
+    after = [{"open_list_s": 0.01}] * 10 + [{"open_list_s": 0.02}] * 5 + [{"open_list_s": 0.03}] * 5
+    assert growth.library_cost_growth(after) == pytest.approx(3.0)
+    after[-1] = after[-2] = {"open_list_s": 9.0}  # two slow timings in a window of five move nothing
+    assert growth.library_cost_growth(after) == pytest.approx(3.0)
+    assert growth.library_cost_growth(after[:19]) is None

@@ -2,11 +2,14 @@
 
 Per seed, two fresh libraries learn the same stream of MNIST and Fashion-MNIST tasks, one task a
 ``learn`` call as a user would: ``no_prune`` as is, ``prune_auto`` with ``learn --prune auto``
-(the library pruned after each task). After each task: library modules and parameters, and the
-mean compute of the stored tasks' networks (multiply-accumulates for one image). At the end every
-task is re-evaluated on its test data. Goal: at least 30% fewer library parameters
-(``ratios.param_reduction``) at no more than 0.5 points of average accuracy lost
-(``ratios.acc_loss_points``). The two conditions of a seed run side by side in worker processes.
+(the library pruned after each task). After each task: library modules and parameters, the
+mean compute of the stored tasks' networks (multiply-accumulates for one image), and the
+library's own per-task cost: the seconds to open it and list its tasks and modules, which should
+not grow much with the tasks learned (``library_cost_growth``: at the last task over at task 10,
+streams of ≥ 20 tasks). At the end every task is re-evaluated on its test data. Goal: at least
+30% fewer library parameters (``ratios.param_reduction``) at no more than 0.5 points of average
+accuracy lost (``ratios.acc_loss_points``). The two conditions of a seed run side by side in
+worker processes.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def run_condition(
         library.refresh()
         modules = library.modules()
         tasks = library.tasks()
+        open_list_s = statistics.median(_open_and_list(library.path) for _ in range(OPEN_REPEATS))
         macs = [load_task_network(library, t.name).flops(tuple(t.details["input_shape"])) / 2 for t in tasks]
         after.append(
             {
@@ -79,6 +83,7 @@ def run_condition(
                 "library_params": sum(module_parameters(m) for m in modules),
                 "macs_per_task": statistics.mean(macs),
                 "prunes": sum(entry.kind == "prune" for entry in library.log()),
+                "open_list_s": round(open_list_s, 5),
             }
         )
     test_acc = {
@@ -86,6 +91,30 @@ def run_condition(
     }
     changed = [t.name for t in library.tasks() if t.details.get("prunes")]
     return {"after": after, "test_acc": [test_acc[text] for text in stream], "changed_tasks": changed}
+
+
+OPEN_REPEATS = 3  # the median of this many timings of the library's per-task cost
+COST_WINDOW = 5  # the library's cost at task k: the median over tasks k-4 … k
+COST_FROM = 10  # ``library_cost_growth`` compares the last task with this one (1-based)
+
+
+def _open_and_list(path: Path) -> float:
+    """Seconds to open the library and list its tasks and modules, as every command does."""
+    start = time.perf_counter()
+    library = Library.open(path)
+    library.tasks()
+    library.modules()
+    return time.perf_counter() - start
+
+
+def library_cost_growth(after: list[dict[str, Any]]) -> float | None:
+    """The library's per-task cost (open and list) at the last task over its cost at task 10;
+    None for streams under 2 × 10 tasks."""
+    if len(after) < 2 * COST_FROM:
+        return None
+    costs = [a["open_list_s"] for a in after]
+    at = lambda k: statistics.median(costs[k - COST_WINDOW : k])  # noqa: E731
+    return at(len(costs)) / at(COST_FROM)
 
 
 def seed_figures(run: dict[str, Any]) -> dict[str, float | None]:
@@ -97,6 +126,8 @@ def seed_figures(run: dict[str, Any]) -> dict[str, float | None]:
         "macs_per_task": last["macs_per_task"],
         "seconds_per_task": statistics.mean(a["seconds"] for a in run["after"]),
         "tasks_changed_by_pruning": len(run["changed_tasks"]),
+        "library_open_list_s": last["open_list_s"],
+        "library_cost_growth": library_cost_growth(run["after"]),
     }
 
 
