@@ -202,13 +202,23 @@ def test_a_bench_result_names_the_code_it_started_with(
 
 def test_bench_store_writes_json(tmp_path: Path) -> None:
     result = run(
-        tmp_path / "unused", "--json", "bench", "store", "--sizes", "2,4", "--results-dir", str(tmp_path)
+        tmp_path / "unused",
+        "--json",
+        "bench",
+        "store",
+        "--sizes",
+        "2,4",
+        "--tasks",
+        "2,5",
+        "--results-dir",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert json.loads((tmp_path / "store.json").read_text()) == report
-    assert set(report["results"]) == {"library_2", "library_4"}
-    assert {"snapshot_4_vs_2", "restore_4_vs_2"} == set(report["ratios"])
+    assert set(report["results"]) == {"library_2", "library_4", "tasks_2", "tasks_5"}
+    assert {"snapshot_4_vs_2", "restore_4_vs_2", "open_list_5_vs_2_tasks"} == set(report["ratios"])
+    assert [report["results"][f"tasks_{n}"]["modules"] for n in (2, 5)] == [1, 2]  # one every third task
     for key in ("protocol", "command", "seeds", "versions", "device", "wall_s"):
         assert key in report
     root = Path(__file__).resolve().parent.parent

@@ -4,6 +4,11 @@ For libraries of 10, 100 and 1000 modules (SMART-sized conv modules: a 16×16×3
 and four BatchNorm vectors), time: committing the modules in one transaction, taking a
 snapshot, restoring one, and opening the library and listing it. Snapshot and restore move
 pointers, so their cost should not grow with the library (``ratios.*_1000_vs_10`` ≈ 1).
+
+And a library that learns tasks one commit each, as ``learn`` writes them (a record with its
+curves and a recall score per earlier task, α/β per used module, a head, a probe; a new module
+every third task), timed after 10 and 100 tasks: the per-task cost of opening it and listing its
+tasks and modules (``ratios.open_list_100_vs_10_tasks``, goal ≤ 2) and of committing a task.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agents import Report, quiet
-from library_store import Library, TaskRecord
+from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench import BenchResult, Stage
 
 REPEATS = 7
@@ -59,12 +64,7 @@ def measure(size: int, root: Path, seed: int) -> dict[str, float]:
     snapshot_s = _median_s(lambda i: library.snapshot(f"bench-{i}"))
     restore_s = _median_s(lambda i: library.restore(first))
 
-    def open_and_list(_: int) -> None:
-        reopened = Library.open(library.path)
-        reopened.modules()
-        reopened.tasks()
-
-    open_list_s = _median_s(open_and_list)
+    open_list_s = _median_s(lambda _: _open_and_list(library.path))
     return {
         "modules": size,
         "commit_s": round(commit_s, 4),
@@ -76,17 +76,79 @@ def measure(size: int, root: Path, seed: int) -> dict[str, float]:
     }
 
 
-def bench_store(sizes: list[int], seed: int, report: Report = quiet) -> BenchResult:
+def _open_and_list(path: Path) -> None:
+    reopened = Library.open(path)
+    reopened.modules()
+    reopened.tasks()
+
+
+def _task(rng: np.random.Generator, index: int, modules: list[str]) -> tuple[TaskRecord, TaskArrays]:
+    """Task ``index`` as ``learn`` stores an image task: its record (curves, a recall score per
+    earlier task) and its own arrays (α/β per module, a five-way head, a probe of 32 inputs)."""
+    record = TaskRecord(
+        f"task-{index:03d}",
+        "classification",
+        "bench:task",
+        [modules],
+        curves={phase: rng.random(40).round(4).tolist() for phase in ("self_organize", "grow", "settle")},
+        details={"recall": {"scores": {f"task-{j:03d}": float(rng.random()) for j in range(index)}}},
+    )
+    arrays = TaskArrays(
+        uses=[[{"alpha": np.ones(1, np.float32), "beta": np.zeros(1, np.float32)} for _ in modules]],
+        head={"weight": rng.standard_normal((5, 16), dtype=np.float32), "bias": np.zeros(5, np.float32)},
+        probe={
+            "inputs": rng.standard_normal((32, 1, 28, 28), dtype=np.float32),
+            "outputs": rng.standard_normal((32, 5), dtype=np.float32),
+        },
+    )
+    return record, arrays
+
+
+def measure_tasks(counts: list[int], root: Path, seed: int) -> dict[str, dict[str, float]]:
+    """One library learning ``max(counts)`` tasks one commit each, timed after ``counts`` tasks."""
+    rng = np.random.default_rng(seed)
+    library = Library.create(root / "library-tasks")
+    modules: list[str] = []
     results = {}
-    stage = Stage(report, "bench store (library sizes)", len(sizes))
+    for index in range(max(counts)):
+        start = time.perf_counter()
+        with library.transaction(f"learn task {index}", kind="learn") as tx:
+            if index % 3 == 0:
+                modules.append(tx.add_module("conv", _module_tensors(rng), created_by="bench").id)
+            tx.add_task(*_task(rng, index, modules[-4:]))
+        commit_s = time.perf_counter() - start
+        if index + 1 in counts:
+            results[f"tasks_{index + 1}"] = {
+                "tasks": index + 1,
+                "modules": len(modules),
+                "commit_task_ms": round(1000 * commit_s, 3),
+                "open_and_list_ms": round(1000 * _median_s(lambda _: _open_and_list(library.path)), 3),
+            }
+    return results
+
+
+def bench_store(
+    sizes: list[int], seed: int, report: Report = quiet, tasks: list[int] | None = None
+) -> BenchResult:
+    """``sizes``: libraries of that many modules; ``tasks``: the task counts at which a library
+    learning tasks one by one is timed (default 10 and 100)."""
+    tasks = tasks or [10, 100]
+    results = {}
+    stage = Stage(report, "bench store (library sizes)", len(sizes) + 1)
     with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as tmp:
         for size in sizes:
             results[f"library_{size}"] = measure(size, Path(tmp), seed)
             stage.advance(1, f"{size} modules")
+        results.update(measure_tasks(tasks, Path(tmp), seed))
+        stage.advance(1, f"{max(tasks)} tasks")
     small, large = results[f"library_{min(sizes)}"], results[f"library_{max(sizes)}"]
     tag = f"{max(sizes)}_vs_{min(sizes)}"
+    few, many = results[f"tasks_{min(tasks)}"], results[f"tasks_{max(tasks)}"]
     ratios = {
         f"snapshot_{tag}": round(large["snapshot_ms"] / small["snapshot_ms"], 3),
         f"restore_{tag}": round(large["restore_ms"] / small["restore_ms"], 3),
+        f"open_list_{max(tasks)}_vs_{min(tasks)}_tasks": round(
+            many["open_and_list_ms"] / few["open_and_list_ms"], 3
+        ),
     }
     return results, ratios

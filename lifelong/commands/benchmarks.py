@@ -43,16 +43,21 @@ PresetOpt = Annotated[str, typer.Option("--budget", help="Budget preset when not
 def bench_store(
     ctx: typer.Context,
     sizes: Annotated[str, typer.Option(help="Library sizes in modules, comma-separated.")] = "10,100,1000",
+    tasks: Annotated[
+        str, typer.Option(help="Task counts at which a library learning task by task is timed.")
+    ] = "10,100",
     seed: Annotated[int, typer.Option(help="Seed for the module tensors.")] = 0,
     results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
-    """Time commit, snapshot, restore and open+list for libraries of growing size."""
+    """Time commit, snapshot, restore and open+list for libraries of growing size, and open+list
+    and a task's commit as a library learns task after task."""
     from lifelong.bench.store import bench_store as body
 
     counts = sorted(set(parse_ints(sizes, "--sizes")))
-    if counts[0] < 1:
-        raise typer.BadParameter("--sizes must be positive")
-    _bench(ctx, "store", lambda report: body(counts, seed, report), [seed], "cpu", results_dir)
+    task_counts = sorted(set(parse_ints(tasks, "--tasks")))
+    if counts[0] < 1 or task_counts[0] < 1:
+        raise typer.BadParameter("--sizes and --tasks must be positive")
+    _bench(ctx, "store", lambda report: body(counts, seed, report, task_counts), [seed], "cpu", results_dir)
 
 
 @bench_app.command("smart-mnist")
