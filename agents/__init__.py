@@ -45,10 +45,11 @@ def start_worker(threads: int, parent: int) -> None:
     """Set up a worker process (a pool's initializer): ``threads`` torch threads, and it ends
     when process ``parent`` does (killed, or ended without closing the pool), instead of waiting
     for work for ever. Ctrl-C reaches every process of the terminal's group: a worker then ends
-    at once and quietly, and the process it works for says what happened."""
+    at once and quietly, and the process it works for says what happened (the handler comes
+    before torch's import, which takes seconds on a busy machine)."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
     import torch
 
-    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
     torch.set_num_threads(threads)
 
     def watch() -> None:
