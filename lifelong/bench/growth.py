@@ -29,6 +29,7 @@ from agents.classification.budget import Budget
 from agents.classification.pruning import PruneSettings
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
+from lifelong.bench.store import median_s, open_and_list
 from lifelong.bench.streams import aggregate, torch_threads
 from lifelong.classification import ClassificationPlan, evaluate_task
 from lifelong.runner import learn_specs
@@ -73,7 +74,7 @@ def run_condition(
         library.refresh()
         modules = library.modules()
         tasks = library.tasks()
-        open_list_s = statistics.median(_open_and_list(library.path) for _ in range(OPEN_REPEATS))
+        open_list_s = median_s(lambda _: open_and_list(library.path), OPEN_REPEATS)
         macs = [load_task_network(library, t.name).flops(tuple(t.details["input_shape"])) / 2 for t in tasks]
         after.append(
             {
@@ -96,15 +97,6 @@ def run_condition(
 OPEN_REPEATS = 3  # the median of this many timings of the library's per-task cost
 COST_WINDOW = 5  # the library's cost at task k: the median over tasks k-4 … k
 COST_FROM = 10  # ``library_cost_growth`` compares the last task with this one (1-based)
-
-
-def _open_and_list(path: Path) -> float:
-    """Seconds to open the library and list its tasks and modules, as every command does."""
-    start = time.perf_counter()
-    library = Library.open(path)
-    library.tasks()
-    library.modules()
-    return time.perf_counter() - start
 
 
 def library_cost_growth(after: list[dict[str, Any]]) -> float | None:

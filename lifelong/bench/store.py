@@ -41,7 +41,7 @@ def _module_tensors(rng: np.random.Generator, channels: int = 16) -> dict[str, n
     }
 
 
-def _median_s(action, repeats: int = REPEATS) -> float:
+def median_s(action, repeats: int = REPEATS) -> float:
     times = []
     for i in range(repeats):
         start = time.perf_counter()
@@ -61,10 +61,10 @@ def measure(size: int, root: Path, seed: int) -> dict[str, float]:
     commit_s = time.perf_counter() - start
     first = library.snapshot("first").name
 
-    snapshot_s = _median_s(lambda i: library.snapshot(f"bench-{i}"))
-    restore_s = _median_s(lambda i: library.restore(first))
+    snapshot_s = median_s(lambda i: library.snapshot(f"bench-{i}"))
+    restore_s = median_s(lambda i: library.restore(first))
 
-    open_list_s = _median_s(lambda _: _open_and_list(library.path))
+    open_list_s = median_s(lambda _: open_and_list(library.path))
     return {
         "modules": size,
         "commit_s": round(commit_s, 4),
@@ -76,7 +76,8 @@ def measure(size: int, root: Path, seed: int) -> dict[str, float]:
     }
 
 
-def _open_and_list(path: Path) -> None:
+def open_and_list(path: Path) -> None:
+    """Open the library and list its modules and tasks, as every command does."""
     reopened = Library.open(path)
     reopened.modules()
     reopened.tasks()
@@ -122,7 +123,7 @@ def measure_tasks(counts: list[int], root: Path, seed: int) -> dict[str, dict[st
                 "tasks": index + 1,
                 "modules": len(modules),
                 "commit_task_ms": round(1000 * commit_s, 3),
-                "open_and_list_ms": round(1000 * _median_s(lambda _: _open_and_list(library.path)), 3),
+                "open_and_list_ms": round(1000 * median_s(lambda _: open_and_list(library.path)), 3),
             }
     return results
 
