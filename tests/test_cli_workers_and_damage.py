@@ -97,7 +97,14 @@ def start_learning_on_workers(library: Path, npz: dict[str, Path]) -> subprocess
     ]  # fmt: skip
     env = {**os.environ, "LIFELONG_LIBRARY": str(library), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        # as from a terminal: pytest-xdist's workers ignore SIGINT, and a child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while len(children(process.pid)) < 3:  # the resource tracker and two workers
