@@ -91,8 +91,10 @@ def delete_node(store: Store, path: str) -> None:
     sync(store.delete_dir(path))
 
 
-def read_attributes(store: Store, path: str) -> dict[str, Any]:
-    return dict(zarr.open_group(store, path=path, mode="r").attrs)
+def group_attributes(store: Store, paths: list[str]) -> list[dict[str, Any] | None]:
+    """The attributes of the groups at ``paths``, their documents read at once (None where a path
+    holds no group)."""
+    return [attributes if is_group else None for attributes, is_group in sync(_read_groups(store, paths))]
 
 
 def child_groups(store: Store, path: str) -> dict[str, dict[str, Any]]:
@@ -100,19 +102,20 @@ def child_groups(store: Store, path: str) -> dict[str, dict[str, Any]]:
     The children's metadata documents are read at once, not one after another as zarr's
     ``Group.groups()`` does (a fifth less time to list a library of 100 tasks)."""
 
-    async def read_all() -> list[tuple[str, Any]]:
+    async def read_all() -> list[tuple[str, tuple[dict[str, Any], bool]]]:
         names = [name async for name in store.list_dir(path) if name != "zarr.json"]
-        documents = await asyncio.gather(
-            *(store.get(_join(path, name, "zarr.json"), prototype=_PROTOTYPE) for name in names)
-        )
-        pairs = zip(names, documents, strict=True)
-        return [(name, json.loads(doc.to_bytes())) for name, doc in pairs if doc is not None]
+        return list(zip(names, await _read_groups(store, [_join(path, n) for n in names]), strict=True))
 
-    return {
-        name: document.get("attributes", {})
-        for name, document in sync(read_all())
-        if document.get("node_type") == "group"
-    }
+    return {name: attributes for name, (attributes, is_group) in sync(read_all()) if is_group}
+
+
+async def _read_groups(store: Store, paths: list[str]) -> list[tuple[dict[str, Any], bool]]:
+    """Each path's attributes and whether it is a group, its metadata documents read at once."""
+    documents = await asyncio.gather(
+        *(store.get(_join(path, "zarr.json"), prototype=_PROTOTYPE) for path in paths)
+    )
+    parsed = [json.loads(doc.to_bytes()) if doc is not None else {} for doc in documents]
+    return [(document.get("attributes", {}), document.get("node_type") == "group") for document in parsed]
 
 
 def read_arrays(store: Store, paths: Mapping[str, str]) -> dict[str, np.ndarray]:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from library_store import arrays
+from library_store.catalogue import MODULES, TASKS, read_catalogue
 from library_store.errors import LibraryDamaged, first_line
-from library_store.layout import ARRAYS_CHECKSUM, FORMAT, SCHEMA_VERSION, task_key
+from library_store.layout import ARRAYS_CHECKSUM, FORMAT, READABLE_SCHEMAS, SCHEMA_VERSION, task_key
 from library_store.records import (
     Finding,
     HistoryEntry,
@@ -23,6 +24,8 @@ from library_store.records import (
     task_arrays_checksum,
     tensors_checksum,
 )
+
+_NOT_STORED = "recorded in the catalogue, but its group is not stored"
 
 
 @dataclass(frozen=True)
@@ -41,43 +44,45 @@ def find_problems(state: StoredState) -> list[Finding]:
     """Every problem in the library's current state, each with where it is."""
     store = state.store
     problems: list[Finding] = []
-    root = arrays.read_attributes(store, "")
-    if root.get("format") != FORMAT:
-        problems.append(Finding("library", f"unknown format {root.get('format')!r}"))
-    if root.get("schema_version") != SCHEMA_VERSION:
-        problems.append(
-            Finding(
-                "library",
-                f"schema version {root.get('schema_version')!r}, expected {SCHEMA_VERSION}",
-            )
-        )
+    catalogue = read_catalogue(store)
+    if catalogue.root.get("format") != FORMAT:
+        problems.append(Finding("library", f"unknown format {catalogue.root.get('format')!r}"))
+    if catalogue.schema not in READABLE_SCHEMAS:
+        problems.append(Finding("library", f"schema version {catalogue.schema!r}, expected {SCHEMA_VERSION}"))
 
+    stored_modules = set(arrays.child_groups(store, MODULES))
+    problems += _uncatalogued("module", stored_modules, catalogue.modules)
     module_ids: set[str] = set()
-    for name, attributes in sorted(arrays.child_groups(store, "modules").items()):
+    for name, attributes in sorted(catalogue.modules.items()):
         where = f"module {name}"
         try:
             record = ModuleRecord.from_json(attributes)
         except (KeyError, TypeError) as error:
             problems.append(Finding(where, f"unreadable record ({first_line(error)})"))
             continue
+        if name not in stored_modules:
+            problems.append(Finding(where, _NOT_STORED))
+            continue
         module_ids.add(name)
         if record.id != name:
             problems.append(Finding(where, f"record says id {record.id!r}"))
         try:
-            stored = set(arrays.array_names(store, f"modules/{name}"))
+            stored = set(arrays.array_names(store, f"{MODULES}/{name}"))
             if stored != set(record.tensors):
                 problems.append(
                     Finding(where, f"tensors {sorted(stored)} != recorded {sorted(record.tensors)}")
                 )
                 continue
-            tensors = arrays.read_arrays(store, {t: f"modules/{name}/{t}" for t in record.tensors})
+            tensors = arrays.read_arrays(store, {t: f"{MODULES}/{name}/{t}" for t in record.tensors})
         except Exception as error:
             problems.append(Finding(where, f"tensors cannot be read ({first_line(error)})"))
             continue
         if tensors_checksum(tensors) != record.checksum:
             problems.append(Finding(where, "checksum mismatch: tensors differ from those committed"))
 
-    for key, attributes in sorted(arrays.child_groups(store, "tasks").items()):
+    stored_tasks = set(arrays.child_groups(store, TASKS))
+    problems += _uncatalogued("task group", stored_tasks, catalogue.tasks)
+    for key, attributes in sorted(catalogue.tasks.items()):
         try:
             task = TaskRecord.from_json(attributes)
         except (KeyError, TypeError) as error:
@@ -90,6 +95,8 @@ def find_problems(state: StoredState) -> list[Finding]:
             if module_id not in module_ids:
                 problems.append(Finding(where, f"uses missing module {module_id}"))
         try:
+            if key not in stored_tasks:
+                raise FileNotFoundError(f"no group {TASKS}/{key}")
             task_arrays = state.read_task_arrays(task)
         except Exception as error:
             problems.append(Finding(where, f"task arrays cannot be read ({first_line(error)})"))
@@ -102,6 +109,14 @@ def find_problems(state: StoredState) -> list[Finding]:
         if why is not None:
             problems.append(Finding(f"snapshot {name!r}", f"state unreadable ({why})"))
     return problems + _history_problems(state)
+
+
+def _uncatalogued(what: str, stored: set[str], catalogued: dict[str, Any]) -> list[Finding]:
+    """Groups that hold arrays but have no record in the catalogue (a foreign writer's)."""
+    return [
+        Finding(f"{what} {name}", "stored but not in the catalogue")
+        for name in sorted(stored - set(catalogued))
+    ]
 
 
 def _history_problems(state: StoredState) -> list[Finding]:

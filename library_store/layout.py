@@ -6,7 +6,8 @@ import hashlib
 import re
 
 FORMAT = "lifelong-library"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the records in one catalogue document (catalogue.py); 1: in each group
+READABLE_SCHEMAS = (1, 2)
 MAIN, JOURNAL = "main", "journal"  # the library state's branch, the history's branch
 REPO_DIR, LOCK_FILE = "repo", "writer.lock"
 AUTO_SNAPSHOT_PREFIX = "before-restore-"

@@ -8,8 +8,10 @@ On disk, a library folder holds::
 Branch ``main`` is the library state::
 
     /                      attributes: format, schema_version
-    /modules/<id>/         attributes: ModuleRecord      arrays: the module's tensors
-    /tasks/<key>/          attributes: TaskRecord        groups: head/, probe/, uses/<layer>/<i>/
+    /modules/              attributes: records (the catalogue: every ModuleRecord by id)
+    /modules/<id>/         arrays: the module's tensors
+    /tasks/                attributes: records (every TaskRecord and its arrays' checksum, by key)
+    /tasks/<key>/          groups: head/, probe/, uses/<layer>/<i>/
 
 Branch ``journal`` is the history: one small commit per change (learn, prune, snapshot,
 restore, ...) whose metadata names the ``main`` state it produced. A snapshot is an icechunk
@@ -42,6 +44,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from library_store import arrays, rollback
+from library_store.catalogue import Catalogue, read_catalogue
 from library_store.errors import (
     Conflict,
     InvalidRecord,
@@ -65,6 +68,7 @@ from library_store.layout import (
     JOURNAL,
     LOCK_FILE,
     MAIN,
+    READABLE_SCHEMAS,
     REPO_DIR,
     SCHEMA_VERSION,
     task_key,
@@ -174,7 +178,7 @@ class Library:
         try:
             repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(path / REPO_DIR)))
             library = cls(path, repo, lock_timeout)
-            root = library._root_attributes()
+            root = library.catalogue().root
             repo.lookup_branch(JOURNAL)  # the history is part of the library, not optional
         except LibraryError:
             raise
@@ -183,7 +187,7 @@ class Library:
         if root.get("format") != FORMAT:
             raise NotALibrary(f"{path} is not a lifelong library (unknown format)")
         version = root.get("schema_version")
-        if not any_schema and version != SCHEMA_VERSION:
+        if not any_schema and not (type(version) is int and version in READABLE_SCHEMAS):
             if isinstance(version, int) and version > SCHEMA_VERSION:
                 raise SchemaTooNew(
                     f"library at {path} has schema {version}; this lifelong reads up to "
@@ -196,6 +200,7 @@ class Library:
         """Move this reader to the newest committed state (O(1): the session opens lazily)."""
         self._state = self._repo.lookup_branch(MAIN)
         self._session: icechunk.Session | None = None
+        self._catalogue: Catalogue | None = None
 
     @property
     def state(self) -> str:
@@ -209,21 +214,23 @@ class Library:
         return self._session.store
 
     # ------------------------------------------------------------------ reading
-    def _root_attributes(self) -> dict[str, Any]:
-        return arrays.read_attributes(self._store, "")
+    def catalogue(self) -> Catalogue:
+        """The state's root attributes and records, read once per state (a state never changes)."""
+        if self._catalogue is None:
+            self._catalogue = read_catalogue(self._store)
+        return self._catalogue
 
     @property
     def schema_version(self) -> int:
-        return self._root_attributes().get("schema_version")
+        return self.catalogue().schema
 
     def modules(self) -> list[ModuleRecord]:
-        groups = arrays.child_groups(self._store, "modules")
-        return [ModuleRecord.from_json(attrs) for _, attrs in sorted(groups.items())]
+        return [ModuleRecord.from_json(attrs) for _, attrs in sorted(self.catalogue().modules.items())]
 
     def module(self, module_id: str) -> ModuleRecord:
         try:
-            return ModuleRecord.from_json(arrays.read_attributes(self._store, f"modules/{module_id}"))
-        except (FileNotFoundError, KeyError):
+            return ModuleRecord.from_json(self.catalogue().modules[module_id])
+        except KeyError:
             raise UnknownModule(f"no module {module_id!r} in the library") from None
 
     def module_tensors(self, module_id: str) -> dict[str, np.ndarray]:
@@ -242,8 +249,7 @@ class Library:
         return tensors
 
     def tasks(self) -> list[TaskRecord]:
-        groups = arrays.child_groups(self._store, "tasks")
-        records = [TaskRecord.from_json(attrs) for attrs in groups.values()]
+        records = [TaskRecord.from_json(attrs) for attrs in self.catalogue().tasks.values()]
         return sorted(records, key=lambda record: record.name)
 
     def task(self, name: str) -> TaskRecord:
@@ -251,8 +257,8 @@ class Library:
 
     def _task_attributes(self, name: str) -> dict[str, Any]:
         try:
-            return arrays.read_attributes(self._store, f"tasks/{task_key(name)}")
-        except (FileNotFoundError, KeyError):
+            return self.catalogue().tasks[task_key(name)]
+        except KeyError:
             known = ", ".join(record.name for record in self.tasks()) or "none"
             raise UnknownTask(f"no task {name!r} in the library (tasks: {known})") from None
 
@@ -392,6 +398,7 @@ class Library:
                 tx = Transaction(self, session.store, what)
                 tx.message = message
             yield tx
+            tx.write_catalogue()
             if session.has_uncommitted_changes:
                 with storage_errors(what):
                     state = session.commit(tx.message, metadata={"kind": kind})

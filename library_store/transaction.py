@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from library_store import arrays
+from library_store.catalogue import MODULES, TASKS, Catalogue, upgrade_nodes
 from library_store.errors import (
     Conflict,
     InvalidRecord,
@@ -23,7 +24,7 @@ from library_store.errors import (
     UnknownTask,
     first_line,
 )
-from library_store.layout import ARRAYS_CHECKSUM, task_key
+from library_store.layout import ARRAYS_CHECKSUM, SCHEMA_VERSION, task_key
 from library_store.records import (
     ModuleRecord,
     TaskArrays,
@@ -53,6 +54,10 @@ class Transaction:
         self._what = what  # "committing '<message>'", to say a storage failure in one line
         self._modules = {record.id: record for record in library.modules()}
         self._tasks = {record.name: record for record in library.tasks()}
+        before = library.catalogue()
+        self._catalogue = Catalogue(before.root, dict(before.modules), dict(before.tasks))
+        self._upgrade = before.schema != SCHEMA_VERSION  # a schema-1 library: its records move
+        self._changed = False
 
     def add_module(
         self,
@@ -83,8 +88,9 @@ class Transaction:
         )
         if record.id in self._modules:
             raise Conflict(f"module {record.id} already exists (same content and creator)")
-        self._write([arrays.Node(f"modules/{record.id}", record.to_json(), clean)])
+        self._write([arrays.Node(f"{MODULES}/{record.id}", {}, clean)])
         self._modules[record.id] = record
+        self._catalogue.modules[record.id] = record.to_json()
         return record
 
     def delete_module(self, module_id: str) -> None:
@@ -95,8 +101,10 @@ class Transaction:
         if users:
             raise Conflict(f"module {module_id} is used by tasks {', '.join(sorted(users))}")
         with storage_errors(self._what):
-            arrays.delete_node(self._store, f"modules/{module_id}")
+            arrays.delete_node(self._store, f"{MODULES}/{module_id}")
         del self._modules[module_id]
+        del self._catalogue.modules[module_id]
+        self._changed = True
 
     def add_task(self, record: TaskRecord, task_arrays: TaskArrays | None = None) -> None:
         """Store a learned task: its record and its own arrays (α/β per module, head, probe)."""
@@ -112,7 +120,7 @@ class Transaction:
             raise UnknownTask(f"no task {record.name!r} in the library")
         record, task_arrays = self._checked(record, task_arrays)
         with storage_errors(self._what):
-            arrays.delete_node(self._store, f"tasks/{task_key(record.name)}")
+            arrays.delete_node(self._store, f"{TASKS}/{task_key(record.name)}")
         self._write_task(record, task_arrays)
 
     def _checked(self, record: TaskRecord, task_arrays: TaskArrays | None) -> tuple[TaskRecord, TaskArrays]:
@@ -124,9 +132,10 @@ class Transaction:
         return record, task_arrays
 
     def _write_task(self, record: TaskRecord, task_arrays: TaskArrays) -> None:
-        base = f"tasks/{task_key(record.name)}"
+        key = task_key(record.name)
+        base = f"{TASKS}/{key}"
         nodes = [
-            arrays.Node(base, {**record.to_json(), ARRAYS_CHECKSUM: task_arrays_checksum(task_arrays)}),
+            arrays.Node(base),
             arrays.Node(f"{base}/head", {}, task_arrays.head),
             arrays.Node(f"{base}/probe", {}, task_arrays.probe),
             arrays.Node(f"{base}/uses"),
@@ -137,6 +146,7 @@ class Transaction:
             nodes += [arrays.Node(f"{base}/uses/{layer}/{i}", {}, use) for i, use in enumerate(uses)]
         self._write(nodes)
         self._tasks[record.name] = record
+        self._catalogue.tasks[key] = {**record.to_json(), ARRAYS_CHECKSUM: task_arrays_checksum(task_arrays)}
 
     def module(self, module_id: str) -> ModuleRecord:
         """A module as this transaction sees it (including ones it added)."""
@@ -144,7 +154,16 @@ class Transaction:
             raise UnknownModule(f"no module {module_id!r} in the library")
         return self._modules[module_id]
 
+    def write_catalogue(self) -> None:
+        """Write the records of this transaction's changes (the library calls this once, before
+        its commit); a schema-1 library's records move into the catalogue here."""
+        if self._changed:
+            upgrade = upgrade_nodes(self._catalogue) if self._upgrade else []
+            with storage_errors(self._what):
+                arrays.write_nodes(self._store, upgrade + self._catalogue.nodes())
+
     def _write(self, nodes: list[arrays.Node]) -> None:
+        self._changed = True
         with storage_errors(self._what):
             arrays.write_nodes(self._store, nodes)
 

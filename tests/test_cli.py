@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import assert_one_line_error, fingerprint, run_cli
 from filelock import FileLock
 
-from library_store import Library, TaskArrays, TaskRecord
+from library_store import SCHEMA_VERSION, Library, TaskArrays, TaskRecord
 
 
 def run(library: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -60,7 +60,7 @@ def test_init_info_and_json_agree(tmp_path: Path) -> None:
     human = run(path, "info")
     data = json.loads(run(path, "--json", "info").stdout)
     assert human.returncode == 0
-    assert data["modules"] == 0 and data["tasks"] == 0 and data["schema_version"] == 1
+    assert data["modules"] == 0 and data["tasks"] == 0 and data["schema_version"] == SCHEMA_VERSION
     assert data["last_change"]["kind"] == "init"
     for key in ("schema_version", "modules", "tasks", "size_on_disk_bytes", "last_change"):
         assert key in human.stdout

@@ -156,6 +156,57 @@ def test_open_unsupported_schema_is_an_error(
     assert not isinstance(caught.value, SchemaTooNew)
 
 
+def _as_schema_1(raw_main_session, raw_root_group, path: Path) -> None:
+    """Rewrite a library as lifelong wrote schema 1: each record in its own group's attributes,
+    no catalogue (committed behind the library's back, as the older lifelong's commits look)."""
+    session = raw_main_session(path)
+    root = raw_root_group(session)
+    for kind in ("modules", "tasks"):
+        records = dict(root[kind].attrs["records"])
+        root[kind].attrs.clear()
+        for key, attributes in records.items():
+            root[f"{kind}/{key}"].attrs.update(attributes)
+    root.attrs["schema_version"] = 1
+    session.commit("written as schema 1")
+
+
+def test_a_schema_1_library_is_read_and_upgraded_by_its_next_change(
+    library: Library, library_path: Path, make_tensors, raw_main_session, raw_root_group
+) -> None:
+    (old,) = learn(library, "old", {"conv": make_tensors()})
+    before = snapshot_of(library)
+    _as_schema_1(raw_main_session, raw_root_group, library_path)
+    reopened = Library.open(library_path)
+    assert reopened.schema_version == 1
+    assert reopened.modules() == before["modules"] and reopened.tasks() == before["tasks"]
+    assert reopened.module_tensors(old) and reopened.task_arrays("old")  # verified against their checksums
+    assert [finding.where for finding in reopened.check()] == ["history"]  # only the foreign commit
+
+    (new,) = learn(reopened, "new", {"conv": make_tensors()})
+    upgraded = Library.open(library_path)
+    assert upgraded.schema_version == SCHEMA_VERSION
+    assert [m.id for m in upgraded.modules()] == sorted([old, new])
+    assert [t.name for t in upgraded.tasks()] == ["new", "old"]
+    assert upgraded.module_tensors(old) and upgraded.task_arrays("old")
+    assert upgraded.check() == []
+    groups = raw_root_group(raw_main_session(library_path))
+    assert dict(groups[f"modules/{old}"].attrs) == {}  # its record moved into the catalogue
+    assert set(groups["modules"].attrs["records"]) == {old, new}
+
+
+def test_a_change_that_fails_leaves_a_schema_1_library_as_it_was(
+    library: Library, library_path: Path, make_tensors, raw_main_session, raw_root_group
+) -> None:
+    learn(library, "old", {"conv": make_tensors()})
+    _as_schema_1(raw_main_session, raw_root_group, library_path)
+    reopened = Library.open(library_path)
+    with pytest.raises(RuntimeError), reopened.transaction("fails", kind="learn") as tx:
+        tx.add_module("conv", make_tensors(), created_by="new")
+        raise RuntimeError("the agent failed")
+    assert Library.open(library_path).schema_version == 1
+    assert [t.name for t in Library.open(library_path).tasks()] == ["old"]
+
+
 def test_open_foreign_format_is_not_a_library(
     library: Library, library_path: Path, raw_main_session, raw_root_group
 ) -> None:

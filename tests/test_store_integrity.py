@@ -171,11 +171,30 @@ def test_task_using_a_module_deleted_behind_the_library_is_reported(
     session.commit("foreign writer deletes a module")
 
     reopened = Library.open(library_path)
-    assert gone not in {m.id for m in reopened.modules()}
     problems = reopened.check()
-    assert problems == [Finding("task 'user'", f"uses missing module {gone}"), UNLOGGED]
+    assert problems == [
+        Finding(f"module {gone}", "recorded in the catalogue, but its group is not stored"),
+        Finding("task 'user'", f"uses missing module {gone}"),
+        UNLOGGED,
+    ]
     assert kept not in str(problems)
     assert reopened.users(kept) == ["other"]
+    with pytest.raises(LibraryDamaged, match=gone):
+        reopened.module_tensors(gone)
+
+
+def test_a_group_the_catalogue_does_not_record_is_reported(
+    library: Library, library_path: Path, rng, raw_main_session, raw_root_group
+) -> None:
+    add_module(library, "user", rng)
+    session = raw_main_session(library_path)
+    raw_root_group(session).create_group("modules/conv-foreign").create_array(
+        "weight", shape=(3,), dtype="float32"
+    )
+    session.commit("foreign writer adds a module group without a record")
+    reopened = Library.open(library_path)
+    assert "conv-foreign" not in {record.id for record in reopened.modules()}
+    assert reopened.check() == [Finding("module conv-foreign", "stored but not in the catalogue"), UNLOGGED]
 
 
 def test_module_whose_arrays_differ_from_its_record_is_reported(
@@ -198,8 +217,8 @@ def test_unreadable_module_record_is_reported(
 ) -> None:
     module_id = add_module(library, "user", rng, task=False)
     session = raw_main_session(library_path)
-    group = raw_root_group(session)[f"modules/{module_id}"]
-    group.attrs.clear()
+    modules = raw_root_group(session)["modules"]
+    modules.attrs["records"] = {module_id: {"id": module_id}}  # the rest of the record wiped
     session.commit("foreign writer wipes a record")
     problems = Library.open(library_path).check()
     assert problems[1:] == [UNLOGGED]
@@ -227,7 +246,7 @@ def test_wrong_schema_version_is_reported_when_opened_with_any_schema(
     raw_root_group(session).attrs["schema_version"] = 99
     session.commit("a newer writer")
     checked = Library.open(library_path, any_schema=True)
-    assert checked.check() == [Finding("library", "schema version 99, expected 1"), UNLOGGED]
+    assert checked.check() == [Finding("library", "schema version 99, expected 2"), UNLOGGED]
 
 
 def test_snapshot_whose_state_is_gone_is_reported(library: Library, library_path: Path, rng) -> None:
