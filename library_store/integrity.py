@@ -13,7 +13,7 @@ from typing import Any
 from library_store import arrays
 from library_store.catalogue import MODULES, TASKS, read_catalogue
 from library_store.errors import LibraryDamaged, first_line
-from library_store.layout import ARRAYS_CHECKSUM, FORMAT, READABLE_SCHEMAS, SCHEMA_VERSION, task_key
+from library_store.layout import ARRAYS_CHECKSUM, FORMAT, SCHEMA_VERSION, readable_schema, task_key
 from library_store.records import (
     Finding,
     HistoryEntry,
@@ -47,7 +47,7 @@ def find_problems(state: StoredState) -> list[Finding]:
     catalogue = read_catalogue(store)
     if catalogue.root.get("format") != FORMAT:
         problems.append(Finding("library", f"unknown format {catalogue.root.get('format')!r}"))
-    if catalogue.schema not in READABLE_SCHEMAS:
+    if not readable_schema(catalogue.schema):
         problems.append(Finding("library", f"schema version {catalogue.schema!r}, expected {SCHEMA_VERSION}"))
 
     stored_modules = set(arrays.child_groups(store, MODULES))

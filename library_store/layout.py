@@ -8,6 +8,13 @@ import re
 FORMAT = "lifelong-library"
 SCHEMA_VERSION = 2  # 2: the records in one catalogue document (catalogue.py); 1: in each group
 READABLE_SCHEMAS = (1, 2)
+
+
+def readable_schema(version: object) -> bool:
+    """Whether this code reads a library of schema ``version`` (an int: ``true`` is not 1)."""
+    return type(version) is int and version in READABLE_SCHEMAS
+
+
 MAIN, JOURNAL = "main", "journal"  # the library state's branch, the history's branch
 REPO_DIR, LOCK_FILE = "repo", "writer.lock"
 AUTO_SNAPSHOT_PREFIX = "before-restore-"

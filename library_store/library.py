@@ -68,9 +68,9 @@ from library_store.layout import (
     JOURNAL,
     LOCK_FILE,
     MAIN,
-    READABLE_SCHEMAS,
     REPO_DIR,
     SCHEMA_VERSION,
+    readable_schema,
     task_key,
 )
 from library_store.records import (
@@ -187,7 +187,7 @@ class Library:
         if root.get("format") != FORMAT:
             raise NotALibrary(f"{path} is not a lifelong library (unknown format)")
         version = root.get("schema_version")
-        if not any_schema and not (type(version) is int and version in READABLE_SCHEMAS):
+        if not any_schema and not readable_schema(version):
             if isinstance(version, int) and version > SCHEMA_VERSION:
                 raise SchemaTooNew(
                     f"library at {path} has schema {version}; this lifelong reads up to "
