@@ -164,6 +164,9 @@ def test_a_game_recruits_a_network_that_used_sources(two_games: tuple[Path, dict
     assert source.n_own == boxing.n_hidden == 0 and source.n_hidden == freeway.n_hidden
     np.testing.assert_array_equal(inner.w_out, freeway.to_arrays()["w_out"])
     np.testing.assert_array_equal(source.inner_out[0], boxing.to_arrays()["transfer_out_0"])
+    # what --transfer-init inherit reads: each game's input classes, how Boxing drove Freeway's units
+    assert (source.classes, inner.classes) == (("player", "opponent"), ("player", "cars"))
+    np.testing.assert_array_equal(source.inner_in[0], boxing.to_arrays()["transfer_in_0"])
     transfer = library.task_arrays("atari:Pong").uses[0][1]
     assert transfer["transfer_in"].shape == (source.n_hidden, pong.details["n_inputs"])
     report = evaluate_atari(library, "atari:Pong", episodes=TINY.eval_episodes)
@@ -178,6 +181,11 @@ def test_a_game_recruits_a_network_that_used_sources(two_games: tuple[Path, dict
     assert control.n_params == source.n_params and control.n_hidden == source.n_hidden
     assert len(control.inner) == 1 and not np.array_equal(control.inner_out[0], source.inner_out[0])
     assert evaluate_atari(library, "pong-random", episodes=1)["probe_outputs_identical"] is True
+
+    inherit = AtariPlan(TINY.override(transfer_init="inherit"), sources="atari:Boxing")
+    learn_specs(library, spec, plans={"atari": inherit}, names=["pong-inherit"], seed=0, device="cpu")
+    assert library.task("pong-inherit").details["budget"]["transfer_init"] == "inherit"
+    assert evaluate_atari(library, "pong-inherit", episodes=1)["probe_outputs_identical"] is True
     assert library.check() == []
 
 
@@ -202,6 +210,8 @@ def test_a_frame_budget_stops_learning_and_the_watcher_sees_each_champion(tmp_pa
         (("learn", "atari:Boxing", "--max-frames", "0"), "--max-frames"),
         (("learn", "atari:Boxing", "--frames", "-1"), "--frames"),
         (("learn", "atari:Boxing", "--condition", "sideways"), "--condition"),
+        (("learn", "atari:Boxing", "--transfer-init", "sideways"), "--transfer-init"),
+        (("learn", "mnist:0v1", "--transfer-init", "inherit"), "--transfer-init"),
         (("learn", "atari:Boxing", "--sources", "atari:Nope"), "--sources"),
         (("eval", "atari:Nope"), "no task"),
     ],

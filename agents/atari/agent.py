@@ -34,7 +34,7 @@ from agents.atari.budget import AtariBudget
 from agents.atari.esp import ESP, ESPConfig
 from agents.atari.evaluate import evaluate
 from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
-from agents.atari.grusm import Source, random_source
+from agents.atari.grusm import Source, inherited_transfer, random_source
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate, game_table, substrate_for
 from agents.atari.workers import evaluate_networks, mean_scores
@@ -93,16 +93,24 @@ class Problem:
     resumed: Attempt | None = None
 
 
-def new_esp(budget: AtariBudget, n_inputs: int, seed: int, sources: Sequence[Source] = ()) -> ESP:
+def new_esp(
+    budget: AtariBudget, n_inputs: int, seed: int, sources: Sequence[Source] = (), classes: Sequence[str] = ()
+) -> ESP:
     """The ESP a game starts from: over ``sources`` alone (self-organization: transfer genomes and
-    output biases) or, without sources, over ``budget.hidden`` own neurons."""
-    return ESP(
+    output biases), their transfer genomes started as ``budget.transfer_init`` says (``inherit``
+    reads each source's wiring onto the target's input ``classes``), or, without sources, over
+    ``budget.hidden`` own neurons."""
+    esp = ESP(
         n_inputs,
         hidden=0 if sources else budget.hidden,
         sources=sources,
         config=ESPConfig(members=budget.members, stagnation=budget.stagnation),
         generator=stream_seed(seed, "evolution"),
     )
+    for i, source in enumerate(sources):
+        inherit = budget.transfer_init == "inherit"
+        esp.start_transfer(i, budget.transfer_init, inherited_transfer(source, classes) if inherit else None)
+    return esp
 
 
 def source_from_module(library: Library, module_id: str) -> Source:
@@ -110,11 +118,14 @@ def source_from_module(library: Library, module_id: str) -> Source:
     task, its sources with it (recursively); any other module holds the whole source."""
     owners = (t.name for t in library.tasks() if t.family == "atari" and t.layers[0][0] == module_id)
     owner = next(owners, None)
+    config = library.module(module_id).config
+    # a random control's record names the game it was a control in, not inputs of its own
+    classes = () if config.get("random_control") else game_table(config["game"]).class_names
     if owner is not None:
         network, _ = load_network(library, owner)
         if network.sources:
-            return network.as_source(module_id)
-    return Source.from_arrays(library.module_tensors(module_id), name=module_id)
+            return network.as_source(module_id, classes)
+    return replace(Source.from_arrays(library.module_tensors(module_id), name=module_id), classes=classes)
 
 
 def library_sources(library: Library, exclude_game: str) -> dict[str, str]:
@@ -245,7 +256,8 @@ class AtariAgent:
         if attempt is None:
             if not problem.sources:
                 return None
-            esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, problem.sources)
+            classes = game_table(problem.game).class_names
+            esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, problem.sources, classes)
             attempt = Attempt(esp, "self_organize")
         share = max(1, round(self.budget.generations * self.budget.self_organize_share))
         frames = round(self.budget.frames * self.budget.self_organize_share)

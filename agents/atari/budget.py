@@ -7,6 +7,7 @@ from typing import Any
 
 from agents import at_least, override
 from agents.atari.esp import ESPConfig
+from agents.atari.grusm import TRANSFER_INITS
 from agents.errors import BudgetError
 
 
@@ -25,6 +26,7 @@ class AtariBudget:
     stagnation: int = ESPConfig.stagnation  # generations without a new best before a burst
     eval_episodes: int = 5  # episodes to score the committed network
     probe_steps: int = 64  # stored observations (and outputs) to verify the network later
+    transfer_init: str = "random"  # where a recruited source's transfer genomes start (TRANSFER_INITS)
 
     def __post_init__(self) -> None:
         at_least(self, generations=1, evaluations=1, trials=1, max_frames=1, frames=0)
@@ -32,6 +34,9 @@ class AtariBudget:
         if not 0 <= self.self_organize_share <= 1:
             share = self.self_organize_share
             raise BudgetError(f"budget field self_organize_share must lie in [0, 1], not {share:g}")
+        if self.transfer_init not in TRANSFER_INITS:
+            choices = ", ".join(TRANSFER_INITS)
+            raise BudgetError(f"--transfer-init must be one of {choices}, not {self.transfer_init!r}")
 
     def override(self, **values: Any) -> AtariBudget:
         """A copy with the given (non-None) fields replaced."""

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from agents.atari.games import N_OUTPUTS
-from agents.atari.grusm import DEFAULT_INIT_SCALE, Source, transfer_genome_size
+from agents.atari.grusm import DEFAULT_INIT_SCALE, SILENT_SCALE, TRANSFER_INITS, Source, transfer_genome_size
 from agents.atari.network import Network, Networks, neuron_genome_size
 
 SCORE_EPSILON = 0.0
@@ -318,6 +318,22 @@ class ESP:
     def _new_transfer(self, source: Source) -> Subpopulations:
         size = transfer_genome_size(self.n_in, source.n_hidden)
         return Subpopulations.random(1, self.config.members, size, self.config.init_scale, self.generator)
+
+    def start_transfer(self, index: int, init: str, centre: Tensor | None = None) -> None:
+        """Where source ``index``'s new transfer subpopulation starts (the choices:
+        :data:`agents.atari.grusm.TRANSFER_INITS`): ``random`` keeps its uniform genes, ``silent``
+        shrinks every member's ``T_out`` to :data:`SILENT_SCALE` of them, ``inherit`` re-seeds the
+        members around ``centre`` as a burst does (member 0 exactly ``centre``)."""
+        if init not in TRANSFER_INITS:
+            raise ValueError(f"unknown transfer init {init!r} (choose {', '.join(TRANSFER_INITS)})")
+        population, source = self.transfers[index], self.sources[index]
+        if init == "silent":
+            population.genes[..., self.n_in * source.n_hidden :] *= SILENT_SCALE
+        elif init == "inherit":
+            if centre is None:
+                raise ValueError("inherit needs the genome to start around")
+            genes = torch.as_tensor(centre, dtype=torch.float32).reshape(1, -1)
+            population.reseed(genes, self.config, self.generator)
 
     def _groups(self) -> list[tuple[Subpopulations, slice]]:
         """Every subpopulation group with its member columns."""

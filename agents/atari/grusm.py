@@ -43,12 +43,13 @@ stored network. The network format and forward are :mod:`agents.atari.network`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from agents.atari.games import N_OUTPUTS
+from agents.atari.substrate import CELLS
 
 DEFAULT_INIT_SCALE = 1.0
 """Initial genes are drawn uniformly from ``[-scale, scale]`` (ESP's initial populations, new
@@ -85,6 +86,8 @@ class Source:
     name: str = ""
     inner: tuple[Source, ...] = ()  # the sources this network recruited when it learned its game
     inner_out: tuple[np.ndarray, ...] = ()  # per inner source: its frozen T_out (N_OUTPUTS, N_OUTPUTS)
+    classes: tuple[str, ...] = ()  # its game's input classes (substrate order); () when unknown
+    inner_in: tuple[np.ndarray, ...] = ()  # per inner source, the T_in that drove it in this game
 
     def __post_init__(self) -> None:
         w_in = np.asarray(self.w_in)
@@ -105,6 +108,15 @@ class Source:
         object.__setattr__(self, "inner", tuple(self.inner))
         readouts = tuple(_frozen(t, (N_OUTPUTS, N_OUTPUTS), "inner_out") for t in self.inner_out)
         object.__setattr__(self, "inner_out", readouts)
+        if self.classes and len(self.classes) * CELLS != n_in:
+            raise ValueError(f"{len(self.classes)} input classes do not make a source's {n_in} inputs")
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if self.inner_in and len(self.inner_in) != len(self.inner):
+            raise ValueError(f"{len(self.inner)} inner sources but {len(self.inner_in)} inner_in")
+        if self.inner_in:
+            pairs = zip(self.inner, self.inner_in, strict=True)
+            drives = tuple(_frozen(t, (s.n_hidden, n_in), "inner_in") for s, t in pairs)
+            object.__setattr__(self, "inner_in", drives)
         if self.n_hidden == 0:
             raise ValueError("a source needs at least one hidden neuron (transfer connects to them)")
 
@@ -192,6 +204,8 @@ def random_source(
         name=f"random:{like.name}" if name is None else name,
         inner=inner,
         inner_out=inner_out,
+        classes=like.classes,
+        inner_in=tuple(draw(t.shape) for t in like.inner_in),
     )
 
 
@@ -212,3 +226,77 @@ def split_transfer(genes: np.ndarray, n_in: int, source_hidden: int) -> tuple[np
     t_in = genes[..., :split].reshape(*lead, source_hidden, n_in)
     t_out = genes[..., split:].reshape(*lead, N_OUTPUTS, N_OUTPUTS)
     return t_in, t_out
+
+
+# --------------------------------------------------------------------------------------------------
+# Where a transfer genome starts
+# --------------------------------------------------------------------------------------------------
+
+TRANSFER_INITS = ("random", "silent", "inherit")
+"""How a recruited source's transfer subpopulation starts (``--transfer-init``):
+
+- ``random`` — the paper: ``T_in`` and ``T_out`` uniform like any new genes, so the source's units
+  are driven by a random projection of the target's screen and only its self-loops, biases and
+  readout are what it learned;
+- ``silent`` — the same ``T_in``, but ``T_out`` at :data:`SILENT_SCALE` of that: the source barely
+  steers the target at first and is recruited as far as evolution grows its readout;
+- ``inherit`` — the source's own wiring: ``T_in`` is what drove each of its units in its own game
+  (its ``w_in``; for the units of a source it used, the ``T_in`` it drove them with) read through
+  :func:`class_map` onto the target's substrate, and ``T_out`` the identity, so the source starts
+  out playing the target as it played its own game (every game's outputs are the same joystick
+  nodes). Members are that genome plus burst noise (member 0 exactly it)."""
+SILENT_SCALE = 0.05
+"""``silent``: the starting ``T_out`` genes are uniform in ``±SILENT_SCALE × init_scale``."""
+
+
+def class_map(source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """``(len(target), len(source))`` weights: which of the source game's input classes each of the
+    target's classes reads under ``inherit``. A target class reads the source class of the same
+    name (every hand-made table calls the agent's own object ``player``); any other reads the mean
+    of the source classes that no target class is named after (all of them if none is left).
+    Unknown names (``()``) fall back to matching classes by position."""
+    if not source or not target:
+        raise ValueError("class_map needs the classes of both games")
+    weights = np.zeros((len(target), len(source)), np.float32)
+    named = {name: i for i, name in enumerate(source)}
+    unmatched = [i for i, name in enumerate(source) if name not in set(target)] or list(range(len(source)))
+    for t, name in enumerate(target):
+        if name in named:
+            weights[t, named[name]] = 1.0
+        else:
+            weights[t, unmatched] = 1.0 / len(unmatched)
+    return weights
+
+
+def inherited_transfer(source: Source, target_classes: Sequence[str]) -> np.ndarray:
+    """The ``inherit`` transfer genome of ``source`` for a target whose substrate has
+    ``target_classes``: ``T_in`` ``(H_src, classes × CELLS)`` from each unit's own drive mapped cell
+    by cell through :func:`class_map`, then ``T_out`` the identity (see :data:`TRANSFER_INITS`)."""
+    t_in = _inherited_drive(source, tuple(target_classes))
+    return np.concatenate([t_in.ravel(), np.eye(N_OUTPUTS, dtype=np.float32).ravel()])
+
+
+def _inherited_drive(source: Source, target: tuple[str, ...]) -> np.ndarray:
+    """``(source.n_hidden, len(target) × CELLS)``: each unit's drive in the source's own game, read
+    onto the target's substrate."""
+    if source.classes:
+        weights = class_map(source.classes, target)
+    else:
+        weights = class_map(_positions(source.n_in // CELLS), _positions(len(target)))
+
+    def mapped(drive: np.ndarray) -> np.ndarray:  # (units, Cs × CELLS) → (units, Ct × CELLS)
+        cells = drive.reshape(drive.shape[0], weights.shape[1], CELLS)
+        return np.einsum("ts,usc->utc", weights, cells).reshape(drive.shape[0], weights.shape[0] * CELLS)
+
+    blocks = [mapped(source.w_in)]
+    for k, inner in enumerate(source.inner):
+        if source.inner_in:
+            blocks.append(mapped(source.inner_in[k]))
+        else:  # how this network drove it is not known: the inner source's own wiring
+            blocks.append(_inherited_drive(inner, target))
+    return np.concatenate(blocks).astype(np.float32)
+
+
+def _positions(count: int) -> tuple[str, ...]:
+    """Placeholder class names that match classes by position."""
+    return tuple(f"#{i}" for i in range(count))

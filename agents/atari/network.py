@@ -118,14 +118,18 @@ class Network:
         network.transfers = tuple(transfers)
         return network
 
-    def as_source(self, name: str = "") -> Source:
+    def as_source(self, name: str = "", classes: Sequence[str] = ()) -> Source:
         """This network frozen as a source for a later game, its own sources with it (a source
-        that uses sources: :mod:`agents.atari.grusm`); its transfer inputs are not part of it (they
-        read its clamped inputs)."""
+        that uses sources: :mod:`agents.atari.grusm`); its transfer inputs are not part of its
+        function (they read its clamped inputs) but are kept as how it drove its sources in its
+        own game, whose input classes are ``classes``."""
         arrays = self.to_arrays()
         own = {key: arrays[key] for key in SOURCE_KEYS}
         readouts = tuple(arrays[f"transfer_out_{i}"] for i in range(len(self.sources)))
-        return Source(**own, name=name, inner=self.sources, inner_out=readouts)
+        drives = tuple(arrays[f"transfer_in_{i}"] for i in range(len(self.sources)))
+        return Source(
+            **own, name=name, inner=self.sources, inner_out=readouts, classes=tuple(classes), inner_in=drives
+        )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Numpy tensors to store: ``w_in (H, n_in)``, ``bias (H,)``, ``loop (H,)``, ``w_out (10, H)``,

@@ -22,6 +22,7 @@ from lifelong.commands.options import (
     ShareOpt,
     SimilarityOpt,
     ToleranceOpt,
+    TransferInitOpt,
     cell,
     live_progress,
     out,
@@ -316,6 +317,7 @@ def bench_atari_transfer(
         int, typer.Option(help="Re-evaluate the champion every N generations.", min=1)
     ] = 2,
     peer: Annotated[str, typer.Option(help="The EvoTorch peer: snes, cmaes or ga.")] = "snes",
+    transfer_init: TransferInitOpt = None,
     device: DeviceOpt = "cpu",
     results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
@@ -330,7 +332,7 @@ def bench_atari_transfer(
     paths = parse_paths(pairs or ",".join(QUICK_PATHS if quick else PATHS))
     overrides = {"generations": generations, "evaluations": evaluations, "trials": trials}
     plan = (QUICK if quick else atari_budget(budget)).override(
-        **overrides, max_frames=max_frames, frames=frames
+        **overrides, max_frames=max_frames, frames=frames, transfer_init=transfer_init
     )
     protocol = Protocol(plan, episodes, curve_every, peer, str(resolve_device(device)))
     file_name = f"atari-transfer{'-quick' if quick else ''}.json"

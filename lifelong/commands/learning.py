@@ -26,6 +26,7 @@ from lifelong.commands.options import (
     ShareOpt,
     SimilarityOpt,
     ToleranceOpt,
+    TransferInitOpt,
     WorkersOpt,
     live_progress,
     out,
@@ -139,6 +140,7 @@ def learn(
     condition: Annotated[
         str, typer.Option(help="Atari: transfer, scratch or random sources.", rich_help_panel="Atari")
     ] = "transfer",
+    transfer_init: TransferInitOpt = None,
     checkpoint_every: Annotated[
         int, typer.Option(help="Atari: save the evolution every N generations.", rich_help_panel="Atari")
     ] = 0,
@@ -190,7 +192,7 @@ def learn(
     atari_only = {
         "--evaluations": evaluations, "--trials": trials, "--max-frames": max_frames, "--frames": frames,
         "--sources": None if sources == "auto" else sources,
-        "--condition": None if condition == "transfer" else condition,
+        "--condition": None if condition == "transfer" else condition, "--transfer-init": transfer_init,
         "--checkpoint-every": checkpoint_every or None, "--resume": resume or None,
     }  # fmt: skip
     for options, family, kind in ((image_only, "classification", "image"), (atari_only, "atari", "Atari")):
@@ -232,6 +234,7 @@ def learn(
         trials=trials,
         max_frames=max_frames,
         frames=frames,
+        transfer_init=transfer_init,
     )
     plans: dict[str, Any] = {}
     if "classification" in families:

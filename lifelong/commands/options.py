@@ -92,6 +92,14 @@ WorkersOpt = Annotated[
         min=0,
     ),
 ]
+TransferInitOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Atari: where a recruited source's transfer weights start: random (the paper), silent "
+        "(its readout near zero) or inherit (its own wiring read onto this game's inputs).",
+        rich_help_panel="Atari",
+    ),
+]
 ExecutorOpt = Annotated[str, typer.Option(help="Where the workers run: local or ray.")]
 RayAddressOpt = Annotated[
     str | None,
