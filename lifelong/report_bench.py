@@ -159,7 +159,65 @@ def atari_transfer_section(out: Path, prefix: str, path: Path, bench: dict[str, 
             "the agent's lesion), the paired gain over scratch, all with 95% CIs; TE; learning frames."
         )
         section.pictures.append(Picture(file, f"(t) Transfer: {hop}", caption, [table]))
+        if "units" in conditions["transfer"][next(iter(conditions["transfer"]))]:
+            section.pictures.append(_diagnosis(out, prefix, hop, conditions, results))
     return section
+
+
+DIAGNOSED = ("transfer", "random_library")
+"""The conditions whose recruited sources the diagnosis picture compares."""
+UNIT_MEASURES = (
+    ("hidden_saturated", "source units\nsaturated"),
+    ("hidden_flips", "source units\nflip sign"),
+    ("outputs_saturated", "source outputs\nsaturated"),
+    ("outputs_flips", "source outputs\nflip sign"),
+    ("sources_removed_share", "lesion removed\nthe source"),
+)
+
+
+def _diagnosis(
+    out: Path, prefix: str, hop: str, conditions: dict[str, Any], results: dict[str, Any]
+) -> Picture:
+    """A hop's diagnosis: what the learned and the random sources' units do on the target's fresh
+    episodes (shares of steps, mean over seeds), and the champion's transfer weights over the
+    generations (mean over seeds)."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    bars, lines = fig.subplots(1, 2, width_ratios=[3, 2])
+    width = 0.8 / len(DIAGNOSED)
+    for k, condition in enumerate(DIAGNOSED):
+        row = results[f"{condition}:{hop}"]
+        x = np.arange(len(UNIT_MEASURES)) + (k - (len(DIAGNOSED) - 1) / 2) * width
+        bars.bar(x, [row.get(key, 0.0) for key, _ in UNIT_MEASURES], width, color=f"C{k}", label=condition)
+        curves = [np.array(run["transfer"], dtype=float) for run in conditions[condition].values()]
+        length = min(len(curve) for curve in curves)
+        if length:
+            mean = np.mean([curve[:length] for curve in curves], axis=0)
+            lines.plot(mean[:, 0], mean[:, 1], color=f"C{k}", label=f"{condition} |T_in|")
+            lines.plot(mean[:, 0], mean[:, 2], color=f"C{k}", linestyle="--", label=f"{condition} |T_out|")
+    bars.set_xticks(np.arange(len(UNIT_MEASURES)), [label for _, label in UNIT_MEASURES], fontsize=8)
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("share (steps, or runs for the lesion)")
+    bars.legend(fontsize=8)
+    bars.set_title(f"{hop}: the sources on the target's frames")
+    lines.set_xlabel("generation")
+    lines.set_ylabel("champion's mean |weight|")
+    lines.set_title("transfer weights")
+    lines.legend(fontsize=7)
+    for ax in (bars, lines):
+        ax.grid(alpha=0.3)
+    file = save(fig, out, f"{prefix}-{slug(hop)}-units.png")
+    keys = ["action_entropy", "hidden_sd", "outputs_sd", "t_in_abs", "t_out_abs"]
+    rows = [[c, *(results[f"{c}:{hop}"].get(key) for key in keys)] for c in conditions if c != "peer"]
+    header = ["condition", "action entropy (bits)", "unit sd", "output sd", "|T_in|", "|T_out|"]
+    table = html_table(header, rows)
+    caption = (
+        "Each condition's committed network played on the first fresh episodes: how often the "
+        "recruited source's hidden units and outputs sit saturated (|tanh| > 0.95) or flip sign "
+        "from one step to the next, and how often the lesion dropped the source; right: the "
+        "champion's transfer weights over the generations. Table: the entropy of the actions "
+        "taken (log2 18 = 4.17 for all equally often), the units' spread over steps, weights."
+    )
+    return Picture(file, f"(t) Diagnosis: {hop}", caption, [table])
 
 
 def _per_task(bench: dict[str, Any], key: str) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:

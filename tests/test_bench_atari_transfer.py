@@ -129,3 +129,13 @@ def test_a_chain_with_every_condition_and_the_peer_on_one_frame_budget(tmp_path:
             assert row["score_ci_low"] <= row["score_mean"] <= row["score_ci_high"]
             if condition != "scratch":
                 assert f"te_{condition}:{hop}" in bench["ratios"]
+            # the diagnosis: every agent run's network on fresh episodes; the sources' units too
+            assert ("action_entropy" in row) == (condition != "peer")
+            if condition in ("transfer", "random_library"):
+                assert 0 <= row["action_entropy"] <= np.log2(18) + 1e-9
+                assert 0 <= row["hidden_saturated"] <= 1 and 0 <= row["outputs_flips"] <= 1
+                assert row["t_in_abs"] > 0 and 0 <= row["sources_removed_share"] <= 1
+                for run in by_seed.values():
+                    assert [g for g, *_ in run["transfer"]] == list(range(1, len(run["transfer"]) + 1))
+            else:
+                assert "hidden_saturated" not in row

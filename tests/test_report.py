@@ -15,7 +15,7 @@ from cli_helpers import assert_one_line_error, run_cli
 from test_history import TASKS, build_library
 
 from library_store import Library
-from lifelong.bench.atari_transfer import CONDITIONS
+from lifelong.bench.atari_transfer import CONDITIONS, summarize
 from lifelong.errors import LifelongError
 from lifelong.history import library_history
 from lifelong.report import load_result, write_report
@@ -279,6 +279,36 @@ def test_a_growth_or_atari_transfer_result_draws_its_picture_beside_its_numbers(
     assert picture_name in picture
     page = index.read_text()
     assert all(needle in page for needle in needles), [n for n in needles if n not in page]
+
+
+def test_a_diagnosed_atari_transfer_result_draws_the_sources_units(tmp_path: Path) -> None:
+    """With the diagnosis in the runs, each hop also gets a picture of the sources' units and a
+    table of action entropy and transfer weights, from the runs (means over seeds)."""
+    bench = fake_atari_transfer()
+    for condition, by_seed in bench["runs"]["hops"]["Freeway>SpaceInvaders"].items():
+        for seed, run in by_seed.items():
+            if condition == "peer":
+                continue
+            saturated = 0.8 if condition == "random_library" else 0.2 + 0.1 * int(seed)
+            sources = [] if condition == "scratch" else [
+                {"name": "s", "hidden": {"saturated": saturated, "sd": 0.5, "flips": 0.1},
+                 "outputs": {"saturated": 0.1, "sd": 0.4, "flips": 0.05}, "t_in_abs": 0.5, "t_out_abs": 0.25}
+            ]  # fmt: skip
+            run.update(units={"action_entropy": 1.5, "steps": 100, "sources": sources},
+                       transfer=[[g, 0.5, 0.25] for g in range(1, 11)] if sources else [],
+                       sources_recruited=len(sources), sources_removed=0)  # fmt: skip
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(bench))
+    index = write_report(tmp_path / "out", bench_files=[path])
+    pictures = assert_valid_pictures(index)
+    assert len(pictures) == 2 and "units" in pictures[1]
+    page = index.read_text()
+    assert "Diagnosis: Freeway&gt;SpaceInvaders" in page and "action entropy (bits)" in page
+    results, _ = summarize(bench["runs"]["hops"])
+    assert results["transfer:Freeway>SpaceInvaders"]["hidden_saturated"] == pytest.approx(0.3)
+    assert results["random_library:Freeway>SpaceInvaders"]["hidden_saturated"] == pytest.approx(0.8)
+    assert "hidden_saturated" not in results["scratch:Freeway>SpaceInvaders"]
+    assert "action_entropy" not in results["peer:Freeway>SpaceInvaders"]
 
 
 def test_an_atari_transfer_result_missing_a_checkpoint_is_refused(tmp_path: Path) -> None:

@@ -391,7 +391,7 @@ class BatchedPolicy:
             self._h = h
         else:
             self._h.index_copy_(0, slots, h.index_select(0, slots))
-        z = self._readout_inputs(h).unsqueeze(1)
+        z = self.readout_inputs(h).unsqueeze(1)
         out = torch.tanh(torch.bmm(z, self._w_cat_e.transpose(1, 2)).squeeze(1) + self._bo_e)
         return out if every else out.index_select(0, slots)
 
@@ -403,11 +403,18 @@ class BatchedPolicy:
         state = self._h.index_select(0, slots)
         h = torch.tanh(pre + self._b_e.index_select(0, slots) + self._l_e.index_select(0, slots) * state)
         self._h.index_copy_(0, slots, h)
-        z = self._readout_inputs(h).unsqueeze(1)
+        z = self.readout_inputs(h).unsqueeze(1)
         out = torch.bmm(z, self._w_cat_e.index_select(0, slots).transpose(1, 2)).squeeze(1)
         return torch.tanh(out + self._bo_e.index_select(0, slots))
 
-    def _readout_inputs(self, h: Tensor) -> Tensor:
+    def units(self, slots: Tensor) -> Tensor:
+        """The hidden units' current states ``(k, H + Σ H_src)`` of episodes ``slots`` (own neurons,
+        then each source's units): what a diagnosis reads after a step."""
+        if self._h is None:
+            raise RuntimeError("call reset(n_episodes) before reading the units")
+        return self._h.index_select(0, torch.as_tensor(slots, device=self.device))
+
+    def readout_inputs(self, h: Tensor) -> Tensor:
         """``[h_own, o_1, …, o_S]`` from hidden states ``(k, H + Σ H_src)``: what the output reads."""
         if self._src_w is None or self._src_b is None:
             return h

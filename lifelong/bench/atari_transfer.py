@@ -13,6 +13,12 @@ The protocol, per path of games (``Freeway>SpaceInvaders``; a longer path is a c
    network with ``lifelong eval``'s code at the end (the result), and the champion so far every
    ``curve_every`` generations and where the frames spent pass the paper's checkpoints.
 
+**Diagnosis** (:mod:`agents.atari.units`): every agent run's committed network is also played on
+the first :data:`DIAGNOSIS_EPISODES` of those fresh episodes, reading each recruited source's
+hidden units and outputs (saturation, spread, sign flips) and the actions taken (entropy); the
+champion's transfer-weight magnitudes are kept every generation, and the lesion's verdict on the
+sources with the run.
+
 Figures per hop and condition: the mean re-evaluated score with a 95% bootstrap confidence
 interval over seeds, the same for the champion when the frames ran out (before the agent's
 lesion), the paired difference from ``scratch`` (and, for ``transfer``, from ``random_library``:
@@ -36,9 +42,11 @@ from typing import Any
 import numpy as np
 
 from agents import Report, quiet
-from agents.atari.agent import stream_seed
+from agents.atari.agent import load_network, stream_seed
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.atari.grusm import split_transfer
 from agents.atari.network import Network
+from agents.atari.units import unit_statistics
 from agents.atari.workers import evaluate_episodes
 from agents.workers import Workers, shared
 from library_store import Library
@@ -61,6 +69,8 @@ game's ``transfer`` network, or random networks of its shapes."""
 CONDITIONS = (*ESP_CONDITIONS, "peer")
 PAPER_CHECKPOINTS = (1, 10, 50, 100, 200)
 """GRUSM-ESP's transfer effectiveness reads the learning curve at these generations of 200."""
+DIAGNOSIS_EPISODES = 5
+"""Fresh episodes each agent run's committed network is diagnosed on (:mod:`agents.atari.units`)."""
 GENERATION_CAP = 10
 """A run stops at this many times the budget's generations even if its frames are not spent (games
 whose episodes end very early); the generations used are recorded."""
@@ -108,6 +118,18 @@ def parse_paths(text: str) -> list[list[str]]:
     return paths
 
 
+def transfer_magnitudes(network: Network) -> tuple[float, float]:
+    """Mean ``|T_in|`` and mean ``|T_out|`` over a network's recruited sources' transfer genes."""
+    parts = [
+        split_transfer(g, network.n_in, s.n_hidden)
+        for s, g in zip(network.sources, network.transfers, strict=True)
+    ]
+    return (
+        float(np.mean([t_in.abs().mean() for t_in, _ in parts])),
+        float(np.mean([t_out.abs().mean() for _, t_out in parts])),
+    )
+
+
 @dataclass
 class Watch:
     """Re-evaluates a run's champion on fresh episodes while it learns: every ``every``-th
@@ -119,11 +141,14 @@ class Watch:
     every: int
     curve: list[list[float]] = field(default_factory=list)  # [generation, frames, score]
     at_marks: list[float] = field(default_factory=list)
+    transfer: list[list[float]] = field(default_factory=list)  # [generation, mean |T_in|, |T_out|]
     _last: tuple[Network, float] | None = None
     _seen: tuple[int, int, Network] | None = None
 
     def __call__(self, generation: int, frames: int, champion: Network) -> None:
         self._seen = (generation, frames, champion)
+        if champion.sources:
+            self.transfer.append([generation, *transfer_magnitudes(champion)])
         due = sum(1 for mark in self.marks[len(self.at_marks) :] if frames >= mark)
         if due or generation % self.every == 0:
             self._record(generation, frames, champion, due)
@@ -206,9 +231,22 @@ class Bench:
             workers=self.pool,
         )
         self.reevaluation_frames += final["frames"]
-        return self._measured(
+        measured = self._measured(
             final["scores"], record.metrics["generations"], record.metrics["learning_frames"], watch
         )
+        network, _ = load_network(library, name)
+        units = unit_statistics(
+            network,
+            game,
+            DIAGNOSIS_EPISODES,
+            max_frames=self.protocol.budget.max_frames,
+            seed=stream_seed(seed, "test_episodes"),
+            device=self.protocol.device,
+        )
+        self.reevaluation_frames += units.pop("frames")
+        lesion = {"sources_recruited": len(network.sources) + record.details.get("removed_sources", 0)}
+        lesion["sources_removed"] = record.details.get("removed_sources", 0)
+        return {**measured, "units": units, "transfer": watch.transfer, **lesion}
 
     def peer(self, game: str, seed: int) -> dict[str, Any]:
         """The peer on ``game``: its champion re-evaluated like the agent's."""
@@ -337,10 +375,31 @@ def summarize(
             }
             if condition == "transfer":  # what the learned sources add over random ones of their shapes
                 row.update(_with_ci("vs_random_library", _paired(scores, scores_of["random_library"])))
+            row.update(diagnosis(list(by.values())))
             results[f"{condition}:{hop}"] = row
             if condition != "scratch":
                 ratios[f"te_{condition}:{hop}"] = (_summed(by) - summed_scratch) / score_range
     return results, ratios
+
+
+def diagnosis(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Means over a condition's seeds (and recruited sources) of what :mod:`agents.atari.units`
+    read on fresh episodes, the last transfer magnitudes, and how often the lesion removed a source;
+    empty for runs without a diagnosis (the peer, files written before it)."""
+    if not all("units" in run for run in runs):
+        return {}
+    row = {"action_entropy": statistics.mean(run["units"]["action_entropy"] for run in runs)}
+    sources = [source for run in runs for source in run["units"]["sources"]]
+    if sources:
+        for part in ("hidden", "outputs"):
+            for key in ("saturated", "sd", "flips"):
+                row[f"{part}_{key}"] = statistics.mean(source[part][key] for source in sources)
+        row["t_in_abs"] = statistics.mean(source["t_in_abs"] for source in sources)
+        row["t_out_abs"] = statistics.mean(source["t_out_abs"] for source in sources)
+    recruited = sum(run["sources_recruited"] for run in runs)
+    if recruited:
+        row["sources_removed_share"] = sum(run["sources_removed"] for run in runs) / recruited
+    return row
 
 
 def _paired(scores: list[float], others: list[float]) -> list[float]:
