@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,29 +31,6 @@ def budget_for(preset: str, **overrides: Any) -> Budget:
     if overrides.get("elite") is None and population is not None and base.elite >= population > 1:
         overrides["elite"] = population - 1  # a preset's elite must not forbid a small --population
     return base.override(**overrides)
-
-
-def parse_budget_settings(settings: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` budget fields (``growth_margin=0.02``, ``recall=false``), each value read as
-    its field's type; the budget they go into checks the values."""
-    types = {f.name: type(getattr(PRESETS["quick"], f.name)) for f in fields(Budget)}
-    values: dict[str, Any] = {}
-    for setting in settings:
-        key, equals, text = setting.partition("=")
-        key = key.strip().replace("-", "_")
-        if not equals or key not in types:
-            raise LifelongError(f"bad --set {setting!r}: give KEY=VALUE, KEY one of {', '.join(types)}")
-        kind = types[key]
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false"):
-                    raise ValueError
-                values[key] = text.lower() == "true"
-            else:
-                values[key] = kind(text)
-        except ValueError:
-            raise LifelongError(f"bad --set {setting!r}: {key} takes a {kind.__name__}") from None
-    return values
 
 
 @dataclass(frozen=True)

@@ -256,14 +256,45 @@ class AtariAgent:
         if attempt is None:
             if not problem.sources:
                 return None
+            attempt = Attempt(None, "self_organize")  # type: ignore[arg-type]  # its ESP follows
+            sources = self._screen(problem, attempt) if self.budget.screen else problem.sources
+            if not sources:  # no source beat its twin: learn from scratch, the screen's frames spent
+                attempt.esp, attempt.phase = (
+                    new_esp(self.budget, problem.substrate.n_inputs, self.seed),
+                    "grow",
+                )
+                attempt.details["self_organize_generations"] = 0
+                return attempt
             classes = game_table(problem.game).class_names
-            esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, problem.sources, classes)
-            attempt = Attempt(esp, "self_organize")
+            attempt.esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, sources, classes)
         share = max(1, round(self.budget.generations * self.budget.self_organize_share))
         frames = round(self.budget.frames * self.budget.self_organize_share)
         self._generations(problem, attempt, share - attempt.esp.generation, adapt=False, frames=frames)
         attempt.details["self_organize_generations"] = attempt.esp.generation
         return attempt
+
+    def _screen(self, problem: Problem, attempt: Attempt) -> list[Source]:
+        """``--set screen=true``: one probe generation per source over it alone and one over a
+        random twin of its shapes, from the same ESP seed (so the same transfer weights) on the
+        same episodes; the sources whose networks score higher on average than their twin's are
+        recruited. The frames count as learning frames; the verdicts go in the task's details."""
+        rng = np.random.default_rng(stream_seed(self.seed, "random_controls", 1))
+        classes = game_table(problem.game).class_names
+        kept, verdicts = [], []
+        for source in problem.sources:
+            draw, means = attempt.evaluations, []  # one draw of episodes for the source and its twin
+            attempt.evaluations += 1
+            for candidate in (source, random_source(source, rng, name="")):
+                esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, [candidate], classes)
+                _, networks = esp.ask(self.budget.evaluations)
+                means.append(float(np.mean(self._scores(problem, attempt, networks, draw=draw))))
+            verdicts.append(
+                {"source": source.name, "score": means[0], "twin": means[1], "kept": means[0] > means[1]}
+            )
+            if means[0] > means[1]:
+                kept.append(source)
+        attempt.details["screen"] = verdicts
+        return kept
 
     def grow(self, problem: Problem, attempt: Attempt | None) -> Attempt:
         """Go on with adaptation (bursts add recruits: new neurons); from scratch if no sources."""
@@ -277,7 +308,7 @@ class AtariAgent:
 
     def prune(self, problem: Problem, attempt: Attempt) -> Attempt:
         """Lesion: remove the best network's neurons and sources that do not help."""
-        lesion = attempt.esp.lesion(score_batch=lambda nets: self._scores(problem, attempt, nets))
+        lesion = attempt.esp.lesion(score_batch=lambda nets: self._lesion_scores(problem, attempt, nets))
         attempt.details.update(
             lesion_baseline=lesion.baseline,
             removed_neurons=len(lesion.removed_neurons),
@@ -443,7 +474,7 @@ class AtariAgent:
             started = time.perf_counter()
             members, networks = esp.ask(b.evaluations)
             scores = self._scores(problem, attempt, networks)
-            scorer = (lambda nets: self._scores(problem, attempt, nets)) if adapt else None
+            scorer = (lambda nets: self._lesion_scores(problem, attempt, nets)) if adapt else None
             event = esp.tell(members, scores, score_batch=scorer)
             curves = attempt.curves
             curves.setdefault("best_so_far", []).append(esp.best_score)
@@ -467,22 +498,31 @@ class AtariAgent:
             if frames and attempt.frames >= frames:
                 break
 
-    def _scores(self, problem: Problem, attempt: Attempt, networks: Networks) -> np.ndarray:
-        """Mean raw score of each network over ``trials`` episodes, all emulators in lock-step; the
-        episodes' seed is the attempt's next draw of the training stream."""
+    def _scores(
+        self, problem: Problem, attempt: Attempt, networks: Networks, trials: int = 0, draw: int | None = None
+    ) -> np.ndarray:
+        """Mean raw score of each network over ``trials`` episodes (0: the budget's), all emulators
+        in lock-step; the episodes' seed is draw ``draw`` of the training stream (None: the
+        attempt's next draw, which then advances)."""
+        if draw is None:
+            draw = attempt.evaluations
+            attempt.evaluations += 1
         scores, frames = mean_scores(
             self.workers,
             problem.game,
             networks,
-            self.budget.trials,
+            trials or self.budget.trials,
             max_frames=self.budget.max_frames,
-            seed=stream_seed(self.seed, "training_episodes", attempt.evaluations),
+            seed=stream_seed(self.seed, "training_episodes", draw),
             device=self.device,
             substrate=problem.substrate,
         )
-        attempt.evaluations += 1
         attempt.frames += frames
         return scores
+
+    def _lesion_scores(self, problem: Problem, attempt: Attempt, networks: Networks) -> np.ndarray:
+        """What a lesion judges networks by: ``lesion_trials`` episodes each (0: the budget's)."""
+        return self._scores(problem, attempt, networks, trials=self.budget.lesion_trials)
 
     @staticmethod
     def _module_config(problem: Problem, best: Network, score: float) -> dict[str, Any]:

@@ -27,10 +27,13 @@ class AtariBudget:
     eval_episodes: int = 5  # episodes to score the committed network
     probe_steps: int = 64  # stored observations (and outputs) to verify the network later
     transfer_init: str = "random"  # where a recruited source's transfer genomes start (TRANSFER_INITS)
+    screen: bool = False  # recruit only sources whose probe generation beats their random twin's
+    lesion_trials: int = 0  # episodes each lesioned network is scored on (0: the budget's trials)
 
     def __post_init__(self) -> None:
         at_least(self, generations=1, evaluations=1, trials=1, max_frames=1, frames=0)
         at_least(self, flags=False, members=1, stagnation=1, eval_episodes=1, probe_steps=1, hidden=0)
+        at_least(self, flags=False, lesion_trials=0)
         if not 0 <= self.self_organize_share <= 1:
             share = self.self_organize_share
             raise BudgetError(f"budget field self_organize_share must lie in [0, 1], not {share:g}")

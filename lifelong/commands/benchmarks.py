@@ -119,8 +119,9 @@ def bench_streams(
     frozen first, PNN): accuracy matrices, transfer, parameters, seconds."""
     from lifelong.bench.streams import CONDITIONS, QUICK
     from lifelong.bench.streams import bench_streams as body
-    from lifelong.classification import ClassificationPlan, budget_for, parse_budget_settings
+    from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.device import resolve_device
+    from lifelong.runner import parse_budget_settings
     from lifelong.streams import parse_stream
 
     if (stream is None) == (tasks is None):
@@ -129,7 +130,7 @@ def bench_streams(
     names = CONDITIONS if conditions == "all" else tuple(c.strip() for c in conditions.split(","))
     seed_list = parse_seeds(seeds)
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
-    overrides = {"compete": compete, **parse_budget_settings(setting or [])}
+    overrides = {"compete": compete, **parse_budget_settings(setting or [], preset)}
     plan = ClassificationPlan(preset.override(**overrides), target)
 
     def run(report: Callable[..., None]) -> Any:
@@ -318,6 +319,12 @@ def bench_atari_transfer(
     ] = 2,
     peer: Annotated[str, typer.Option(help="The EvoTorch peer: snes, cmaes or ga.")] = "snes",
     transfer_init: TransferInitOpt = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="A budget field of every agent run, KEY=VALUE (e.g. screen=true); repeatable."
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
@@ -331,9 +338,12 @@ def bench_atari_transfer(
     seed_list = parse_seeds(seeds)
     paths = parse_paths(pairs or ",".join(QUICK_PATHS if quick else PATHS))
     overrides = {"generations": generations, "evaluations": evaluations, "trials": trials}
-    plan = (QUICK if quick else atari_budget(budget)).override(
-        **overrides, max_frames=max_frames, frames=frames, transfer_init=transfer_init
-    )
+    from lifelong.runner import parse_budget_settings
+
+    base = QUICK if quick else atari_budget(budget)
+    settings = parse_budget_settings(setting or [], base)
+    given = {"max_frames": max_frames, "frames": frames, "transfer_init": transfer_init}
+    plan = base.override(**{**overrides, **given, **settings})
     protocol = Protocol(plan, episodes, curve_every, peer, str(resolve_device(device)))
     file_name = f"atari-transfer{'-quick' if quick else ''}.json"
     run = lambda report: body(paths, seed_list, protocol, report)  # noqa: E731

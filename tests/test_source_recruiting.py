@@ -1,9 +1,12 @@
-"""Where a recruited source's transfer genomes start (``--transfer-init``): the class map, the
-inherited genome of a plain source and of one that used sources, and what each choice does to
-ESP's first transfer subpopulation (no emulator)."""
+"""How the Atari agent recruits sources, each choice against its random twin (no emulator): where
+a transfer genome starts (``--transfer-init``: the class map, the inherited genome of a plain
+source and of one that used sources, what each choice does to ESP's first transfer
+subpopulation), the screen that keeps only sources beating their twin, and the episodes a
+lesion judges by."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -11,17 +14,19 @@ import pytest
 import torch
 from test_esp import make_network, make_source
 
-from agents.atari.agent import new_esp
-from agents.atari.budget import ATARI_PRESETS
+import agents.atari.agent as atari_agent
+from agents.atari.agent import AtariAgent, Problem, new_esp
+from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.games import N_OUTPUTS
 from agents.atari.grusm import (
     SILENT_SCALE,
+    Source,
     class_map,
     inherited_transfer,
     random_source,
     split_transfer,
 )
-from agents.atari.substrate import CELLS
+from agents.atari.substrate import CELLS, substrate_for
 from agents.errors import BudgetError
 
 QUICK = ATARI_PRESETS["quick"]
@@ -95,3 +100,62 @@ def test_each_init_starts_the_transfer_subpopulation_as_it_says() -> None:
     assert not torch.equal(inherit[0, 1], centre) and inherit.shape == paper.shape
     with pytest.raises(BudgetError, match="--transfer-init"):
         QUICK.override(transfer_init="sideways")
+
+
+def scripted_agent(
+    monkeypatch: pytest.MonkeyPatch, budget: AtariBudget, score: Callable[[tuple[Source, ...]], float]
+) -> tuple[AtariAgent, list[tuple[int, int]]]:
+    """An agent whose episodes are not played: each network scores ``score(network sources)``;
+    every call's (trials, seed) is logged."""
+    calls: list[tuple[int, int]] = []
+
+    def fake_mean_scores(workers, game, networks, trials, *, max_frames, seed, device, substrate):
+        calls.append((trials, seed))
+        return np.full(len(networks), score(networks.sources), dtype=float), 100 * len(networks) * trials
+
+    monkeypatch.setattr(atari_agent, "mean_scores", fake_mean_scores)
+    return AtariAgent(budget), calls
+
+
+def problem_with(source: Source) -> Problem:
+    return Problem("atari:Freeway", "atari:Freeway", "freeway", substrate_for("Freeway"), [source], None)
+
+
+@pytest.mark.parametrize("twin_wins", [False, True])
+def test_the_screen_keeps_a_source_only_if_it_beats_its_twin(
+    monkeypatch: pytest.MonkeyPatch, twin_wins: bool
+) -> None:
+    """One probe generation with the source, one with its random twin, on the same episodes; the
+    winner is recruited, else the game starts from scratch with the probe's frames spent."""
+    source = make_source(np.random.default_rng(3), 4, 2 * CELLS, "freeway-net")
+    budget = QUICK.override(screen=True, generations=2)
+    learned_wins = lambda sources: float((sources[0].name == "freeway-net") != twin_wins)  # noqa: E731
+    agent, calls = scripted_agent(
+        monkeypatch, budget, lambda sources: learned_wins(sources) if sources else 0.0
+    )
+    attempt = agent.self_organize(problem_with(source))
+    assert attempt is not None
+    (verdict,) = attempt.details["screen"]
+    assert verdict == {"source": "freeway-net", "score": float(not twin_wins), "twin": float(twin_wins),
+                       "kept": not twin_wins}  # fmt: skip
+    assert calls[0] == calls[1]  # source and twin: the same episodes
+    probe_frames = 2 * 100 * budget.evaluations
+    if twin_wins:
+        assert attempt.phase == "grow" and attempt.esp.sources == [] and attempt.esp.n_hidden == budget.hidden
+        assert attempt.frames == probe_frames and len(calls) == 2
+    else:
+        assert attempt.esp.sources == [source] and attempt.frames > probe_frames
+        assert calls[2][1] != calls[0][1]  # self-organization goes on with fresh episodes
+
+
+def test_a_lesion_judges_by_lesion_trials_episodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = make_source(np.random.default_rng(4), 3, 2 * CELLS, "s")
+    for lesion_trials, expected in ((0, QUICK.trials), (5, 5)):
+        agent, calls = scripted_agent(monkeypatch, QUICK.override(generations=1, lesion_trials=lesion_trials),
+                                      lambda sources: 1.0)  # fmt: skip
+        attempt = agent.self_organize(problem_with(source))
+        assert attempt is not None
+        before = len(calls)
+        agent.prune(problem_with(source), attempt)
+        assert {trials for trials, _ in calls[:before]} == {QUICK.trials}  # learning: the budget's trials
+        assert {trials for trials, _ in calls[before:]} == {expected}
