@@ -212,6 +212,8 @@ def test_a_frame_budget_stops_learning_and_the_watcher_sees_each_champion(tmp_pa
         (("learn", "atari:Boxing", "--condition", "sideways"), "--condition"),
         (("learn", "atari:Boxing", "--transfer-init", "sideways"), "--transfer-init"),
         (("learn", "mnist:0v1", "--transfer-init", "inherit"), "--transfer-init"),
+        (("learn", "atari:Boxing", "--lesion-trials", "-1"), "--lesion-trials"),
+        (("learn", "mnist:0v1", "--screen"), "--screen"),
         (("learn", "atari:Boxing", "--sources", "atari:Nope"), "--sources"),
         (("eval", "atari:Nope"), "no task"),
     ],

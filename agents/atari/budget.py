@@ -33,7 +33,7 @@ class AtariBudget:
     def __post_init__(self) -> None:
         at_least(self, generations=1, evaluations=1, trials=1, max_frames=1, frames=0)
         at_least(self, flags=False, members=1, stagnation=1, eval_episodes=1, probe_steps=1, hidden=0)
-        at_least(self, flags=False, lesion_trials=0)
+        at_least(self, lesion_trials=0)
         if not 0 <= self.self_organize_share <= 1:
             share = self.self_organize_share
             raise BudgetError(f"budget field self_organize_share must lie in [0, 1], not {share:g}")

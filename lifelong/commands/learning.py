@@ -141,6 +141,20 @@ def learn(
         str, typer.Option(help="Atari: transfer, scratch or random sources.", rich_help_panel="Atari")
     ] = "transfer",
     transfer_init: TransferInitOpt = None,
+    screen: Annotated[
+        bool | None,
+        typer.Option(
+            "--screen/--no-screen",
+            help="Atari: recruit only sources whose probe generation beats a random twin's.",
+            rich_help_panel="Atari",
+        ),
+    ] = None,
+    lesion_trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Atari: episodes each lesioned network is scored on (0: --trials).", rich_help_panel="Atari"
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         int, typer.Option(help="Atari: save the evolution every N generations.", rich_help_panel="Atari")
     ] = 0,
@@ -193,6 +207,7 @@ def learn(
         "--evaluations": evaluations, "--trials": trials, "--max-frames": max_frames, "--frames": frames,
         "--sources": None if sources == "auto" else sources,
         "--condition": None if condition == "transfer" else condition, "--transfer-init": transfer_init,
+        "--screen/--no-screen": screen, "--lesion-trials": lesion_trials,
         "--checkpoint-every": checkpoint_every or None, "--resume": resume or None,
     }  # fmt: skip
     for options, family, kind in ((image_only, "classification", "image"), (atari_only, "atari", "Atari")):
@@ -235,6 +250,8 @@ def learn(
         max_frames=max_frames,
         frames=frames,
         transfer_init=transfer_init,
+        screen=screen,
+        lesion_trials=lesion_trials,
     )
     plans: dict[str, Any] = {}
     if "classification" in families:
