@@ -14,7 +14,7 @@ from agents.atari.agent import SEED_STREAMS, stream_seed
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.network import Network
 from lifelong.bench import mean_ci
-from lifelong.bench.atari_transfer import CONDITIONS, Protocol, Watch, frame_marks, parse_paths
+from lifelong.bench.atari_transfer import CONDITIONS, Protocol, Watch, frame_marks, parse_paths, summarize
 from lifelong.errors import LifelongError
 
 TINY = ("--generations", "2", "--evaluations", "4", "--trials", "1", "--max-frames", "200")
@@ -83,6 +83,9 @@ def test_bad_bench_input_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     results = tmp_path / "results"
     command = ("bench", "atari-transfer", "--pairs", "Freeway>Pongg", "--results-dir", str(results))
     assert_one_line_error(run_cli(*command, library=tmp_path / "unused"), "Pong")
+    for option, needle in ((("--budget", "medium"), "choose mid"), (("--set", "screen=maybe"), "screen")):
+        command = ("bench", "atari-transfer", *option, "--results-dir", str(results))
+        assert_one_line_error(run_cli(*command, library=tmp_path / "unused"), needle)
     assert not results.exists()
 
 
@@ -139,3 +142,55 @@ def test_a_chain_with_every_condition_and_the_peer_on_one_frame_budget(tmp_path:
                     assert [g for g, *_ in run["transfer"]] == list(range(1, len(run["transfer"]) + 1))
             else:
                 assert "hidden_saturated" not in row
+
+
+def fake_result(seeds: list[int], budget: dict | None = None) -> dict:
+    """A well-formed atari-transfer result of one hop over ``seeds`` (scores depend on the seed)."""
+    marks = [900, 9000, 45000, 90000, 180000]
+
+    def run(k: int, seed: int) -> dict:
+        at = [10.0 * k + seed + m for m in range(len(marks))]
+        return {"score": at[-1], "scores": [at[-1]] * 3, "generations": 10, "frames": 190000,
+                "curve": [[10, 180000, at[-1]]], "at_checkpoints": at}  # fmt: skip
+
+    hops = {"Freeway>Pong": {c: {str(s): run(k, s) for s in seeds} for k, c in enumerate(CONDITIONS)}}
+    runs = {"hops": hops, "paths": ["Freeway>Pong"], "budget": budget or {"generations": 10},
+            "frames_per_run": 180000, "checkpoint_frames": marks, "episodes": 3, "curve_every": 2,
+            "peer": "snes", "reevaluation_frames": 1000}  # fmt: skip
+    results, ratios = summarize(hops)
+    return {"protocol": "atari-transfer", "seeds": seeds, "device": "cpu", "command": "lifelong bench",
+            "results": results, "ratios": ratios, "runs": runs}  # fmt: skip
+
+
+def test_results_over_disjoint_seeds_merge_into_one(tmp_path: Path) -> None:
+    """`bench merge` of atari-transfer results run seed by seed gives the figures of one run with
+    all the seeds; results of another budget, overlapping seeds or another benchmark are refused."""
+    files = []
+    for seeds in ([0, 1], [2]):
+        files.append(tmp_path / f"seeds{seeds[0]}" / "atari-transfer-mid.json")
+        files[-1].parent.mkdir()
+        files[-1].write_text(json.dumps(fake_result(seeds)))
+    result = run_cli("--json", "bench", "merge", *map(str, files), "--results-dir", str(tmp_path / "out"),
+                     library=tmp_path / "unused")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    merged = json.loads((tmp_path / "out" / "atari-transfer-mid.json").read_text())
+    whole = fake_result([0, 1, 2])
+    assert merged["protocol"] == "atari-transfer" and merged["seeds"] == [0, 1, 2]
+    assert merged["results"].keys() == whole["results"].keys()
+    assert all(merged["results"][key] == pytest.approx(row) for key, row in whole["results"].items())
+    assert merged["ratios"] == pytest.approx(whole["ratios"])
+    assert merged["runs"]["reevaluation_frames"] == 2000 and len(merged["sources"]) == 2
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(fake_result([3], budget={"generations": 50})))
+    refused = run_cli("bench", "merge", str(files[0]), str(other), "--results-dir", str(tmp_path / "o2"),
+                      library=tmp_path / "unused")  # fmt: skip
+    assert_one_line_error(refused, "differ in budget")
+    again = run_cli("bench", "merge", str(files[0]), str(files[0]), "--results-dir", str(tmp_path / "o3"),
+                    library=tmp_path / "unused")  # fmt: skip
+    assert_one_line_error(again, "seed 0 is in both")
+    streams = tmp_path / "streams.json"
+    streams.write_text(json.dumps({"protocol": "streams"}))
+    mixed = run_cli("bench", "merge", str(files[0]), str(streams), library=tmp_path / "unused")
+    assert_one_line_error(mixed, "streams")
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

@@ -63,6 +63,11 @@ largest gain), and Boxing → Seaquest."""
 QUICK_PATHS = ("Freeway>SpaceInvaders",)
 QUICK = ATARI_PRESETS["quick"].override(evaluations=12, max_frames=1500)
 """``--quick``'s budget: 10 generations' worth of frames (180,000 a run), every condition, the peer."""
+MID = QUICK.override(generations=50, evaluations=24, stagnation=5)
+"""``--budget mid``: ten times the quick frames a run (1.8 M: 50 generations × 24 networks × one
+1,500-frame episode), for the standard paths one seed a command, merged with ``bench merge``."""
+BENCH_BUDGETS = {"mid": MID}
+"""Budgets of this benchmark beside the agent's presets (``--budget``)."""
 ESP_CONDITIONS = {"scratch": "scratch", "random_library": "random", "transfer": "transfer"}
 """The agent's conditions (bench name → ``learn --condition``); the last two recruit the previous
 game's ``transfer`` network, or random networks of its shapes."""
@@ -417,6 +422,53 @@ def _summed(runs: dict[str, dict[str, Any]]) -> float:
     """Σ over the checkpoints of the mean (over seeds) re-evaluated champion."""
     marks = np.array([run["at_checkpoints"] for run in runs.values()], dtype=float)
     return float(marks.mean(axis=0).sum())
+
+
+SAME_IN_A_MERGE = (
+    "paths",
+    "budget",
+    "frames_per_run",
+    "checkpoint_frames",
+    "episodes",
+    "curve_every",
+    "peer",
+)
+"""What results over different seeds must share to be one result (and the device, recorded
+outside ``runs``)."""
+
+
+def merge_seeds(benches: list[tuple[Path, dict[str, Any]]]) -> tuple[BenchResult, list[dict[str, Any]]]:
+    """One result from ``bench atari-transfer`` results over disjoint seeds of the same paths,
+    budget and protocol: every run's figures as one run with all the seeds gives them (each run
+    draws its randomness from its seed), and where each seed came from."""
+    if len(benches) < 2:
+        raise LifelongError("give two or more `lifelong bench atari-transfer` results to merge")
+    (first_path, first), owner = benches[0], {}
+    for path, bench in benches:
+        for key in SAME_IN_A_MERGE:
+            if bench["runs"].get(key) != first["runs"].get(key):
+                raise LifelongError(f"{path} and {first_path} differ in {key}: they are not one experiment")
+        if bench.get("device") != first.get("device"):
+            raise LifelongError(f"{path} ran on {bench.get('device')}, {first_path} on {first.get('device')}")
+        if list(bench["runs"]["hops"]) != list(first["runs"]["hops"]):
+            raise LifelongError(f"{path} and {first_path} ran different hops")
+        for seed in bench["seeds"]:
+            if str(seed) in owner:
+                raise LifelongError(f"seed {seed} is in both {owner[str(seed)][0]} and {path}")
+            owner[str(seed)] = (path, bench)
+    seeds = sorted(owner, key=int)
+    hops = {
+        hop: {c: {seed: owner[seed][1]["runs"]["hops"][hop][c][seed] for seed in seeds} for c in CONDITIONS}
+        for hop in first["runs"]["hops"]
+    }
+    results, ratios = summarize(hops)
+    frames = sum(bench["runs"]["reevaluation_frames"] for _, bench in benches)
+    info = {**first["runs"], "hops": hops, "reevaluation_frames": frames}
+    sources = [
+        {"file": str(path), **{key: bench.get(key) for key in ("command", "seeds", "versions", "wall_s")}}
+        for path, bench in benches
+    ]
+    return (results, ratios, info), sources
 
 
 def check_atari_transfer(data: dict[str, Any]) -> None:

@@ -203,25 +203,37 @@ def bench_growth(
 def bench_merge(
     ctx: typer.Context,
     files: Annotated[
-        list[Path], typer.Argument(help="`lifelong bench streams` results over disjoint seeds.")
+        list[Path],
+        typer.Argument(
+            help="`lifelong bench streams` or `bench atari-transfer` results over disjoint seeds."
+        ),
     ],
     results_dir: ResultsDirOpt = Path("results"),
 ) -> None:
-    """One result from stream results run apart (one seed a machine, or a seed a day): the same
-    stream, budget, target, conditions, device, workers and threads, disjoint seeds. Its figures
-    are those of one run with all the seeds; it names the file each seed came from."""
-    from lifelong.bench.streams import load_bench, merge_seeds
+    """One result from results run apart (one seed a machine, or a seed a day): `bench streams`
+    of the same stream, budget, target, conditions, device, workers and threads, or `bench
+    atari-transfer` of the same paths, budget and protocol; disjoint seeds. Its figures are those
+    of one run with all the seeds; it names the file each seed came from."""
+    from lifelong.bench import atari_transfer, read_result, streams
 
-    benches = [(path, load_bench(path)) for path in files]
-    result, sources = merge_seeds(benches)
-    seeds = [int(seed) for seed in next(iter(result[2]["conditions"].values()))]
+    kinds = {"streams": streams, "atari-transfer": atari_transfer}
+    checks = {"streams": streams.check_bench, "atari-transfer": atari_transfer.check_atari_transfer}
+    benches = [(path, read_result(path, checks)) for path in files]
+    protocols = {bench["protocol"] for _, bench in benches}
+    if len(protocols) > 1:
+        raise typer.BadParameter(
+            f"these results come from different benchmarks: {', '.join(sorted(protocols))}"
+        )
+    protocol = protocols.pop()
+    result, sources = kinds[protocol].merge_seeds(benches)
+    seeds = sorted({int(seed) for _, bench in benches for seed in bench["seeds"]})
     file_name = files[0].name
     if any((results_dir / file_name).resolve() == path.resolve() for path in files):
         raise typer.BadParameter(
             f"{results_dir / file_name} is one of the files merged: choose another --results-dir"
         )
     device = benches[0][1]["device"]
-    _bench(ctx, "streams", lambda _: result, seeds, device, results_dir, file_name, {"sources": sources})
+    _bench(ctx, protocol, lambda _: result, seeds, device, results_dir, file_name, {"sources": sources})
 
 
 @bench_app.command("atari-throughput")
@@ -301,7 +313,9 @@ def bench_atari_transfer(
     quick: Annotated[
         bool, typer.Option("--quick", help="Freeway>SpaceInvaders, 180,000 frames a run (9 min, 2 cores).")
     ] = False,
-    budget: Annotated[str, typer.Option(help="Budget preset when not --quick.")] = "standard",
+    budget: Annotated[
+        str, typer.Option(help="Budget when not --quick: mid (10x quick's frames), standard or paper.")
+    ] = "standard",
     pairs: Annotated[
         str, typer.Option(help="Paths of games, comma-separated: A>B (a pair) or A>B>C (a chain).")
     ] = "",
@@ -315,8 +329,11 @@ def bench_atari_transfer(
     ] = None,
     episodes: Annotated[int, typer.Option(help="Fresh episodes a champion is re-evaluated on.", min=1)] = 30,
     curve_every: Annotated[
-        int, typer.Option(help="Re-evaluate the champion every N generations.", min=1)
-    ] = 2,
+        int | None,
+        typer.Option(
+            help="Re-evaluate the champion every N generations (default: a tenth of them, 2 at least).", min=1
+        ),
+    ] = None,
     peer: Annotated[str, typer.Option(help="The EvoTorch peer: snes, cmaes or ga.")] = "snes",
     transfer_init: TransferInitOpt = None,
     setting: Annotated[
@@ -330,8 +347,8 @@ def bench_atari_transfer(
 ) -> None:
     """Scratch vs random library vs transfer vs an EvoTorch peer on paths of games, at equal frames:
     champions re-evaluated on fresh episodes, mean with a 95% bootstrap CI, transfer effectiveness."""
-    from lifelong.atari import atari_budget
-    from lifelong.bench.atari_transfer import PATHS, QUICK, QUICK_PATHS, Protocol, parse_paths
+    from lifelong.atari import ATARI_PRESETS, atari_budget
+    from lifelong.bench.atari_transfer import BENCH_BUDGETS, PATHS, QUICK, QUICK_PATHS, Protocol, parse_paths
     from lifelong.bench.atari_transfer import bench_atari_transfer as body
     from lifelong.device import resolve_device
 
@@ -340,12 +357,17 @@ def bench_atari_transfer(
     overrides = {"generations": generations, "evaluations": evaluations, "trials": trials}
     from lifelong.runner import parse_budget_settings
 
-    base = QUICK if quick else atari_budget(budget)
+    if not quick and budget not in BENCH_BUDGETS and budget not in ATARI_PRESETS:
+        raise typer.BadParameter(
+            f"unknown --budget {budget!r} (choose {', '.join([*BENCH_BUDGETS, *ATARI_PRESETS])})"
+        )
+    base = QUICK if quick else BENCH_BUDGETS.get(budget) or atari_budget(budget)
     settings = parse_budget_settings(setting or [], base)
     given = {"max_frames": max_frames, "frames": frames, "transfer_init": transfer_init}
     plan = base.override(**{**overrides, **given, **settings})
-    protocol = Protocol(plan, episodes, curve_every, peer, str(resolve_device(device)))
-    file_name = f"atari-transfer{'-quick' if quick else ''}.json"
+    every = curve_every or max(2, plan.generations // 10)
+    protocol = Protocol(plan, episodes, every, peer, str(resolve_device(device)))
+    file_name = f"atari-transfer{'-quick' if quick else '-mid' if budget == 'mid' else ''}.json"
     run = lambda report: body(paths, seed_list, protocol, report)  # noqa: E731
     _bench(ctx, "atari-transfer", run, seed_list, protocol.device, results_dir, file_name)
 
