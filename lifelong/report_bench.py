@@ -174,6 +174,14 @@ UNIT_MEASURES = (
     ("sources_removed_share", "lesion removed\nthe source"),
 )
 
+UNIT_TABLE = (
+    ("action_entropy", "action entropy (bits)"),
+    ("hidden_sd", "unit sd"),
+    ("outputs_sd", "output sd"),
+    ("t_in_abs", "|T_in|"),
+    ("t_out_abs", "|T_out|"),
+)
+
 
 def _diagnosis(
     out: Path, prefix: str, hop: str, conditions: dict[str, Any], results: dict[str, Any]
@@ -206,10 +214,9 @@ def _diagnosis(
     for ax in (bars, lines):
         ax.grid(alpha=0.3)
     file = save(fig, out, f"{prefix}-{slug(hop)}-units.png")
-    keys = ["action_entropy", "hidden_sd", "outputs_sd", "t_in_abs", "t_out_abs"]
-    rows = [[c, *(results[f"{c}:{hop}"].get(key) for key in keys)] for c in conditions if c != "peer"]
-    header = ["condition", "action entropy (bits)", "unit sd", "output sd", "|T_in|", "|T_out|"]
-    table = html_table(header, rows)
+    rows = [
+        [c, *(results[f"{c}:{hop}"].get(key) for key, _ in UNIT_TABLE)] for c in conditions if c != "peer"
+    ]
     caption = (
         "Each condition's committed network played on the first fresh episodes: how often the "
         "recruited source's hidden units and outputs sit saturated (|tanh| > 0.95) or flip sign "
@@ -217,7 +224,9 @@ def _diagnosis(
         "champion's transfer weights over the generations. Table: the entropy of the actions "
         "taken (log2 18 = 4.17 for all equally often), the units' spread over steps, weights."
     )
-    return Picture(file, f"(t) Diagnosis: {hop}", caption, [table])
+    return Picture(
+        file, f"(t) Diagnosis: {hop}", caption, [html_table(["condition", *dict(UNIT_TABLE).values()], rows)]
+    )
 
 
 def _per_task(bench: dict[str, Any], key: str) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
