@@ -98,6 +98,11 @@ def test_each_init_starts_the_transfer_subpopulation_as_it_says() -> None:
     centre = torch.from_numpy(inherited_transfer(source, classes))
     assert torch.equal(inherit[0, 0], centre)  # member 0 is the inherited genome itself
     assert not torch.equal(inherit[0, 1], centre) and inherit.shape == paper.shape
+    exact_in = (
+        new_esp(QUICK.override(transfer_init="inherit-in"), n_in, 7, [source], classes).transfers[0].genes
+    )
+    assert torch.equal(exact_in[0, :, :split], centre[:split].expand(exact_in.shape[1], -1))  # every member
+    assert torch.equal(exact_in[0, 0], centre) and not torch.equal(exact_in[0, 1, split:], centre[split:])
     with pytest.raises(BudgetError, match="--transfer-init"):
         QUICK.override(transfer_init="sideways")
 

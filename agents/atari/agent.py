@@ -108,7 +108,7 @@ def new_esp(
         generator=stream_seed(seed, "evolution"),
     )
     for i, source in enumerate(sources):
-        inherit = budget.transfer_init == "inherit"
+        inherit = budget.transfer_init in ("inherit", "inherit-in")
         esp.start_transfer(i, budget.transfer_init, inherited_transfer(source, classes) if inherit else None)
     return esp
 

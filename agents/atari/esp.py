@@ -323,17 +323,21 @@ class ESP:
         """Where source ``index``'s new transfer subpopulation starts (the choices:
         :data:`agents.atari.grusm.TRANSFER_INITS`): ``random`` keeps its uniform genes, ``silent``
         shrinks every member's ``T_out`` to :data:`SILENT_SCALE` of them, ``inherit`` re-seeds the
-        members around ``centre`` as a burst does (member 0 exactly ``centre``)."""
+        members around ``centre`` as a burst does (member 0 exactly ``centre``), ``inherit-in``
+        too but with every member's ``T_in`` exactly ``centre``'s."""
         if init not in TRANSFER_INITS:
             raise ValueError(f"unknown transfer init {init!r} (choose {', '.join(TRANSFER_INITS)})")
         population, source = self.transfers[index], self.sources[index]
         if init == "silent":
             population.genes[..., self.n_in * source.n_hidden :] *= SILENT_SCALE
-        elif init == "inherit":
+        elif init in ("inherit", "inherit-in"):
             if centre is None:
-                raise ValueError("inherit needs the genome to start around")
+                raise ValueError(f"{init} needs the genome to start around")
             genes = torch.as_tensor(centre, dtype=torch.float32).reshape(1, -1)
             population.reseed(genes, self.config, self.generator)
+            if init == "inherit-in":  # every member reads the screen through the inherited T_in
+                split = self.n_in * source.n_hidden
+                population.genes[..., :split] = genes[..., :split]
 
     def _groups(self) -> list[tuple[Subpopulations, slice]]:
         """Every subpopulation group with its member columns."""

@@ -232,7 +232,7 @@ def split_transfer(genes: np.ndarray, n_in: int, source_hidden: int) -> tuple[np
 # Where a transfer genome starts
 # --------------------------------------------------------------------------------------------------
 
-TRANSFER_INITS = ("random", "silent", "inherit")
+TRANSFER_INITS = ("random", "silent", "inherit", "inherit-in")
 """How a recruited source's transfer subpopulation starts (``--transfer-init``):
 
 - ``random`` — the paper: ``T_in`` and ``T_out`` uniform like any new genes, so the source's units
@@ -244,7 +244,11 @@ TRANSFER_INITS = ("random", "silent", "inherit")
   (its ``w_in``; for the units of a source it used, the ``T_in`` it drove them with) read through
   :func:`class_map` onto the target's substrate, and ``T_out`` the identity, so the source starts
   out playing the target as it played its own game (every game's outputs are the same joystick
-  nodes). Members are that genome plus burst noise (member 0 exactly it)."""
+  nodes). Members are that genome plus burst noise (member 0 exactly it);
+- ``inherit-in`` — the same, but every member keeps the inherited ``T_in`` exactly and only
+  ``T_out`` gets the burst noise: the source sees the new game through its own trained input
+  weights (which ESP's one-gene mutations would hardly move in a short run) and evolution searches
+  how its outputs map to the new game's actions."""
 SILENT_SCALE = 0.05
 """``silent``: the starting ``T_out`` genes are uniform in ``±SILENT_SCALE × init_scale``."""
 

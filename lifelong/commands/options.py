@@ -96,7 +96,8 @@ TransferInitOpt = Annotated[
     str | None,
     typer.Option(
         help="Atari: where a recruited source's transfer weights start: random (the paper), silent "
-        "(its readout near zero) or inherit (its own wiring read onto this game's inputs).",
+        "(its readout near zero), inherit (its own wiring read onto this game's inputs) or "
+        "inherit-in (that wiring kept in every member, only the readout evolved).",
         rich_help_panel="Atari",
     ),
 ]
