@@ -6,7 +6,9 @@
 :meth:`Workers.map` runs ``function(shared, *job)`` for every job and returns the results in
 job order. ``shared`` is what every job of a call reads (a generation's networks, a task's data
 and library): with Ray it goes into the object store once a call (``ray.put``), locally it
-travels with each job (torch tensors through shared memory). Jobs must not depend on which
+travels with each job (torch tensors through shared memory). Given each job's predicted
+``cost``, the costliest start first (longest-processing-time-first: a worker that frees up takes
+the costliest job left, so none waits long at the end of a call). Jobs must not depend on which
 worker runs them; then the results do not depend on how many there are, and a call whose worker
 died (killed, out of memory) is simply run again: Ray restarts the actor and retries its jobs,
 a local pool is replaced. The library is only ever written by the driver: workers return
@@ -64,19 +66,36 @@ class Workers:
             return 1
         return max(1, (os.cpu_count() or 1) // self.parts)
 
-    def map(self, function: Callable[..., R], shared: Any, jobs: Sequence[tuple[Any, ...]]) -> list[R]:
+    def map(
+        self,
+        function: Callable[..., R],
+        shared: Any,
+        jobs: Sequence[tuple[Any, ...]],
+        *,
+        cost: Sequence[float] | None = None,
+    ) -> list[R]:
         """``[function(shared, *job) for job in jobs]``, the jobs spread over the workers
-        (``function`` must be importable: a module-level function)."""
+        (``function`` must be importable: a module-level function). With ``cost`` (a prediction
+        per job, any unit) the costliest jobs start first; the results stay in job order."""
         if self.parts <= 1 or len(jobs) <= 1:
             return [function(shared, *job) for job in jobs]
+        order = longest_first(cost) if cost is not None else list(range(len(jobs)))
+        queued = [jobs[k] for k in order]
         if self.executor == "ray":
-            ray = self._ray()
-            reference = ray.put(shared)  # once per call, however many jobs
-            actors = self._runners(min(len(jobs), self.parts))
-            refs = [
-                actors[k % len(actors)].run.remote(function, reference, *job) for k, job in enumerate(jobs)
-            ]
-            return ray.get(refs)
+            from ray.util import ActorPool
+
+            reference = self._ray().put(shared)  # once per call, however many jobs
+            actors = ActorPool(self._runners(min(len(jobs), self.parts)))  # a free actor takes the next job
+            done = list(actors.map(lambda actor, job: actor.run.remote(function, reference, *job), queued))
+        else:
+            done = self._local(function, shared, queued)
+        results: list[R] = [None] * len(jobs)  # type: ignore[list-item]
+        for k, result in zip(order, done, strict=True):
+            results[k] = result
+        return results
+
+    def _local(self, function: Callable[..., R], shared: Any, jobs: Sequence[tuple[Any, ...]]) -> list[R]:
+        """The jobs on the local pool, started in their order; a call whose worker died runs again."""
         retries = RETRIES
         while True:
             futures = [self._executor().submit(function, shared, *job) for job in jobs]
@@ -124,6 +143,11 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def longest_first(cost: Sequence[float]) -> list[int]:
+    """Job indices, costliest first (equal costs in job order)."""
+    return sorted(range(len(cost)), key=lambda k: -cost[k])
 
 
 class Runner:

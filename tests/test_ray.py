@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_atari_workers import generation
+from test_workers import costliest_first
 
 from agents.atari.workers import evaluate_networks, evaluate_split
 from agents.workers import Workers
@@ -53,6 +54,16 @@ def test_ray_scores_as_one_process_does(local_ray) -> None:
     finally:
         pool.close()
     assert np.array_equal(split.scores, alone.scores) and np.array_equal(split.frames, alone.frames)
+
+
+def test_ray_actors_take_the_costliest_job_left(local_ray) -> None:
+    import test_workers
+
+    ray.cloudpickle.register_pickle_by_value(test_workers)  # Ray's workers cannot import tests/
+    try:
+        costliest_first(Workers(2, executor="ray"))
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(test_workers)
 
 
 def test_a_killed_worker_is_replayed_and_the_result_is_the_same(local_ray) -> None:

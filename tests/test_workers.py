@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from test_classification import TINY
 from test_classification_agent import ROOMY, halves, problem
 
 from agents.classification.agent import ClassificationAgent, gene_space
-from agents.classification.candidates import Growth, concurrently, train_candidate
+from agents.classification.candidates import Growth, concurrently, predicted_cost, train_candidate
 from agents.classification.genome import initial_genome
 from agents.task import TaskSpec
 from agents.workers import Workers
@@ -86,6 +88,47 @@ def test_a_call_whose_local_worker_died_runs_again(tmp_path: Path) -> None:
     finally:
         pool.close()
     assert (tmp_path / "died").exists()
+
+
+def stamped(_: None, job: int, seconds: float) -> tuple[int, float]:
+    """A job that takes ``seconds``: its number and when it started."""
+    started = time.time()
+    time.sleep(seconds)
+    return job, started
+
+
+def costliest_first(pool: Workers) -> None:
+    """Four jobs of unequal cost on ``pool``: they start costliest first (a free worker takes the
+    costliest left) and come back in job order."""
+    cost = [1.0, 2.0, 4.0, 3.0]
+    pool.map(stamped, None, [(k, 0.0) for k in range(2)])  # the workers up and waiting
+    done = pool.map(stamped, None, [(k, 0.15 * c) for k, c in enumerate(cost)], cost=cost)
+    assert [job for job, _ in done] == [0, 1, 2, 3]
+    starts = [started for _, started in done]
+    order = sorted(range(4), key=lambda k: starts[k])
+    assert set(order[:2]) == {2, 3} and order[2:] == [1, 0]  # the two costliest at once, then by cost
+
+
+def test_a_pool_starts_the_costliest_jobs_first() -> None:
+    pool = Workers(2)
+    try:
+        costliest_first(pool)
+    finally:
+        pool.close()
+
+
+def test_a_candidates_predicted_cost_is_its_trained_compute() -> None:
+    """Growth schedules candidates by :func:`predicted_cost` before training them: it must be what
+    the trained candidate costs (forward compute × candidate steps), and grow with the genome."""
+    task = problem(ROOMY, SHAPE, halves(TaskSpec("a", "npz"), SHAPE, 0))
+    growth = Growth(ROOMY, task.data, SHAPE, gene_space(ROOMY, SHAPE), BUDGET, 3, torch.device("cpu"))
+    genome = initial_genome(len(ROOMY), growth.ranges, np.random.default_rng(0))
+    small = replace(genome, extra_modules=(1,) + (0,) * (len(ROOMY) - 1))
+    large = replace(genome, extra_modules=(growth.ranges.max_extra_modules,) * len(ROOMY))
+    for genome in (small, large):
+        trained = train_candidate(growth, genome, 0, 0)
+        assert predicted_cost(growth, genome) == trained.flops * BUDGET.candidate_steps
+    assert predicted_cost(growth, large) > predicted_cost(growth, small)
 
 
 def test_workers_below_zero_or_an_unknown_executor_are_refused() -> None:

@@ -364,7 +364,10 @@ class ClassificationAgent:
             initial=None if problem.library_layers else stem(ranges, problem.rng),
             cost=lambda trained: trained.flops,
             tolerance=b.growth_margin,  # extra compute, like new modules, must buy this much accuracy
-            batch=self.workers.parts,  # a generation's candidates train at once, one per worker
+            # with several workers a generation's newborns train in one call, costliest first, so
+            # none waits at its end (more candidates than workers); alone, one at a time (an early
+            # stop then skips the rest)
+            batch=b.population if self.workers.parts > 1 else 1,
         )
         winner: TrainedGenome = result.best.evaluated
         network = winner.network

@@ -33,7 +33,7 @@ from agents.classification.modules import Member, Shape, layer_shapes
 from agents.classification.network import TaskNetwork
 from agents.classification.training import Curve, train
 from agents.task import TaskData
-from agents.workers import Workers
+from agents.workers import Workers, longest_first
 
 CANDIDATE_STREAM = 2  # spawn key of the candidates' streams: 0 and 1 are the task's own (task_streams)
 CANDIDATE_TARGET = 2.0  # a candidate trains its whole budget: its curve is its fitness, not a solution
@@ -121,24 +121,40 @@ def train_candidate(growth: Growth, genome: Genome, generation: int, index: int)
     return TrainedGenome(genome, network, curve, network.flops(growth.input_shape), events)
 
 
+def predicted_cost(growth: Growth, genome: Genome) -> float:
+    """What training ``genome`` will cost, in multiply-accumulates: its network's forward pass
+    (library and new modules) times the candidate steps. Built on a throwaway stream, not trained."""
+    layers = extended_layers(
+        growth.library_layers, growth.input_shape, genome, growth.ranges, torch.Generator()
+    )
+    network = TaskNetwork.fresh(layers, growth.data.n_classes, torch.Generator()).to(growth.device)
+    return float(network.flops(growth.input_shape) * growth.budget.candidate_steps)
+
+
 def train_generation(workers: Workers, growth: Growth, newborns: Sequence[Newborn]) -> list[TrainedGenome]:
-    """Train ``newborns`` at once, in their order: on a GPU as concurrent threads of this
-    process, each on a CUDA stream of its own; else on ``workers``."""
+    """Train ``newborns`` at once, returned in their order, the costliest started first (so no
+    worker idles at the end of a generation): on a GPU as concurrent threads of this process,
+    each on a CUDA stream of its own; else on ``workers``."""
     jobs = [(newborn.genome, newborn.generation, newborn.index) for newborn in newborns]
+    cost = [predicted_cost(growth, newborn.genome) for newborn in newborns] if len(newborns) > 1 else None
     if growth.device.type == "cuda":
-        return concurrently(growth, jobs, workers.parts)
+        return concurrently(growth, jobs, workers.parts, cost)
     threads = workers.threads if workers.parts > 1 else 0
-    return workers.map(train_candidate, replace(growth, threads=threads), jobs)
+    return workers.map(train_candidate, replace(growth, threads=threads), jobs, cost=cost)
 
 
 def concurrently(
-    growth: Growth, jobs: Sequence[tuple[Genome, int, int]], parallel: int
+    growth: Growth,
+    jobs: Sequence[tuple[Genome, int, int]],
+    parallel: int,
+    cost: Sequence[float] | None = None,
 ) -> list[TrainedGenome]:
     """``jobs`` trained by up to ``parallel`` threads of this process (on CUDA each on a stream of
-    its own, so their kernels overlap). A job the device has no memory left for is trained again
-    alone once the others are done: concurrently where memory allows. Each job has its own copy
-    of the library's modules: switching a network to training mode briefly touches every module's
-    mode, which must not reach a module another thread is running."""
+    its own, so their kernels overlap), the costliest started first when ``cost`` is given. A job
+    the device has no memory left for is trained again alone once the others are done:
+    concurrently where memory allows. Each job has its own copy of the library's modules:
+    switching a network to training mode briefly touches every module's mode, which must not
+    reach a module another thread is running."""
 
     def one(job: tuple[Genome, int, int]) -> TrainedGenome:
         cuda = growth.device.type == "cuda"
@@ -149,8 +165,10 @@ def concurrently(
             torch.cuda.synchronize(growth.device)
         return trained
 
+    order = longest_first(cost) if cost is not None else list(range(len(jobs)))
     with ThreadPoolExecutor(max(1, min(parallel, len(jobs)))) as pool:
-        futures = [pool.submit(one, job) for job in jobs]
+        started = {k: pool.submit(one, jobs[k]) for k in order}
+    futures = [started[k] for k in range(len(jobs))]
     results = []
     for job, future in zip(jobs, futures, strict=True):
         try:
