@@ -168,7 +168,7 @@ class Learner:
         return None
 
 
-class Agent(Learner):
+class LibraryLearner(Learner):
     """The real agent, learning every task into one library (``lifelong``)."""
 
     name, frozen = "lifelong", False  # measured after every task: zero forgetting is the claim
@@ -226,14 +226,14 @@ class RandomLibrary(Learner):
         before: Callable[[int], Contents] | None = None,
     ) -> None:
         self.context, self.learned, self.before = context, learned, before
-        self.agents: dict[int, Agent] = {}
+        self.agents: dict[int, LibraryLearner] = {}
 
     def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
         library = Library.create(self.context.root / f"random-{index}")
         contents = self.before(index) if self.before else None
         generator = self.context.generator(index, salt=2)
         randomise(self.learned, library, data, generator, self.context.device, contents)
-        agent = Agent(self.context, library)
+        agent = LibraryLearner(self.context, library)
         agent.learn(index, spec, data, report)
         self.agents[index] = agent
 

@@ -32,11 +32,11 @@ from agents.task import DEFAULT_INPUT_SHAPE, TaskData
 from library_store import Library, first_line
 from lifelong.bench import BenchResult, Stage, read_result
 from lifelong.bench.controls import (
-    Agent,
     Blueprint,
     Context,
     Independent,
     Learner,
+    LibraryLearner,
     Progressive,
     RandomLibrary,
     SharedTrunk,
@@ -151,7 +151,7 @@ def start_seed(
     one task behind, and here it waits for the agent's whole run. Every learner draws its
     randomness from (seed, task), so the order they run in changes nothing."""
     data = _load(stream, context)
-    agent = Agent(context, Library.create(context.root / "lifelong"))
+    agent = LibraryLearner(context, Library.create(context.root / "lifelong"))
     lifelong = Log()
     _learn_one(agent, lifelong, 0, stream, data, context, stage.report)
     stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[0].text}")
