@@ -82,11 +82,7 @@ class Workers:
         order = longest_first(cost) if cost is not None else list(range(len(jobs)))
         queued = [jobs[k] for k in order]
         if self.executor == "ray":
-            from ray.util import ActorPool
-
-            reference = self._ray().put(shared)  # once per call, however many jobs
-            actors = ActorPool(self._runners(min(len(jobs), self.parts)))  # a free actor takes the next job
-            done = list(actors.map(lambda actor, job: actor.run.remote(function, reference, *job), queued))
+            done = self._on_ray(function, shared, queued)
         else:
             done = self._local(function, shared, queued)
         results: list[R] = [None] * len(jobs)  # type: ignore[list-item]
@@ -106,6 +102,26 @@ class Workers:
                 if retries == 0:
                     raise
                 retries -= 1
+
+    def _on_ray(self, function: Callable[..., R], shared: Any, jobs: Sequence[tuple[Any, ...]]) -> list[R]:
+        """The jobs on Ray's actors, started in their order: an actor that finishes takes the next
+        job (Ray's ``ActorPool.map`` would hand actors back in submission order instead)."""
+        ray = self._ray()
+        reference = ray.put(shared)  # once per call, however many jobs
+        idle = list(self._runners(min(len(jobs), self.parts)))
+        running: dict[Any, tuple[int, Any]] = {}  # result reference → (job, actor)
+        done: list[R] = [None] * len(jobs)  # type: ignore[list-item]
+        started = 0
+        while running or started < len(jobs):
+            while idle and started < len(jobs):
+                actor = idle.pop()
+                running[actor.run.remote(function, reference, *jobs[started])] = (started, actor)
+                started += 1
+            [finished], _ = ray.wait(list(running), num_returns=1)
+            job, actor = running.pop(finished)
+            done[job] = ray.get(finished)
+            idle.append(actor)
+        return done
 
     def _runners(self, count: int) -> list[Any]:
         """``count`` Ray actors, each keeping its process (and what it loaded) between calls; a

@@ -102,11 +102,13 @@ def costliest_first(pool: Workers) -> None:
     costliest left) and come back in job order."""
     cost = [1.0, 2.0, 4.0, 3.0]
     pool.map(stamped, None, [(k, 0.0) for k in range(2)])  # the workers up and waiting
-    done = pool.map(stamped, None, [(k, 0.15 * c) for k, c in enumerate(cost)], cost=cost)
+    done = pool.map(stamped, None, [(k, 0.3 * c) for k, c in enumerate(cost)], cost=cost)
     assert [job for job, _ in done] == [0, 1, 2, 3]
     starts = [started for _, started in done]
     order = sorted(range(4), key=lambda k: starts[k])
-    assert set(order[:2]) == {2, 3} and order[2:] == [1, 0]  # the two costliest at once, then by cost
+    # the two costliest at once; job 3 ends first (0.9 s) and its worker takes job 1, job 0 waits for job 2
+    assert set(order[:2]) == {2, 3} and order[2:] == [1, 0]
+    assert starts[0] - starts[1] > 0.15
 
 
 def test_a_pool_starts_the_costliest_jobs_first() -> None:
