@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -34,21 +34,34 @@ _SHARED: dict[tuple[int | None, str, str | None], Workers] = {}  # shared()'s po
 
 
 class Workers:
-    """``workers`` processes (0 or 1: this process runs every job): a local pool, or with
-    ``executor="ray"`` actors on the Ray cluster at ``address`` (None: the one ``RAY_ADDRESS``
-    names, else a local one Ray starts; ``workers`` None: one per CPU of the cluster). A job sets
-    its own torch threads (:attr:`threads`). The pool starts on first use and lives until
-    :meth:`close` (or the process ends); its processes keep what they load between calls (an
-    Atari worker its emulators), so a ROM loads once per process, not once per generation."""
+    """``workers`` processes (0 or 1: :meth:`map` runs every job in this process): a local pool,
+    or with ``executor="ray"`` actors on the Ray cluster at ``address`` (None: the one
+    ``RAY_ADDRESS`` names, else a local one Ray starts; ``workers`` None: one per CPU of the
+    cluster). Each worker runs :attr:`threads` torch threads (its share of the cores unless
+    ``threads`` is given). The pool starts on first use and lives until :meth:`close` (or the
+    ``with`` block's end, or the process's); its processes keep what they load between calls (an
+    Atari worker its emulators), so a ROM loads once per process, not once per generation. This
+    is the project's one process pool: growth, Atari generations, evaluation and the
+    benchmarks all run on it."""
 
-    def __init__(self, workers: int | None, *, executor: str = "local", address: str | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None,
+        *,
+        executor: str = "local",
+        address: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be at least 0, got {workers}")
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         if workers is None and executor == "local":
             workers = os.cpu_count() or 1
         self.workers, self.executor, self.address = workers, executor, address
+        self._threads = threads
         self._pool: Executor | None = None
 
     @property
@@ -60,11 +73,28 @@ class Workers:
 
     @property
     def threads(self) -> int:
-        """Torch threads a job should use so the jobs running at once share the cores: this
-        machine's cores over the local workers; 1 on Ray (an actor holds one CPU)."""
+        """Torch threads of each worker (and what a job should use) so the jobs running at once
+        share the cores: as given, else this machine's cores over the local workers; 1 on Ray
+        (an actor holds one CPU)."""
         if self.executor == "ray":
             return 1
-        return max(1, (os.cpu_count() or 1) // self.parts)
+        return self._threads or max(1, (os.cpu_count() or 1) // self.parts)
+
+    def submit(self, function: Callable[..., R], *args: Any) -> Future[R]:
+        """``function(*args)`` started on a worker now (a process of the local pool, or a Ray
+        task of one CPU); the future holds its result. For long jobs this process waits on while
+        it works itself (a benchmark's controls beside its agent); a local job whose worker dies
+        is not run again."""
+        if self.executor == "ray":
+            remote = self._ray().remote(num_cpus=1, max_retries=RETRIES)(function)
+            return remote.remote(*args).future()
+        return self._executor().submit(function, *args)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def map(
         self,
@@ -150,7 +180,7 @@ class Workers:
                 self.workers,
                 mp_context=spawn_context(),
                 initializer=start_worker,
-                initargs=(1, os.getpid()),
+                initargs=(self.threads, os.getpid()),
             )
         return self._pool
 

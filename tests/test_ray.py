@@ -66,6 +66,17 @@ def test_ray_actors_take_the_costliest_job_left(local_ray) -> None:
         ray.cloudpickle.unregister_pickle_by_value(test_workers)
 
 
+def test_a_job_submitted_to_ray_runs_in_another_process(local_ray) -> None:
+    import test_workers
+
+    ray.cloudpickle.register_pickle_by_value(test_workers)
+    try:
+        pid, threads, extra = Workers(2, executor="ray").submit(test_workers.where, None, 3).result()
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(test_workers)
+    assert (pid != os.getpid(), threads, extra) == (True, 1, 3)
+
+
 def test_a_killed_worker_is_replayed_and_the_result_is_the_same(local_ray) -> None:
     networks = generation(GAME, 6)
     alone = evaluate_networks(GAME, networks, 1, max_frames=3000, seed=4)

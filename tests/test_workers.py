@@ -133,11 +133,28 @@ def test_a_candidates_predicted_cost_is_its_trained_compute() -> None:
     assert predicted_cost(growth, large) > predicted_cost(growth, small)
 
 
+def where(_: None, extra: int) -> tuple[int, int, int]:
+    """Which process ran the job, its torch threads, and ``extra`` back."""
+    return os.getpid(), torch.get_num_threads(), extra
+
+
+def test_a_submitted_job_runs_in_a_worker_with_its_share_of_the_threads() -> None:
+    with Workers(1, threads=2) as pool:
+        assert pool.threads == 2
+        pid, threads, extra = pool.submit(where, None, 7).result()
+        assert (pid != os.getpid(), threads, extra) == (True, 2, 7)
+        assert pool.submit(where, None, 8).result()[0] == pid  # the same process, kept
+    assert pool._pool is None  # the with block closed it
+    assert Workers(2).threads == max(1, (os.cpu_count() or 1) // 2)
+
+
 def test_workers_below_zero_or_an_unknown_executor_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 0"):
         Workers(-1)
     with pytest.raises(ValueError, match="executor"):
         Workers(2, executor="slurm")
+    with pytest.raises(ValueError, match="threads"):
+        Workers(2, threads=0)
 
 
 @pytest.mark.slow

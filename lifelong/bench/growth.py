@@ -14,19 +14,18 @@ worker processes.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from agents import Report, module_parameters, quiet, spawn_context, start_worker
+from agents import Report, module_parameters, quiet
 from agents.classification.agent import load_task_network
 from agents.classification.budget import Budget
 from agents.classification.pruning import PruneSettings
+from agents.workers import Workers
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
 from lifelong.bench.store import median_s, open_and_list
@@ -130,28 +129,24 @@ def bench_growth(
     data_dir: Path | None,
     *,
     quick: bool = False,
-    workers: int = 2,
+    workers: int | None = None,
     report: Report = quiet,
     stream: list[str] | None = None,
 ) -> BenchResult:
     """``stream``: the task specs learned in order (default: :data:`STREAM`, or
-    :data:`QUICK_STREAM` under ``quick``)."""
+    :data:`QUICK_STREAM` under ``quick``); ``workers``: processes learning the libraries (None:
+    one per core; 0: all in this process)."""
     stream = stream or (QUICK_STREAM if quick else STREAM).split()
     plan = ClassificationPlan(budget)
     stage = Stage(report, "bench growth (libraries)", len(seeds) * len(CONDITIONS))
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    pool = Workers(workers)  # each process its share of the cores
     runs: dict[str, dict[str, Any]] = {c: {} for c in CONDITIONS}
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lifelong-growth-")))
-        stack.enter_context(torch_threads(threads))
+        stack.enter_context(torch_threads(pool.threads))
+        stack.enter_context(pool)
         jobs = [(c, seed) for seed in seeds for c in CONDITIONS]
-        if workers:
-            spawn = spawn_context()
-            pool = stack.enter_context(
-                ProcessPoolExecutor(
-                    workers, mp_context=spawn, initializer=start_worker, initargs=(threads, os.getpid())
-                )
-            )
+        if pool.workers:
             futures = {
                 job: pool.submit(run_condition, *job, stream, plan, settings, data_dir, tmp) for job in jobs
             }

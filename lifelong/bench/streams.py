@@ -13,12 +13,11 @@ random initialisation, GEM's forward transfer (:mod:`lifelong.metrics` defines e
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +25,10 @@ from typing import Any
 
 import torch
 
-from agents import Report, quiet, spawn_context, start_worker
+from agents import Report, quiet
 from agents.classification.training import accuracy
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData
+from agents.workers import Workers
 from library_store import Library, first_line
 from lifelong.bench import BenchResult, Stage, read_result
 from lifelong.bench.controls import (
@@ -140,7 +140,7 @@ class SeedRun:
 
 
 def start_seed(
-    stream: Stream, context: Context, conditions: tuple[str, ...], stage: Stage, pool: Executor | None = None
+    stream: Stream, context: Context, conditions: tuple[str, ...], stage: Stage, pool: Workers | None = None
 ) -> SeedRun:
     """The agent through the stream with one seed, here; every control through it in ``pool``'s
     processes when given (returning at once: the next seed's agent can start), else here too.
@@ -176,7 +176,7 @@ def start_seed(
 
 
 def _start(
-    pool: Executor | None,
+    pool: Workers | None,
     name: str,
     stream: Stream,
     context: Context,
@@ -337,19 +337,20 @@ def bench_streams(
     conditions: tuple[str, ...] = CONDITIONS,
     device: str = "auto",
     data_dir: Path | None = None,
-    workers: int = 0,
+    workers: int | None = 0,
     threads: int | None = None,
     report: Report = quiet,
 ) -> BenchResult:
     """Run ``stream`` under ``conditions`` for every seed; results, ratios and the raw runs.
 
     ``workers`` > 0 learns the controls in that many processes while this one runs the agent
-    (0: all here, one after another); every process uses ``threads`` torch threads (default:
-    the cores shared out among the workers). Results depend on the thread count (floating-point
-    sums), never on the number of workers."""
-    if workers < 0:
+    (None: one per core; 0: all here, one after another); every process uses ``threads`` torch
+    threads (default: the cores shared out among the workers). Results depend on the thread
+    count (floating-point sums), never on the number of workers."""
+    if workers is not None and workers < 0:
         raise LifelongError(f"--workers must be 0 or more, not {workers}")
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    pool = Workers(workers, threads=threads)  # threads: as given, else the cores shared out
+    threads = pool.threads
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown or not conditions:
         raise LifelongError(
@@ -362,21 +363,14 @@ def bench_streams(
     with ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lifelong-streams-"))
         stack.enter_context(torch_threads(threads))
-        pool = None
-        if workers:
-            spawn = spawn_context()
-            pool = stack.enter_context(
-                ProcessPoolExecutor(
-                    workers, mp_context=spawn, initializer=start_worker, initargs=(threads, os.getpid())
-                )
-            )
+        stack.enter_context(pool)
         started = [
             start_seed(
                 stream,
                 Context(plan, seed, resolve_device(device), data_dir, Path(tmp) / f"seed-{seed}"),
                 conditions,
                 stage,
-                pool,
+                pool if pool.workers else None,
             )
             for seed in seeds
         ]
@@ -392,7 +386,7 @@ def bench_streams(
         },
         "budget": asdict(plan.budget),
         "target": plan.target,
-        "workers": workers,
+        "workers": pool.workers,
         "threads": threads,
         "conditions": {
             name: {seed: asdict(log) for seed, log in by_seed.items()} for name, by_seed in runs.items()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +22,7 @@ from lifelong.commands.options import (
     SimilarityOpt,
     ToleranceOpt,
     TransferInitOpt,
+    WorkersOpt,
     cell,
     live_progress,
     out,
@@ -106,17 +106,11 @@ def bench_streams(
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     results_dir: ResultsDirOpt = Path("results"),
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Processes learning the controls beside the agent (default: one per core; 0: all in "
-            "this process). Each gets cores/workers torch threads; equal thread counts, equal results.",
-            min=0,
-        ),
-    ] = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """A stream learned by the agent and its controls (random library, independent, finetune,
-    frozen first, PNN): accuracy matrices, transfer, parameters, seconds."""
+    frozen first, PNN): accuracy matrices, transfer, parameters, seconds. The workers learn the
+    controls beside the agent (equal thread counts, equal results)."""
     from lifelong.bench.streams import CONDITIONS, QUICK
     from lifelong.bench.streams import bench_streams as body
     from lifelong.classification import ClassificationPlan, budget_for
@@ -141,7 +135,7 @@ def bench_streams(
             conditions=names,
             device=device,
             data_dir=data_dir,
-            workers=os.cpu_count() or 1 if workers is None else workers,
+            workers=workers,
             report=report,
         )
 
@@ -163,9 +157,7 @@ def bench_growth(
     seeds: SeedsOpt = "0",
     data_dir: DataDirOpt = None,
     results_dir: ResultsDirOpt = Path("results"),
-    workers: Annotated[
-        int, typer.Option(help="Processes learning the libraries (0: all in this process).", min=0)
-    ] = 2,
+    workers: WorkersOpt = None,
     tolerance: ToleranceOpt = None,
     similarity: SimilarityOpt = None,
     share: ShareOpt = None,
@@ -174,7 +166,7 @@ def bench_growth(
 ) -> None:
     """The library's size over a stream of ≥ 10 MNIST and Fashion-MNIST tasks, with and without
     `learn --prune auto` (`lifelong prune`'s defaults unless given): modules, parameters, compute
-    per task, final accuracy (CPU)."""
+    per task, final accuracy (CPU). The workers learn the libraries."""
     from lifelong.bench.growth import bench_growth as body
     from lifelong.bench.streams import QUICK
     from lifelong.classification import budget_for
@@ -261,9 +253,7 @@ def bench_scaling(
     networks: Annotated[int, typer.Option(help="Networks in the generation (one episode each).")] = 32,
     max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
     rounds: Annotated[int, typer.Option(help="Interleaved repetitions.", min=1)] = 3,
-    workers: Annotated[
-        int | None, typer.Option(help="All-workers conditions (default: one per core).", min=1)
-    ] = None,
+    workers: WorkersOpt = None,
     growth_task: Annotated[
         str, typer.Option(help="The growth half's image task ('none': Atari only).")
     ] = "mnist:0-4",
@@ -280,11 +270,13 @@ def bench_scaling(
 ) -> None:
     """A real ESP generation's episodes, and a real generation of growth candidates, in one
     process, over all local workers and on a local Ray instance, against one raw emulator:
-    steps/s, candidates/s and the scaling ratios."""
+    steps/s, candidates/s and the scaling ratios. The workers are the all-workers conditions'."""
     from lifelong.bench.scaling import GrowthCase
     from lifelong.bench.scaling import bench_scaling as body
     from lifelong.device import resolve_device
 
+    if workers == 0:
+        raise typer.BadParameter("bench scaling compares one process with its workers: give at least 1")
     if quick:
         networks, max_frames, rounds = 16, 1000, 2
     sizes = {"population": candidates, "candidate_steps": candidate_steps}

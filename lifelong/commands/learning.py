@@ -422,12 +422,10 @@ def evaluate(
         int | None,
         typer.Option(min=0, max=SEED_MAX, help="Atari: episode seed (default: the committed one)."),
     ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(min=0, help="Atari: processes that share the episodes (0: this one; the same scores)."),
-    ] = 0,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Re-evaluate a stored task: test accuracy and probe check (images), mean ± sd score (Atari)."""
+    """Re-evaluate a stored task: test accuracy and probe check (images), mean ± sd score (Atari;
+    the workers share the episodes, with the same scores)."""
     settings = settings_of(ctx)
     library = settings.open()
     if library.task(task).family == "atari":

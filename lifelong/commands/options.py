@@ -87,8 +87,8 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cud
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        help="Processes that play a generation's Atari episodes and train a generation's growth "
-        "candidates (default: one per core, or per CPU of the Ray cluster; 0: this one).",
+        help="Worker processes (default: one per core, or per CPU of the Ray cluster; 0: this "
+        "process does all the work). Each gets its share of the cores as torch threads.",
         min=0,
     ),
 ]
