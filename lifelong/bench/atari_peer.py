@@ -33,12 +33,12 @@ with warnings.catch_warnings():  # EvoTorch 0.6.1 decorates a helper with the de
     from evotorch.algorithms.searchalgorithm import SearchAlgorithm
     from evotorch.operators import GaussianMutation
 
-from agents.atari.agent import stream_seed
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import SCORE_EPSILON
 from agents.atari.games import N_OUTPUTS
 from agents.atari.grusm import DEFAULT_INIT_SCALE
 from agents.atari.network import Network, Networks, neuron_genome_size
+from agents.atari.problem import stream_seed
 from agents.atari.substrate import substrate_for
 from agents.atari.workers import mean_scores
 from agents.errors import LifelongError
