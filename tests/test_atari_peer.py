@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.atari.agent import stream_seed
 from agents.atari.budget import AtariBudget
 from agents.atari.games import N_OUTPUTS
 from agents.atari.network import Network, Networks, neuron_genome_size
+from agents.atari.problem import stream_seed
 from agents.atari.substrate import substrate_for
 from agents.atari.workers import evaluate_networks
 from agents.errors import LifelongError

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
-from agents.atari.agent import SEED_STREAMS, stream_seed
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.network import Network
+from agents.atari.problem import SEED_STREAMS, stream_seed
 from lifelong.bench import mean_ci
 from lifelong.bench.atari_transfer import CONDITIONS, Protocol, Watch, frame_marks, parse_paths, summarize
 from lifelong.errors import LifelongError

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from test_esp import make_network, make_source
 
-import agents.atari.agent as atari_agent
+import agents.atari.problem as atari_problem
 from agents.atari.agent import AtariAgent, Problem, new_esp
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.games import N_OUTPUTS
@@ -114,11 +115,12 @@ def scripted_agent(
     every call's (trials, seed) is logged."""
     calls: list[tuple[int, int]] = []
 
-    def fake_mean_scores(workers, game, networks, trials, *, max_frames, seed, device, substrate):
+    def fake_evaluate_split(workers, game, networks, trials, *, max_frames, seed, device, substrate):
         calls.append((trials, seed))
-        return np.full(len(networks), score(networks.sources), dtype=float), 100 * len(networks) * trials
+        episodes = len(networks) * trials
+        return SimpleNamespace(scores=np.full(episodes, score(networks.sources)), total_frames=100 * episodes)
 
-    monkeypatch.setattr(atari_agent, "mean_scores", fake_mean_scores)
+    monkeypatch.setattr(atari_problem, "evaluate_split", fake_evaluate_split)
     return AtariAgent(budget), calls
 
 

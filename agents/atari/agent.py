@@ -13,9 +13,10 @@
 - the best network is committed as a frozen ``esp_network`` module; the task records which
   sources it uses with which transfer weights.
 
-Each task's random numbers come from its own streams (:data:`SEED_STREAMS`), all derived from the
-seed with numpy's ``SeedSequence``. What a task has spent and found so far lives in its
-:class:`Attempt`, never on the agent.
+Each task's random numbers come from its own streams (:data:`agents.atari.problem.SEED_STREAMS`),
+all derived from the seed with numpy's ``SeedSequence``. What a task has spent and found so far
+lives in its :class:`Attempt`, never on the agent; its networks are scored by the attempt's
+:class:`agents.atari.problem.AtariFitness`, which keeps the frames and evaluation calls spent.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from agents.atari.evaluate import evaluate
 from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
 from agents.atari.grusm import Source, inherited_transfer, random_source
 from agents.atari.network import BatchedPolicy, Network, Networks
+from agents.atari.problem import AtariFitness, stream_seed
 from agents.atari.substrate import Substrate, game_table, substrate_for
-from agents.atari.workers import evaluate_networks, mean_scores
+from agents.atari.workers import evaluate_networks
 from agents.errors import LifelongError
 from agents.workers import Workers
 from library_store import Library, TaskArrays
@@ -50,33 +52,22 @@ CONDITIONS = ("transfer", "scratch", "random")
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint contents (2: evaluation counter and seed streams)."""
 
-SEED_STREAMS = ("evolution", "random_controls", "training_episodes", "eval_episodes", "test_episodes")
-"""A task's independent random streams, each derived from its seed by :func:`stream_seed`: ESP's
-generator, the random-control sources, the episodes that score networks while learning (one seed
-per evaluation call), the committed network's evaluation (that seed is stored with the task, so
-``lifelong eval`` replays it), and fresh episodes never played while learning (what a benchmark
-re-evaluates champions on)."""
-
-
-def stream_seed(seed: int, stream: str, index: int = 0) -> int:
-    """The 32-bit seed of draw ``index`` of ``stream`` (one of :data:`SEED_STREAMS`) of a task
-    learned with ``seed``: ``SeedSequence([seed, stream, index])`` hashes all three, so streams and
-    draws never share seeds the way offsets added to ``seed`` can."""
-    entropy = [seed, SEED_STREAMS.index(stream), index]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
 
 @dataclass
 class Attempt:
-    """An ESP run so far: its state, learning curves, emulation spent (``frames``) and evaluation
-    calls made (``evaluations``: the index of the next one's seed)."""
+    """An ESP run so far: its state, the fitness that scores its networks (and counts the
+    emulation and evaluation calls spent), its learning curves and details."""
 
     esp: ESP
     phase: str
+    fitness: AtariFitness
     curves: dict[str, list[float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
-    frames: int = 0
-    evaluations: int = 0
+
+    @property
+    def frames(self) -> int:
+        """Emulator frames spent learning so far (generations, screen and lesions)."""
+        return self.fitness.frames
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,7 +247,8 @@ class AtariAgent:
         if attempt is None:
             if not problem.sources:
                 return None
-            attempt = Attempt(None, "self_organize")  # type: ignore[arg-type]  # its ESP follows
+            fitness = self._fitness(problem)
+            attempt = Attempt(None, "self_organize", fitness)  # type: ignore[arg-type]  # its ESP follows
             sources = self._screen(problem, attempt) if self.budget.screen else problem.sources
             if not sources:  # no source beat its twin: learn from scratch, the screen's frames spent
                 attempt.esp, attempt.phase = (
@@ -282,12 +274,11 @@ class AtariAgent:
         classes = game_table(problem.game).class_names
         kept, verdicts = [], []
         for source in problem.sources:
-            draw, means = attempt.evaluations, []  # one draw of episodes for the source and its twin
-            attempt.evaluations += 1
+            draw, means = attempt.fitness.draw(), []  # one draw of episodes for the source and its twin
             for candidate in (source, random_source(source, rng, name="")):
                 esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed, [candidate], classes)
                 _, networks = esp.ask(self.budget.evaluations)
-                means.append(float(np.mean(self._scores(problem, attempt, networks, draw=draw))))
+                means.append(float(np.mean(attempt.fitness.scores(networks, draw=draw))))
             verdicts.append(
                 {"source": source.name, "score": means[0], "twin": means[1], "kept": means[0] > means[1]}
             )
@@ -300,7 +291,7 @@ class AtariAgent:
         """Go on with adaptation (bursts add recruits: new neurons); from scratch if no sources."""
         if attempt is None:
             esp = new_esp(self.budget, problem.substrate.n_inputs, self.seed)
-            attempt = Attempt(esp, "grow", details={"self_organize_generations": 0})
+            attempt = Attempt(esp, "grow", self._fitness(problem), details={"self_organize_generations": 0})
         attempt.phase = "grow"
         remaining = self.budget.generations - attempt.esp.generation
         self._generations(problem, attempt, max(1, remaining), adapt=True, frames=self.budget.frames)
@@ -308,7 +299,7 @@ class AtariAgent:
 
     def prune(self, problem: Problem, attempt: Attempt) -> Attempt:
         """Lesion: remove the best network's neurons and sources that do not help."""
-        lesion = attempt.esp.lesion(score_batch=lambda nets: self._lesion_scores(problem, attempt, nets))
+        lesion = attempt.esp.lesion(score_batch=lambda nets: self._lesion_scores(attempt, nets))
         attempt.details.update(
             lesion_baseline=lesion.baseline,
             removed_neurons=len(lesion.removed_neurons),
@@ -429,8 +420,8 @@ class AtariAgent:
             "esp": attempt.esp.state_dict(),
             "curves": attempt.curves,
             "details": attempt.details,
-            "frames": attempt.frames,
-            "evaluations": attempt.evaluations,
+            "frames": attempt.fitness.frames,
+            "evaluations": attempt.fitness.calls,
         }
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         partial = self.checkpoint.with_suffix(".partial")
@@ -457,9 +448,8 @@ class AtariAgent:
             esp = ESP.from_state_dict(state["esp"], sources)
         except (KeyError, ValueError) as error:
             raise LifelongError(f"--resume: the checkpoint does not fit this library ({error})") from None
-        return Attempt(
-            esp, state["phase"], state["curves"], state["details"], state["frames"], state["evaluations"]
-        )
+        fitness = self._fitness(problem, frames=state["frames"], calls=state["evaluations"])
+        return Attempt(esp, state["phase"], fitness, state["curves"], state["details"])
 
     def _generations(
         self, problem: Problem, attempt: Attempt, count: int, *, adapt: bool, frames: int = 0
@@ -473,8 +463,8 @@ class AtariAgent:
         for step in range(1, count + 1):
             started = time.perf_counter()
             members, networks = esp.ask(b.evaluations)
-            scores = self._scores(problem, attempt, networks)
-            scorer = (lambda nets: self._lesion_scores(problem, attempt, nets)) if adapt else None
+            scores = attempt.fitness.scores(networks)
+            scorer = (lambda nets: self._lesion_scores(attempt, nets)) if adapt else None
             event = esp.tell(members, scores, score_batch=scorer)
             curves = attempt.curves
             curves.setdefault("best_so_far", []).append(esp.best_score)
@@ -498,31 +488,23 @@ class AtariAgent:
             if frames and attempt.frames >= frames:
                 break
 
-    def _scores(
-        self, problem: Problem, attempt: Attempt, networks: Networks, trials: int = 0, draw: int | None = None
-    ) -> np.ndarray:
-        """Mean raw score of each network over ``trials`` episodes (0: the budget's), all emulators
-        in lock-step; the episodes' seed is draw ``draw`` of the training stream (None: the
-        attempt's next draw, which then advances)."""
-        if draw is None:
-            draw = attempt.evaluations
-            attempt.evaluations += 1
-        scores, frames = mean_scores(
-            self.workers,
+    def _fitness(self, problem: Problem, *, frames: int = 0, calls: int = 0) -> AtariFitness:
+        """How an attempt at ``problem`` scores its networks, ``frames`` and ``calls`` spent so far."""
+        return AtariFitness(
             problem.game,
-            networks,
-            trials or self.budget.trials,
+            problem.substrate,
+            trials=self.budget.trials,
             max_frames=self.budget.max_frames,
-            seed=stream_seed(self.seed, "training_episodes", draw),
+            seed=self.seed,
+            workers=self.workers,
             device=self.device,
-            substrate=problem.substrate,
+            frames=frames,
+            calls=calls,
         )
-        attempt.frames += frames
-        return scores
 
-    def _lesion_scores(self, problem: Problem, attempt: Attempt, networks: Networks) -> np.ndarray:
+    def _lesion_scores(self, attempt: Attempt, networks: Networks) -> np.ndarray:
         """What a lesion judges networks by: ``lesion_trials`` episodes each (0: the budget's)."""
-        return self._scores(problem, attempt, networks, trials=self.budget.lesion_trials)
+        return attempt.fitness.scores(networks, trials=self.budget.lesion_trials)
 
     @staticmethod
     def _module_config(problem: Problem, best: Network, score: float) -> dict[str, Any]:

@@ -81,25 +81,6 @@ def evaluate_split(
     return _joined(workers.map(_play_part, networks, jobs), time.perf_counter() - started)
 
 
-def mean_scores(
-    workers: Workers,
-    game: str,
-    networks: Networks,
-    trials: int,
-    *,
-    max_frames: int,
-    seed: int,
-    device: torch.device | str = "cpu",
-    substrate: Substrate | None = None,
-) -> tuple[np.ndarray, int]:
-    """Each network's mean raw score over its ``trials`` episodes (:func:`evaluate_split`), and
-    the emulator frames played: how ESP and the benchmark's peer score a generation."""
-    result = evaluate_split(
-        workers, game, networks, trials, max_frames=max_frames, seed=seed, device=device, substrate=substrate
-    )
-    return result.scores.reshape(len(networks), trials).mean(axis=1), int(result.total_frames)
-
-
 def evaluate_episodes(
     workers: Workers,
     game: str,

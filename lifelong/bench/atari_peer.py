@@ -3,8 +3,8 @@
 A user who does not want GRUSM-ESP would take an off-the-shelf evolutionary algorithm and evolve a
 network with it. To compare against that fairly, the peer evolves *the same network* the agent
 evolves from scratch — GRUSM-ESP's recurrent network (:mod:`agents.atari.network`) with
-``budget.hidden`` own hidden neurons and no sources, on the same substrate inputs — scores it on the
-same emulator code (:func:`agents.atari.workers.mean_scores`: the mean raw score over
+``budget.hidden`` own hidden neurons and no sources, on the same substrate inputs — scores it with the
+agent's own fitness (:class:`agents.atari.problem.AtariFitness`: the mean raw score over
 ``budget.trials`` episodes, a fresh episode seed per evaluation call drawn from the task's
 ``training_episodes`` stream) and stops under the same budget of emulator frames. Only the search
 differs: EvoTorch's SNES, CMA-ES or a genetic algorithm over the flat gene vector
@@ -33,14 +33,13 @@ with warnings.catch_warnings():  # EvoTorch 0.6.1 decorates a helper with the de
     from evotorch.algorithms.searchalgorithm import SearchAlgorithm
     from evotorch.operators import GaussianMutation
 
-from agents.atari.agent import stream_seed
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import SCORE_EPSILON
 from agents.atari.games import N_OUTPUTS
 from agents.atari.grusm import DEFAULT_INIT_SCALE
 from agents.atari.network import Network, Networks, neuron_genome_size
+from agents.atari.problem import AtariFitness, stream_seed
 from agents.atari.substrate import substrate_for
-from agents.atari.workers import mean_scores
 from agents.errors import LifelongError
 from agents.workers import Workers
 
@@ -95,23 +94,28 @@ class AtariProblem(Problem):
     """Maximise a network's mean raw score on ``game``; a solution is the genes of one network
     (``budget.hidden`` own neurons, no sources) as a flat float32 vector on the CPU.
 
-    Every :meth:`_evaluate_batch` is one evaluation call, like one of the agent's
-    (:meth:`agents.atari.agent.AtariAgent._scores`): its episodes' seed is draw :attr:`calls` of the
+    Every :meth:`_evaluate_batch` is one evaluation call of :attr:`fitness`, the agent's
+    :class:`agents.atari.problem.AtariFitness`: its episodes' seed is draw :attr:`calls` of the
     ``training_episodes`` stream. The problem also keeps the run's accounting: frames and calls
-    spent, the champion so far, and the scores of the current generation."""
+    spent (the fitness's), the champion so far, and the scores of the current generation."""
 
     def __init__(
         self, game: str, budget: AtariBudget, *, seed: int, workers: Workers, device: torch.device
     ) -> None:
         """``seed``: the run's seed; EvoTorch's random numbers (initial solutions, samples,
         mutations) come from this problem's own generator, seeded with its ``evolution`` stream."""
-        self.game, self.budget, self.seed = game, budget, seed
-        self.workers, self.play_device = workers, torch.device(device)
-        self.substrate = substrate_for(game)
-        self.n_in = self.substrate.n_inputs
+        substrate = substrate_for(game)
+        self.fitness = AtariFitness(
+            game,
+            substrate,
+            trials=budget.trials,
+            max_frames=budget.max_frames,
+            seed=seed,
+            workers=workers,
+            device=torch.device(device),
+        )
+        self.budget, self.n_in = budget, substrate.n_inputs
         self.genes_per_neuron = neuron_genome_size(self.n_in)
-        self.frames = 0  # emulator frames spent so far
-        self.calls = 0  # evaluation calls so far: the index of the next one's episode seed
         self.champion: Network | None = None
         self.champion_score = -math.inf
         self.generation_scores: list[float] = []  # scores evaluated since the loop last cleared it
@@ -129,6 +133,16 @@ class AtariProblem(Problem):
             store_solution_stats=False,
         )
 
+    @property
+    def frames(self) -> int:
+        """Emulator frames spent so far."""
+        return self.fitness.frames
+
+    @property
+    def calls(self) -> int:
+        """Evaluation calls made so far: the index of the next one's episode seed."""
+        return self.fitness.calls
+
     def decode(self, values: Tensor) -> Networks:
         """``(N, solution_length)`` genes → N networks (copies: EvoTorch refills its buffers)."""
         values = torch.as_tensor(values).detach().to("cpu", torch.float32).clone()
@@ -139,18 +153,7 @@ class AtariProblem(Problem):
     def _evaluate_batch(self, batch: SolutionBatch) -> None:
         """Play every solution ``budget.trials`` times; its evaluation is the mean score."""
         networks = self.decode(batch.values)
-        scores, frames = mean_scores(
-            self.workers,
-            self.game,
-            networks,
-            self.budget.trials,
-            max_frames=self.budget.max_frames,
-            seed=stream_seed(self.seed, "training_episodes", self.calls),
-            device=self.play_device,
-            substrate=self.substrate,
-        )
-        self.calls += 1
-        self.frames += frames
+        scores = self.fitness.scores(networks)
         batch.set_evals(torch.as_tensor(scores, dtype=torch.float32))
         self.generation_scores.extend(scores.tolist())
         top = int(np.argmax(scores))  # ESP's rule: the batch's first best, if it beats the champion

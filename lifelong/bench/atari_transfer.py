@@ -42,10 +42,11 @@ from typing import Any
 import numpy as np
 
 from agents import Report, quiet
-from agents.atari.agent import load_network, stream_seed
+from agents.atari.agent import load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.grusm import split_transfer
 from agents.atari.network import Network
+from agents.atari.problem import stream_seed
 from agents.atari.units import unit_statistics
 from agents.atari.workers import evaluate_episodes
 from agents.workers import Workers, shared
