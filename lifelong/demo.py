@@ -29,8 +29,8 @@ from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.files import check_output_folder
 from lifelong.history import contents_before, library_history
+from lifelong.listings import own_parameters, to_json
 from lifelong.report import write_report
-from lifelong.reports import own_parameters, to_json
 from lifelong.runner import command_line, learn_specs
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data

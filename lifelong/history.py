@@ -22,9 +22,9 @@ from typing import Any
 
 from agents import module_parameters
 from library_store import HistoryEntry, Library, ModuleRecord, TaskRecord
-from lifelong import classification, metrics, reports
+from lifelong import classification, listings, metrics
 from lifelong.errors import LifelongError
-from lifelong.reports import own_parameters
+from lifelong.listings import own_parameters
 
 PHASES = ("self_organize", "grow", "settle")  # the order a task's learning curves were recorded in
 
@@ -40,7 +40,7 @@ def library_history(
     created: dict[str, list[ModuleRecord]] = {}
     for module in library.modules():
         created.setdefault(module.created_by, []).append(module)
-    damaged = reports.damaged_modules(library)
+    damaged = listings.damaged_modules(library)
     rows, skipped = [], []
     library_modules = library_params = 0
     for name in order:

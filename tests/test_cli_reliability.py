@@ -32,7 +32,7 @@ from filelock import FileLock
 from PIL import Image
 
 from library_store import Library
-from lifelong.reports import to_json
+from lifelong.listings import to_json
 
 TASK = "halves"
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"

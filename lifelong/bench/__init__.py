@@ -23,7 +23,7 @@ from agents import Report, quiet
 from library_store import first_line
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
-from lifelong.reports import to_json
+from lifelong.listings import to_json
 from lifelong.runner import command_line
 
 # (results, ratios) or (results, ratios, runs)

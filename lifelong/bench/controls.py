@@ -53,7 +53,7 @@ from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench.pnn import ProgressiveNetwork
 from lifelong.classification import ClassificationPlan
 from lifelong.history import Contents
-from lifelong.reports import own_parameters, recalled
+from lifelong.listings import own_parameters, recalled
 from lifelong.runner import learn_specs
 
 CALIBRATION_IMAGES = 2048  # unlabeled training images that set a random module's BatchNorm statistics

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 import lifelong
-from lifelong import reports
+from lifelong import listings
 from lifelong.commands.options import out, settings_of, show, warn_damaged
 
 app = typer.Typer()  # its commands join the top level
@@ -19,21 +19,21 @@ def init(ctx: typer.Context) -> None:
     """Create an empty library."""
     settings = settings_of(ctx)
     library = lifelong.Library.create(settings.library_path, lock_timeout=settings.lock_timeout)
-    show(settings, reports.info(library), "library created")
+    show(settings, listings.info(library), "library created")
 
 
 @app.command()
 def info(ctx: typer.Context) -> None:
     """Counts, size on disk, schema and last change."""
     settings = settings_of(ctx)
-    show(settings, reports.info(settings.open()), "library")
+    show(settings, listings.info(settings.open()), "library")
 
 
 @app.command()
 def tasks(ctx: typer.Context) -> None:
     """The learned tasks."""
     settings = settings_of(ctx)
-    show(settings, reports.tasks(settings.open()), "tasks")
+    show(settings, listings.tasks(settings.open()), "tasks")
 
 
 @app.command()
@@ -47,13 +47,13 @@ def modules(
     title = "modules"
     if task is not None:
         record = library.task(task)
-        split, start = reports.parameter_split(library, record), reports.recalled(record)
+        split, start = listings.parameter_split(library, record), listings.recalled(record)
         title = (
             f"modules of {task}: {split['library_params']:,} library parameters, "
             f"{split['own_params']:,} its own ({split['own_share']:.1%})"
             + (f"; started from {start}'s path" if start else "")
         )
-    rows = reports.modules(library, task)
+    rows = listings.modules(library, task)
     show(settings, rows, title)
     warn_damaged([row["id"] for row in rows if row.get("intact") is False], "damaged modules")
 
@@ -64,14 +64,14 @@ def snapshot_create(ctx: typer.Context, name: str) -> None:
     settings = settings_of(ctx)
     library = settings.open()
     library.snapshot(name)
-    show(settings, next(s for s in reports.snapshots(library) if s["name"] == name), "snapshot")
+    show(settings, next(s for s in listings.snapshots(library) if s["name"] == name), "snapshot")
 
 
 @snapshot_app.command("list")
 def snapshot_list(ctx: typer.Context) -> None:
     """Every snapshot, including the automatic ones taken before each restore."""
     settings = settings_of(ctx)
-    show(settings, reports.snapshots(settings.open()), "snapshots", ["name", "time", "automatic", "message"])
+    show(settings, listings.snapshots(settings.open()), "snapshots", ["name", "time", "automatic", "message"])
 
 
 @app.command()
@@ -91,7 +91,7 @@ def restore(ctx: typer.Context, name: str) -> None:
 def log(ctx: typer.Context) -> None:
     """History: every change (init, learn, snapshot, restore), newest first."""
     settings = settings_of(ctx)
-    show(settings, reports.log(settings.open()), "history", ["time", "kind", "message"])
+    show(settings, listings.log(settings.open()), "history", ["time", "kind", "message"])
 
 
 @app.command()
@@ -101,7 +101,7 @@ def check(ctx: typer.Context) -> None:
     library = lifelong.Library.open(
         settings.library_path, lock_timeout=settings.lock_timeout, any_schema=True
     )
-    report = reports.check(library)
+    report = listings.check(library)
     if settings.as_json:
         show(settings, report)
     elif report["clean"]:

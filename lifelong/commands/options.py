@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import lifelong
-from lifelong import reports
+from lifelong import listings
 
 # Piped output (scripts, tests, logs) gets wide tables rather than rich's default 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -39,7 +39,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 def show(settings: Settings, data: Any, title: str = "", columns: list[str] | None = None) -> None:
     """Print ``data`` as JSON or as a rich table (a list of rows) / key-value table (a dict)."""
     if settings.as_json:
-        print(reports.to_json(data))
+        print(listings.to_json(data))
         return
     if isinstance(data, dict):
         table = Table(title=title, show_header=False)

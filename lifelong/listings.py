@@ -1,4 +1,4 @@
-"""What users see of a library, as plain JSON-able rows.
+"""Listings: what users see of a library, as plain JSON-able rows.
 
 The CLI prints these as rich tables or, with ``--json``, as they are; both show the same content.
 """
