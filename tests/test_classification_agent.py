@@ -25,6 +25,7 @@ from agents.classification.agent import (
     removal_costs,
     task_streams,
 )
+from agents.classification.budget import PRESETS
 from agents.classification.candidates import TrainedGenome, candidate_generator, extended_layers
 from agents.classification.genome import EXTRA_KINDS, GeneRanges, Genome
 from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
@@ -207,18 +208,10 @@ def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_
         curve = Curve([0, 10], [0.5, 0.5 + 0.01 * genome.new_module_count])
         return TrainedGenome(genome, None, curve, flops=0)
 
+    search = PRESETS["standard"].override(mutation_rate=0.5, crossover=True)
     for seed in range(3):
-        evolution.evolve(
-            evolution.one_at_a_time(evaluate),
-            len(layers),
-            rng=np.random.default_rng(seed),
-            population=6,
-            generations=6,
-            mutation_rate=0.5,
-            ranges=ranges,
-            crossover=True,
-            rounding="stochastic",
-        )
+        ga = evolution.GA(search, len(layers), np.random.default_rng(seed), ranges=ranges)
+        evolution.run(ga, evolution.one_at_a_time(evaluate))
     if layers is SMALL:  # only what fits: dim_reduce beside the halving layer, convs, res_fire on a conv
         assert {"conv", "dim_reduce"} <= kinds
     else:
