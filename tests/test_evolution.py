@@ -479,6 +479,47 @@ def test_ga_is_deterministic_and_supports_crossover_and_every_criterion():
                 Genome.from_dict(genome).validate(ranges)
 
 
+def test_ga_asks_only_individuals_not_evaluated_yet():
+    ga, evaluate = GA(budget(population=4, generations=3, elite=1), 2, np.random.default_rng(0)), Counter()
+    first = ga.ask()
+    assert [(newborn.generation, newborn.index) for newborn in first] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert ga.ask(2) == first[:2] and ga.ask() == first  # asking again before telling: the same ones
+    with pytest.raises(ValueError, match="ask gave"):
+        ga.tell(first[1:2], Counter()(first[1:2]))  # not the first one waiting
+    with pytest.raises(ValueError, match="evaluations"):
+        ga.tell(first[:2], Counter()(first[:1]))
+    with pytest.raises(RuntimeError, match="not done"):
+        _ = ga.result
+    runs = evaluate(first[:2])
+    assert ga.tell(first[:2], runs) == list(zip(first[:2], runs, strict=True))
+    assert ga.ask() == first[2:]  # the rest of generation 0
+    ga.tell(first[2:], evaluate(first[2:]))
+    asked = []
+    while not ga.done:
+        newborns = ga.ask()
+        asked += [(newborn.generation, newborn.index) for newborn in newborns]
+        ga.tell(newborns, evaluate(newborns))
+    assert asked == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]  # slot 0, the elite: never again
+    assert ga.ask() == [] and ga.result.evaluations == len(evaluate.calls) == 4 + 3 + 3
+    history = ga.result.history
+    assert all(history[g][0] in history[g + 1] for g in range(2))  # the elite is kept, ranked again
+
+
+def test_ga_told_a_good_enough_individual_stops_and_asks_no_more():
+    ga = GA(SMART, 3, np.random.default_rng(1), good_enough=lambda run: run.curve[-1][1] >= 0.8)
+    newborns = ga.ask(3)
+    accuracies = (0.5, 0.9, 0.95)
+    runs = [Run(newborn.genome, [(100, acc)]) for newborn, acc in zip(newborns, accuracies, strict=True)]
+    assert ga.tell(newborns, runs) == list(zip(newborns[:2], runs[:2], strict=True))  # the third: dropped
+    assert ga.done and ga.ask() == [] and ga.ask(1) == []
+    result = ga.result
+    assert result.stopped_early and result.evaluations == 2
+    assert result.best.evaluated is runs[1]  # the first good enough in slot order, not the best told
+    assert [record.curve for record in result.history[0]] == [[(100, 0.9)], [(100, 0.5)]]
+    with pytest.raises(ValueError, match="ask gave"):
+        ga.tell(newborns[2:], runs[2:])
+
+
 def test_rank_prefers_the_cheaper_of_near_equals_only():
     def member(acc: float, flops: int, slope: float = 0.0) -> Candidate:
         return Candidate(Genome((), (), ()), flops, (acc, slope), 0)
