@@ -25,7 +25,14 @@ from agents.classification.agent import (
     removal_costs,
     task_streams,
 )
-from agents.classification.candidates import TrainedGenome, candidate_generator, extended_layers
+from agents.classification.budget import PRESETS
+from agents.classification.candidates import (
+    Growth,
+    TrainedGenome,
+    candidate_generator,
+    extended_layers,
+    train_generation,
+)
 from agents.classification.genome import EXTRA_KINDS, GeneRanges, Genome
 from agents.classification.modules import READOUT_FEATURES, Conv, Head, Member, freeze, max_pool_2x2
 from agents.classification.network import MixedLayer, TaskNetwork
@@ -33,6 +40,7 @@ from agents.classification.prefix import prefix_network
 from agents.classification.training import Curve, accuracy, predict_logits
 from agents.errors import BudgetError
 from agents.task import TaskData, TaskSpec
+from agents.workers import Workers
 from library_store import Library
 from lifelong.learn import learn
 
@@ -207,18 +215,10 @@ def test_evolution_builds_exactly_its_genomes(layers: list[list[Member]], input_
         curve = Curve([0, 10], [0.5, 0.5 + 0.01 * genome.new_module_count])
         return TrainedGenome(genome, None, curve, flops=0)
 
+    search = PRESETS["standard"].override(mutation_rate=0.5, crossover=True)
     for seed in range(3):
-        evolution.evolve(
-            evolution.one_at_a_time(evaluate),
-            len(layers),
-            rng=np.random.default_rng(seed),
-            population=6,
-            generations=6,
-            mutation_rate=0.5,
-            ranges=ranges,
-            crossover=True,
-            rounding="stochastic",
-        )
+        ga = evolution.GA(search, len(layers), np.random.default_rng(seed), ranges=ranges)
+        evolution.run(ga, evolution.one_at_a_time(evaluate))
     if layers is SMALL:  # only what fits: dim_reduce beside the halving layer, convs, res_fire on a conv
         assert {"conv", "dim_reduce"} <= kinds
     else:
@@ -233,6 +233,37 @@ def test_grow_records_the_genome_it_built() -> None:
     layers = [layer.members for layer in grown.network.layers]
     assert built(layers, len(SMALL)) == meant(genome, ranges, 2)
     assert grown.details["genome_text"] == genome.describe(ranges)
+
+
+def test_asking_and_telling_by_hand_grows_what_the_agent_grows() -> None:
+    """The GA driven by hand, a whole generation trained at a time, against the agent's growth
+    (one candidate at a time): the same genomes from the same task seed, the same winner."""
+    grower = agent()
+    grower.budget = TINY.override(
+        population=3, generations=2, candidate_steps=20, final_steps=20, settle_steps=0
+    )
+    data = halves(TaskSpec("a", "npz"), (1, 6, 6), 0)
+    grown = grower.grow(problem(SMALL, (1, 6, 6), data), None)
+
+    task = problem(SMALL, (1, 6, 6), data)
+    ranges = gene_space(SMALL, (1, 6, 6))
+    growth = Growth(SMALL, data, (1, 6, 6), ranges, grower.budget, 0, torch.device("cpu"))
+    ga = evolution.GA(
+        grower.budget,
+        len(SMALL),
+        task.rng,
+        ranges=ranges,
+        good_enough=lambda trained: trained.validation.best >= task.solved,
+        cost=lambda trained: trained.flops,
+    )
+    while not ga.done:
+        newborns = ga.ask()
+        ga.tell(newborns, train_generation(Workers(0), growth, newborns))
+    result = ga.result
+    assert result.best.genome == Genome.from_json(grown.details["genome"])
+    assert result.evaluations == grown.details["evaluations"] == 3 + 2
+    best = [max(acc for record in generation for _, acc in record.curve) for generation in result.history]
+    assert best == grown.curves["evolution_best_val_acc"]
 
 
 # ---------------------------------------------------------------------------- seeds

@@ -1,5 +1,5 @@
 """SMART's growth search: the genome's operators (agents.classification.genome), the fitness criteria
-(agents.classification.fitness) and the GA loop (agents.classification.evolution).
+(agents.classification.fitness) and the GA's ask/tell search (agents.classification.evolution).
 
 No torch here: candidates are "trained" by a cheap synthetic evaluate whose accuracy is a function
 of the genome.
@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.classification.evolution import Candidate, Newborn, evolve, one_at_a_time, rank
+from agents.classification.budget import PRESETS, Budget
+from agents.classification.evolution import GA, Candidate, Newborn, one_at_a_time, rank, run
 from agents.classification.fitness import CRITERIA, extrapolate, fitness, late_slope
 from agents.classification.genome import (
     EXTRA_KINDS,
@@ -31,6 +32,7 @@ from agents.classification.genome import (
     mutate_scalar,
     repair,
 )
+from agents.errors import BudgetError
 
 # --- strategies -------------------------------------------------------------------------------------
 
@@ -354,7 +356,16 @@ def test_unknown_criterion_and_missing_horizon_are_clear_errors():
     assert set(CRITERIA) == {"acc+slope", "max", "mean", "slope", "fit"}
 
 
-# --- the GA loop ------------------------------------------------------------------------------------
+# --- the GA's search ---------------------------------------------------------------------------------
+
+SMART = PRESETS["standard"].override(rounding="floor", growth_margin=0.0)
+"""SMART's search (population 6, 6 generations, mutation rate 0.2, 2 elites), with the paper's
+truncating scalar rule and no parsimony tolerance."""
+
+
+def budget(**fields: object) -> Budget:
+    """:data:`SMART` with ``fields`` replaced."""
+    return SMART.override(**fields)
 
 
 @dataclass
@@ -373,7 +384,7 @@ def synthetic_accuracy(genome: Genome) -> float:
 
 
 class Counter:
-    """An ``evaluate`` for evolve that remembers every genome it was handed, and every batch."""
+    """An ``evaluate`` for :func:`run` that remembers every genome it was handed, and every batch."""
 
     def __init__(self) -> None:
         self.calls: list[Genome] = []
@@ -393,10 +404,10 @@ def best_per_generation(result) -> list[tuple[float, ...]]:
     return [generation[0][1] for generation in result.history]
 
 
-def test_evolve_improves_and_never_loses_the_best():
+def test_ga_improves_and_never_loses_the_best():
     improved = 0
     for seed in range(10):
-        result = evolve(Counter(), 3, rng=np.random.default_rng(seed))
+        result = run(GA(SMART, 3, np.random.default_rng(seed)), Counter())
         best = best_per_generation(result)
         assert all(later >= earlier for earlier, later in itertools.pairwise(best))  # elitism
         improved += best[-1] > best[0]
@@ -405,17 +416,13 @@ def test_evolve_improves_and_never_loses_the_best():
     assert improved >= 8
 
 
-@pytest.mark.parametrize("population, generations, elite", [(6, 6, 2), (4, 3, 1), (5, 1, 2), (3, 4, 3)])
-def test_evolve_evaluates_only_new_individuals(population, generations, elite):
+@pytest.mark.parametrize("population, generations, elite", [(6, 6, 2), (4, 3, 1), (5, 1, 2), (3, 4, 2)])
+def test_ga_evaluates_only_new_individuals(population, generations, elite):
     counter = Counter()
     progress: list[tuple[int, int]] = []
-    result = evolve(
+    result = run(
+        GA(budget(population=population, generations=generations, elite=elite), 2, np.random.default_rng(0)),
         counter,
-        2,
-        rng=np.random.default_rng(0),
-        population=population,
-        generations=generations,
-        elite=elite,
         on_candidate=lambda g, i, genome, evaluated: progress.append((g, i)),
     )
     expected = population + (population - elite) * (generations - 1)
@@ -428,9 +435,10 @@ def test_evolve_evaluates_only_new_individuals(population, generations, elite):
     assert len({genome.phenotype() for genome in counter.calls[:population]}) == population  # distinct
 
 
-def test_evolve_stops_early_when_good_enough():
+def test_ga_stops_early_when_good_enough():
     counter = Counter()
-    result = evolve(counter, 3, rng=np.random.default_rng(5), good_enough=lambda run: run.curve[-1][1] >= 0.7)
+    ga = GA(SMART, 3, np.random.default_rng(5), good_enough=lambda run: run.curve[-1][1] >= 0.7)
+    result = run(ga, counter)
     assert result.stopped_early
     assert result.evaluations == len(counter.calls) < 6 + 4 * 5
     assert result.best.evaluated.curve[-1][1] >= 0.7
@@ -438,19 +446,17 @@ def test_evolve_stops_early_when_good_enough():
 
 
 @pytest.mark.parametrize("batch", [2, 3, 6])
-def test_evolve_gives_the_same_result_whatever_the_batch(batch):
+def test_ga_gives_the_same_result_whatever_the_batch(batch):
     """Workers train a batch of newborns at once; a good-enough one stops the search where it
     would have stopped one at a time, and the rest of its batch is dropped."""
     runs = []
     for size in (1, batch):
         counter, seen = Counter(), []
-        result = evolve(
+        result = run(
+            GA(SMART, 3, np.random.default_rng(5), good_enough=lambda run: run.curve[-1][1] >= 0.7),
             counter,
-            3,
-            rng=np.random.default_rng(5),
-            good_enough=lambda run: run.curve[-1][1] >= 0.7,
-            on_candidate=lambda g, i, genome, evaluated, seen=seen: seen.append((g, i)),
             batch=size,
+            on_candidate=lambda g, i, genome, evaluated, seen=seen: seen.append((g, i)),
         )
         runs.append((result, counter, seen))
     (one, one_counter, one_seen), (many, many_counter, many_seen) = runs
@@ -462,26 +468,56 @@ def test_evolve_gives_the_same_result_whatever_the_batch(batch):
     assert len(many_counter.calls) >= len(one_counter.calls)  # the stopping batch's later ones: dropped
 
 
-def test_evolve_is_deterministic_and_supports_crossover_and_every_criterion():
+def test_ga_is_deterministic_and_supports_crossover_and_every_criterion():
     ranges = GeneRanges(max_new_reductions=1)
     for criterion in CRITERIA:
-        runs = [
-            evolve(
-                Counter(),
-                2,
-                rng=np.random.default_rng(9),
-                criterion=criterion,
-                horizon=10_000,
-                ranges=ranges,
-                crossover=True,
-                rounding="stochastic",
-            )
-            for _ in range(2)
-        ]
+        search = budget(fitness=criterion, final_steps=10_000, crossover=True, rounding="stochastic")
+        runs = [run(GA(search, 2, np.random.default_rng(9), ranges=ranges), Counter()) for _ in range(2)]
         assert runs[0].history == runs[1].history
         for generation in runs[0].history:
             for genome, _, _ in generation:
                 Genome.from_dict(genome).validate(ranges)
+
+
+def test_ga_asks_only_individuals_not_evaluated_yet():
+    ga, evaluate = GA(budget(population=4, generations=3, elite=1), 2, np.random.default_rng(0)), Counter()
+    first = ga.ask()
+    assert [(newborn.generation, newborn.index) for newborn in first] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert ga.ask(2) == first[:2] and ga.ask() == first  # asking again before telling: the same ones
+    with pytest.raises(ValueError, match="ask gave"):
+        ga.tell(first[1:2], Counter()(first[1:2]))  # not the first one waiting
+    with pytest.raises(ValueError, match="evaluations"):
+        ga.tell(first[:2], Counter()(first[:1]))
+    with pytest.raises(RuntimeError, match="not done"):
+        _ = ga.result
+    runs = evaluate(first[:2])
+    assert ga.tell(first[:2], runs) == list(zip(first[:2], runs, strict=True))
+    assert ga.ask() == first[2:]  # the rest of generation 0
+    ga.tell(first[2:], evaluate(first[2:]))
+    asked = []
+    while not ga.done:
+        newborns = ga.ask()
+        asked += [(newborn.generation, newborn.index) for newborn in newborns]
+        ga.tell(newborns, evaluate(newborns))
+    assert asked == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]  # slot 0, the elite: never again
+    assert ga.ask() == [] and ga.result.evaluations == len(evaluate.calls) == 4 + 3 + 3
+    history = ga.result.history
+    assert all(history[g][0] in history[g + 1] for g in range(2))  # the elite is kept, ranked again
+
+
+def test_ga_told_a_good_enough_individual_stops_and_asks_no_more():
+    ga = GA(SMART, 3, np.random.default_rng(1), good_enough=lambda run: run.curve[-1][1] >= 0.8)
+    newborns = ga.ask(3)
+    accuracies = (0.5, 0.9, 0.95)
+    runs = [Run(newborn.genome, [(100, acc)]) for newborn, acc in zip(newborns, accuracies, strict=True)]
+    assert ga.tell(newborns, runs) == list(zip(newborns[:2], runs[:2], strict=True))  # the third: dropped
+    assert ga.done and ga.ask() == [] and ga.ask(1) == []
+    result = ga.result
+    assert result.stopped_early and result.evaluations == 2
+    assert result.best.evaluated is runs[1]  # the first good enough in slot order, not the best told
+    assert [record.curve for record in result.history[0]] == [[(100, 0.9)], [(100, 0.5)]]
+    with pytest.raises(ValueError, match="ask gave"):
+        ga.tell(newborns[2:], runs[2:])
 
 
 def test_rank_prefers_the_cheaper_of_near_equals_only():
@@ -499,7 +535,7 @@ def test_rank_prefers_the_cheaper_of_near_equals_only():
     assert [m.evaluated for m in rank(members, lambda flops: flops, 0.0)] == [900, 900, 100, 10]
 
 
-def test_evolve_with_a_cost_keeps_the_cheapest_of_near_equals():
+def test_ga_with_a_cost_keeps_the_cheapest_of_near_equals():
     def size(genome: Genome) -> int:  # a stand-in for compute: filters of new layers and modules
         return sum(gene.filters for gene in genome.new_layers) + 16 * sum(genome.extra_modules)
 
@@ -507,30 +543,34 @@ def test_evolve_with_a_cost_keeps_the_cheapest_of_near_equals():
         return Run(genome, [(100, 0.9 + 0.0001 * size(genome))])
 
     evaluate = one_at_a_time(evaluate)
-    plain = evolve(evaluate, 3, rng=np.random.default_rng(4))
-    frugal = evolve(
-        evaluate, 3, rng=np.random.default_rng(4), cost=lambda run: size(run.genome), tolerance=0.05
-    )
+
+    def cost(run: Run) -> int:
+        return size(run.genome)
+
+    plain = run(GA(SMART, 3, np.random.default_rng(4)), evaluate)
+    frugal = run(GA(budget(growth_margin=0.05), 3, np.random.default_rng(4), cost=cost), evaluate)
     seen = [Genome.from_dict(g) for generation in frugal.history for g, _, _ in generation]
     assert size(frugal.best.genome) == min(map(size, seen)) < size(plain.best.genome)
-    tight = evolve(
-        evaluate, 3, rng=np.random.default_rng(4), cost=lambda run: size(run.genome), tolerance=0.0
-    )
+    tight = run(GA(SMART, 3, np.random.default_rng(4), cost=cost), evaluate)
     assert tight.best.fitness == plain.best.fitness  # without tolerance the cost only breaks exact ties
 
 
-def test_evolve_rejects_bad_settings():
-    with pytest.raises(ValueError, match="unknown fitness criterion"):
-        evolve(Counter(), 1, rng=np.random.default_rng(0), criterion="median")
-    with pytest.raises(ValueError, match="elite"):
-        evolve(Counter(), 1, rng=np.random.default_rng(0), population=2, elite=3)
+def test_ga_rejects_bad_settings():
+    with pytest.raises(BudgetError, match="unknown --fitness"):
+        budget(fitness="median")
+    with pytest.raises(BudgetError, match="elite"):
+        budget(population=2, elite=3)
+    with pytest.raises(BudgetError, match="elite"):  # no room for a child
+        budget(population=3, elite=3)
     with pytest.raises(ValueError, match="library layers"):
-        evolve(
-            Counter(),
+        GA(
+            SMART,
             1,
-            rng=np.random.default_rng(0),
+            np.random.default_rng(0),
             initial=initial_genome(0, GeneRanges(), np.random.default_rng(0)),
         )
+    with pytest.raises(ValueError, match="library layers"):
+        GA(SMART, 1, np.random.default_rng(0), ranges=GeneRanges(extra_kinds=()))
 
 
 # --- a gene space bounded by the library's shapes ---------------------------------------------------
@@ -559,17 +599,8 @@ def test_repair_clears_kinds_the_library_cannot_build():
 def test_evolution_offers_only_what_the_library_can_build(seed):
     def search(ranges: GeneRanges) -> list[Genome]:
         counter = Counter()
-        evolve(
-            counter,
-            2,
-            rng=np.random.default_rng(seed),
-            population=6,
-            generations=8,
-            mutation_rate=0.5,
-            ranges=ranges,
-            crossover=True,
-            rounding="stochastic",
-        )
+        search = budget(generations=8, mutation_rate=0.5, crossover=True, rounding="stochastic")
+        run(GA(search, 2, np.random.default_rng(seed), ranges=ranges), counter)
         return counter.calls
 
     bounded = search(SMALL_LIBRARY)

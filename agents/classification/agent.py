@@ -346,28 +346,23 @@ class ClassificationAgent:
                 val_acc=trained.validation.best,
             )
 
-        result = evolution.evolve(
-            lambda newborns: train_generation(self.workers, growth, newborns),
+        ga: evolution.GA[TrainedGenome] = evolution.GA(
+            b,
             len(problem.library_layers),
-            population=b.population,
-            generations=b.generations,
-            mutation_rate=b.mutation_rate,
-            elite=b.elite,
-            criterion=b.fitness,
-            horizon=b.final_steps,
+            problem.rng,
             ranges=ranges,
-            rng=problem.rng,
-            crossover=b.crossover,
-            on_candidate=on_candidate,
-            good_enough=lambda trained: trained.validation.best >= problem.solved,
-            rounding=b.rounding,
             initial=None if problem.library_layers else stem(ranges, problem.rng),
-            cost=lambda trained: trained.flops,
-            tolerance=b.growth_margin,  # extra compute, like new modules, must buy this much accuracy
+            good_enough=lambda trained: trained.validation.best >= problem.solved,
+            cost=lambda trained: trained.flops,  # extra compute, like new modules, must buy growth_margin
+        )
+        result = evolution.run(
+            ga,
+            lambda newborns: train_generation(self.workers, growth, newborns),
             # with several workers a generation's newborns train in one call, costliest first, so
             # none waits at its end (more candidates than workers); alone, one at a time (an early
             # stop then skips the rest)
             batch=b.population if self.workers.parts > 1 else 1,
+            on_candidate=on_candidate,
         )
         winner: TrainedGenome = result.best.evaluated
         network = winner.network

@@ -55,7 +55,8 @@ class Budget:
     probe_size: int = 32  # stored validation inputs to verify a task never changes
     # New modules are kept only if they beat self-organization on validation by this much
     # (MNTDP, Mendez & Eaton: a new module must earn a clear validation gain); else the task
-    # is solved by the library alone and nothing is added to it.
+    # is solved by the library alone and nothing is added to it. Evolution asks the same of extra
+    # compute: a costlier candidate must beat a cheaper one by this much (its parsimony tolerance).
     growth_margin: float = 0.005
     # A library layer holding more modules than this is cut to its most relevant ones before
     # self-organization (a short scout run; the modules whose removal costs most validation loss),

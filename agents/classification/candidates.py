@@ -57,7 +57,7 @@ class Growth:
 @dataclass
 class TrainedGenome:
     """A genome built on the library and trained for its candidate steps (what
-    ``evolution.evolve`` ranks), with the progress events its training made."""
+    :class:`~agents.classification.evolution.GA` ranks), with the progress events its training made."""
 
     genome: Genome
     network: TaskNetwork

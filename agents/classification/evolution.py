@@ -1,31 +1,36 @@
-"""SMART's growth: a mutation-only, elitist genetic algorithm over extension genomes.
+"""SMART's growth: a mutation-only, elitist genetic algorithm over extension genomes, asked and told.
 
 When self-organization (frozen library, only α/β and a head trained) is not good enough, SMART
 grows: it evolves *extension genomes* that say which new trainable modules to add to the frozen
 library for the new task, trains each candidate briefly, and keeps the best.
 
-The algorithm (SMART: population 6, 6 generations, mutation rate 0.2, the best 2 kept)::
+The algorithm (SMART: population 6, 6 generations, mutation rate 0.2, the best 2 kept), as
+:func:`run` drives a :class:`GA`::
 
-    population ← [initial genome] + mutants of it
-    repeat for `generations`:
-        evaluate the individuals not evaluated yet        (elites are never re-evaluated;
-                                                           `batch` at a time, in slot order)
-        rank everyone by fitness of their learning curve  (default: final accuracy, slope tie-break);
-            those within `tolerance` of the best come first, cheapest first (parsimony)
-        stop if one is good enough                     (the first in slot order: any later one
-                                                           of its batch is dropped, so the result
-                                                           does not depend on `batch`)
-        keep the best `elite`; replace the rest by mutants of the elites (round-robin)
+    ga ← GA(budget, …)                   population ← [initial genome] + mutants of it
+    until ga.done:
+        newborns ← ga.ask(batch)         up to `batch` individuals not evaluated yet, in slot order
+                                         (elites are never asked again)
+        ga.tell(newborns, evaluate(newborns))
+            a good-enough one stops the search   (the first in slot order: any later one of its
+                                                  batch is dropped, so the result does not
+                                                  depend on `batch`)
+            once the whole generation is told:
+                rank everyone by fitness of their learning curve  (default: final accuracy,
+                    slope tie-break); with a cost, those within `growth_margin` of the best
+                    come first, cheapest first (parsimony)
+                keep the best `elite`; replace the rest by mutants of the elites (round-robin)
+    ga.result                            the best, every generation's ranking, the evaluations
 
-    mutant: each scalar gene v ∈ {lo..hi} with probability `rate` becomes int(0.8·v + 0.2·u),
-            u ~ U{lo..hi}; each bit gene (layer type) flips with probability `rate`
+    mutant: each scalar gene v ∈ {lo..hi} with probability `mutation_rate` becomes int(0.8·v + 0.2·u),
+            u ~ U{lo..hi}; each bit gene (layer type) flips with probability `mutation_rate`
 
-This file is the search loop only (EvoTorch-style separation of problem and algorithm); it knows
+This file is the search only (EvoTorch-style separation of problem and algorithm); it knows
 nothing of torch or of how a candidate is built and trained. The genome's encoding and its
 operators are in :mod:`agents.classification.genome`, the fitness of a learning curve in
 :mod:`agents.classification.fitness`, the training of candidates in
-:mod:`agents.classification.candidates`. The caller supplies ``evaluate(newborns)``, which trains
-each :class:`Newborn` candidate for T steps (in turn, or all at once on workers) and returns
+:mod:`agents.classification.candidates`. The caller evaluates the :class:`Newborn` candidates
+``ask`` gives (trains each for T steps, in turn or all at once on workers) and tells the GA
 objects with a learning ``.curve``; those are kept, so the winner's trained state can be reused
 instead of retrained. Every random choice goes through one ``numpy.random.Generator``, so the
 same seed gives the same genomes.
@@ -39,23 +44,23 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-from agents.classification.fitness import CurvePoints, check_criterion, fitness
+from agents.classification.budget import Budget
+from agents.classification.fitness import CurvePoints, fitness
 from agents.classification.genome import (
     DEFAULT_RANGES,
     GeneRanges,
     Genome,
-    Rounding,
+    crossover,
     initial_genome,
     mutate,
 )
-from agents.classification.genome import crossover as _crossover  # evolve's `crossover` flag shadows it
 
 DISTINCT_TRIES = 200
 """How many mutants to draw, at most, looking for one whose phenotype was not evaluated yet."""
 
 
 class Evaluated(Protocol):
-    """What ``evaluate(genome)`` returns: anything with a learning curve (and, typically, the
+    """What an evaluation of a newborn is: anything with a learning curve (and, typically, the
     trained candidate itself, so the winner need not be retrained)."""
 
     @property
@@ -76,7 +81,7 @@ class Newborn(NamedTuple):
 
 
 def one_at_a_time(evaluate: Callable[[Genome], E]) -> Callable[[Sequence[Newborn]], list[E]]:
-    """An ``evaluate`` for :func:`evolve` from a function of one genome."""
+    """An ``evaluate`` for :func:`run` from a function of one genome."""
     return lambda newborns: [evaluate(newborn.genome) for newborn in newborns]
 
 
@@ -101,7 +106,7 @@ class CandidateRecord(NamedTuple):
 @dataclass(frozen=True)
 class EvolutionResult(Generic[E]):
     """``best``: the fittest candidate seen. ``history[g]``: generation g's population, ranked best
-    first (elites included). ``evaluations``: calls to ``evaluate``."""
+    first (elites included). ``evaluations``: evaluations told (those a stop dropped not counted)."""
 
     best: Candidate[E]
     history: list[list[CandidateRecord]]
@@ -127,10 +132,11 @@ def _record(member: Candidate[Any]) -> CandidateRecord:
     return CandidateRecord(member.genome.to_dict(), member.fitness, curve)
 
 
-def _fresh(make: Callable[[], Genome], seen: set[tuple[Any, ...]], tries: int) -> Genome:
-    """Draw up to ``tries`` genomes from ``make`` until one's phenotype is new; else the last one."""
+def _fresh(make: Callable[[], Genome], seen: set[tuple[Any, ...]]) -> Genome:
+    """Draw up to :data:`DISTINCT_TRIES` genomes from ``make`` until one's phenotype is new; else
+    the last one."""
     genome = make()
-    for _ in range(tries - 1):
+    for _ in range(DISTINCT_TRIES - 1):
         if genome.phenotype() not in seen:
             break
         genome = make()
@@ -138,103 +144,146 @@ def _fresh(make: Callable[[], Genome], seen: set[tuple[Any, ...]], tries: int) -
     return genome
 
 
-def evolve(
-    evaluate: Callable[[Sequence[Newborn]], list[E]],
-    n_library_layers: int,
-    *,
-    rng: np.random.Generator,
-    population: int = 6,
-    generations: int = 6,
-    mutation_rate: float = 0.2,
-    elite: int = 2,
-    criterion: str = "acc+slope",
-    horizon: int | None = None,
-    ranges: GeneRanges = DEFAULT_RANGES,
-    crossover: bool = False,
-    on_candidate: Callable[[int, int, Genome, E], None] | None = None,
-    good_enough: Callable[[E], bool] | None = None,
-    initial: Genome | None = None,
-    rounding: Rounding = "floor",
-    distinct_tries: int = DISTINCT_TRIES,
-    cost: Callable[[E], float] | None = None,
-    tolerance: float = 0.0,
-    batch: int = 1,
-) -> EvolutionResult[E]:
-    """SMART's elitist GA over extension genomes (see the module docstring for the algorithm box).
+class GA(Generic[E]):
+    """SMART's elitist GA over extension genomes, by ask and tell (the module docstring has the
+    algorithm box; :func:`run` is its loop).
 
-    Generation 0 is ``initial`` (default :func:`initial_genome`) plus ``population − 1`` mutants
-    of it. Each later generation keeps the ``elite`` best and fills the rest with mutants of the
-    elites, round-robin (with ``crossover=True`` and ≥ 2 elites: ``mutate(crossover(e_k, e_k+1))``).
-    New genomes are redrawn (up to ``distinct_tries``) to avoid a phenotype already evaluated, since
-    a training run is the expensive part. Only new individuals are evaluated, so without an early
-    stop ``population + (population − elite)·(generations − 1)`` genomes are. ``evaluate`` gets
-    up to ``batch`` newborns at a time (e.g. one per worker) and returns their evaluations in
-    order; the result is the same for any ``batch`` as long as each evaluation depends only on
-    its newborn.
+    From ``budget``: ``population``, ``generations``, ``elite``, ``mutation_rate``, ``rounding``,
+    ``crossover`` (with ≥ 2 elites a child is ``mutate(crossover(e_k, e_k+1))``), the fitness
+    criterion ``fitness`` (``fit`` extrapolates to ``final_steps``, the winner's training) and,
+    with ``cost``, the parsimony tolerance ``growth_margin``. Generation 0 is ``initial`` (default
+    :func:`initial_genome`, drawn from ``rng``) plus ``population − 1`` mutants of it; each later
+    one keeps the ``elite`` best and fills the rest with children of the elites, round-robin. New
+    genomes are redrawn (up to :data:`DISTINCT_TRIES`) to avoid a phenotype already evaluated,
+    since a training run is the expensive part; so without an early stop ``population +
+    (population − elite)·(generations − 1)`` genomes are asked.
 
-    ``on_candidate(generation, index, genome, evaluated)`` is called after every evaluation
-    (``index`` is the slot in that generation's population). ``good_enough(evaluated)`` is asked
-    after every evaluation, in slot order; if true, the search stops at once. Ties in fitness go to the
-    individual evaluated earlier. Only the current population's evaluation objects are held, so
-    trained states of discarded candidates can be freed. With ``cost(evaluated)`` (e.g. compute
-    per input), extra cost must buy fitness: see :func:`rank`.
+    ``good_enough(evaluated)`` is asked of every evaluation told, in slot order; the first true
+    one ends the search. Ties in fitness go to the individual told earlier. With ``cost(evaluated)``
+    (e.g. compute per input) extra cost must buy fitness: see :func:`rank`. Only the current
+    population's evaluation objects are held, so trained states of discarded candidates can be
+    freed.
     """
-    if population < 1 or generations < 1 or batch < 1:
-        raise ValueError(
-            f"population, generations and batch must be >= 1, got {population}, {generations}, {batch}"
-        )
-    if not 1 <= elite <= population:
-        raise ValueError(f"elite must be in 1..population ({population}), got {elite}")
-    check_criterion(criterion, horizon)
-    if ranges.extra_kinds is not None and len(ranges.extra_kinds) != n_library_layers:
-        raise ValueError(
-            f"gene ranges are for {len(ranges.extra_kinds)} library layers, not {n_library_layers}"
-        )
-    if initial is not None:
-        if initial.n_library_layers != n_library_layers:
+
+    def __init__(
+        self,
+        budget: Budget,
+        n_library_layers: int,
+        rng: np.random.Generator,
+        *,
+        ranges: GeneRanges = DEFAULT_RANGES,
+        initial: Genome | None = None,
+        good_enough: Callable[[E], bool] | None = None,
+        cost: Callable[[E], float] | None = None,
+    ) -> None:
+        if ranges.extra_kinds is not None and len(ranges.extra_kinds) != n_library_layers:
             raise ValueError(
-                f"initial genome is for {initial.n_library_layers} library layers, not {n_library_layers}"
+                f"gene ranges are for {len(ranges.extra_kinds)} library layers, not {n_library_layers}"
             )
-        initial.validate(ranges)
+        if initial is not None:
+            if initial.n_library_layers != n_library_layers:
+                raise ValueError(
+                    f"initial genome is for {initial.n_library_layers} library layers, not {n_library_layers}"
+                )
+            initial.validate(ranges)
+        self.budget = budget
+        self.ranges = ranges
+        self.rng = rng
+        self.good_enough = good_enough
+        self.cost = cost
+        start = initial if initial is not None else initial_genome(n_library_layers, ranges, rng)
+        self._seen: set[tuple[Any, ...]] = {start.phenotype()}
+        mutants = [_fresh(lambda: self._mutant(start), self._seen) for _ in range(budget.population - 1)]
+        self._waiting = [Newborn(0, index, genome) for index, genome in enumerate([start, *mutants])]
+        self._members: list[Candidate[E]] = []  # this generation's evaluated, the elites first
+        self._history: list[list[CandidateRecord]] = []
+        self._evaluations = 0
+        self._stopped = False
 
-    def mutant(parent: Genome) -> Genome:
-        return mutate(parent, ranges, mutation_rate, rng, rounding=rounding)
+    @property
+    def done(self) -> bool:
+        """True once the last generation is told or a good-enough individual was."""
+        return self._stopped or len(self._history) == self.budget.generations
 
-    def child(k: int, parents: list[Genome]) -> Callable[[], Genome]:
-        first = parents[k % len(parents)]
-        if crossover and len(parents) >= 2:
-            second = parents[(k + 1) % len(parents)]
-            return lambda: mutant(_crossover(first, second, rng, ranges=ranges))
-        return lambda: mutant(first)
+    @property
+    def result(self) -> EvolutionResult[E]:
+        """The search's outcome (only once :attr:`done`)."""
+        if not self.done:
+            raise RuntimeError("the search is not done: ask and tell until ga.done")
+        return EvolutionResult(self._members[0], self._history, self._evaluations, self._stopped)
 
-    start = initial if initial is not None else initial_genome(n_library_layers, ranges, rng)
-    seen: set[tuple[Any, ...]] = {start.phenotype()}
-    newborn = [start] + [_fresh(lambda: mutant(start), seen, distinct_tries) for _ in range(population - 1)]
+    def ask(self, limit: int | None = None) -> list[Newborn]:
+        """The first ``limit`` (default: all) individuals of this generation not evaluated yet, in
+        slot order; none once :attr:`done`. Asking again before telling gives the same ones."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"ask at least one individual, not {limit}")
+        return self._waiting[:limit]
 
-    members: list[Candidate[E]] = []
-    history: list[list[CandidateRecord]] = []
-    evaluations = 0
-    stopped = False
-    for generation in range(generations):
-        if generation > 0:
-            parents = [member.genome for member in members]
-            newborn = [_fresh(child(k, parents), seen, distinct_tries) for k in range(population - elite)]
-        born = [Newborn(generation, len(members) + k, genome) for k, genome in enumerate(newborn)]
-        for wave in (born[start : start + batch] for start in range(0, len(born), batch)):
-            for (_, index, genome), evaluated in zip(wave, evaluate(wave), strict=True):
-                evaluations += 1
-                key = fitness(evaluated.curve, criterion, horizon)
-                members.append(Candidate(genome, evaluated, key, generation))
-                if on_candidate is not None:
-                    on_candidate(generation, index, genome, evaluated)
-                if good_enough is not None and good_enough(evaluated):
-                    stopped = True
-                    break
-            if stopped:
+    def tell(self, newborns: Sequence[Newborn], evaluated: Sequence[E]) -> list[tuple[Newborn, E]]:
+        """Take the evaluations of ``newborns`` (the first ones :meth:`ask` gives, in its order);
+        once the generation is complete, rank it, record it and breed the next. Returns the ones
+        taken: all, or up to the first good-enough one (the rest are dropped and the search ends).
+        Telling nothing changes nothing."""
+        if not newborns:
+            return []
+        if list(newborns) != self._waiting[: len(newborns)]:
+            raise ValueError("tell the newborns ask gave, in its order")
+        if len(evaluated) != len(newborns):
+            raise ValueError(f"{len(newborns)} newborns but {len(evaluated)} evaluations")
+        taken: list[tuple[Newborn, E]] = []
+        for newborn, result in zip(newborns, evaluated, strict=True):
+            key = fitness(result.curve, self.budget.fitness, self.budget.final_steps)
+            self._members.append(Candidate(newborn.genome, result, key, newborn.generation))
+            taken.append((newborn, result))
+            if self.good_enough is not None and self.good_enough(result):
+                self._stopped = True
                 break
-        members = rank(members, cost, tolerance)
-        history.append([_record(member) for member in members])
-        if stopped:
-            break
-        members = members[:elite]
-    return EvolutionResult(best=members[0], history=history, evaluations=evaluations, stopped_early=stopped)
+        self._evaluations += len(taken)
+        self._waiting = [] if self._stopped else self._waiting[len(taken) :]
+        if not self._waiting:
+            self._next_generation()
+        return taken
+
+    def _next_generation(self) -> None:
+        """Rank and record the generation just told; unless done, keep the elites and breed."""
+        self._members = rank(self._members, self.cost, self.budget.growth_margin)
+        self._history.append([_record(member) for member in self._members])
+        if self.done:
+            return
+        self._members = self._members[: self.budget.elite]
+        parents = [member.genome for member in self._members]
+        generation = len(self._history)
+        for k in range(self.budget.population - self.budget.elite):
+            genome = _fresh(self._child(k, parents), self._seen)
+            self._waiting.append(Newborn(generation, len(parents) + k, genome))
+
+    def _mutant(self, parent: Genome) -> Genome:
+        return mutate(parent, self.ranges, self.budget.mutation_rate, self.rng, rounding=self.budget.rounding)
+
+    def _child(self, k: int, parents: list[Genome]) -> Callable[[], Genome]:
+        """How to make the ``k``-th child of a generation (a function: it may be redrawn)."""
+        first = parents[k % len(parents)]
+        if self.budget.crossover and len(parents) >= 2:
+            second = parents[(k + 1) % len(parents)]
+            return lambda: self._mutant(crossover(first, second, self.rng, ranges=self.ranges))
+        return lambda: self._mutant(first)
+
+
+def run(
+    ga: GA[E],
+    evaluate: Callable[[Sequence[Newborn]], Sequence[E]],
+    *,
+    batch: int = 1,
+    on_candidate: Callable[[int, int, Genome, E], None] | None = None,
+) -> EvolutionResult[E]:
+    """Ask, evaluate, tell until ``ga`` is done. ``evaluate`` gets up to ``batch`` newborns at a
+    time (e.g. one per worker) and returns their evaluations in order; the result is the same for
+    any ``batch`` as long as each evaluation depends only on its newborn (one at a time, an early
+    stop skips the rest of a generation). ``on_candidate(generation, index, genome, evaluated)``
+    follows every evaluation the GA takes, in slot order."""
+    while not ga.done:
+        newborns = ga.ask(batch)
+        for (generation, index, genome), evaluated in ga.tell(newborns, evaluate(newborns)):
+            if on_candidate is not None:
+                on_candidate(generation, index, genome, evaluated)
+    return ga.result
