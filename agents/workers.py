@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
 from typing import Any, TypeVar
+
+import torch
 
 from agents import spawn_context, start_worker
 
@@ -103,15 +106,20 @@ class Workers:
         jobs: Sequence[tuple[Any, ...]],
         *,
         cost: Sequence[float] | None = None,
+        device: torch.device | None = None,
     ) -> list[R]:
         """``[function(shared, *job) for job in jobs]``, the jobs spread over the workers
         (``function`` must be importable: a module-level function). With ``cost`` (a prediction
-        per job, any unit) the costliest jobs start first; the results stay in job order."""
+        per job, any unit) the costliest jobs start first; the results stay in job order. Jobs
+        that compute on a CUDA ``device`` run as :attr:`parts` threads of this process instead
+        (:func:`in_threads`): worker processes would each hold a CUDA context and contend."""
         if self.parts <= 1 or len(jobs) <= 1:
             return [function(shared, *job) for job in jobs]
         order = longest_first(cost) if cost is not None else list(range(len(jobs)))
         queued = [jobs[k] for k in order]
-        if self.executor == "ray":
+        if device is not None and device.type == "cuda":
+            done = in_threads(function, shared, queued, self.parts, device)
+        elif self.executor == "ray":
             done = self._on_ray(function, shared, queued)
         else:
             done = self._local(function, shared, queued)
@@ -189,6 +197,38 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def in_threads(
+    function: Callable[..., R],
+    shared: Any,
+    jobs: Sequence[tuple[Any, ...]],
+    parallel: int,
+    device: torch.device,
+) -> list[R]:
+    """``jobs`` run by up to ``parallel`` threads of this process, started in their order; on CUDA
+    each on a stream of its own, so their kernels overlap. A job the device had no memory left
+    for runs again alone once the others are done: concurrently where memory allows. Jobs share
+    ``shared``: a job must not change it (copy what it would)."""
+    cuda = device.type == "cuda"
+
+    def one(job: tuple[Any, ...]) -> R:
+        with torch.cuda.stream(torch.cuda.Stream(device)) if cuda else nullcontext():
+            result = function(shared, *job)
+        if cuda:
+            torch.cuda.synchronize(device)
+        return result
+
+    with ThreadPoolExecutor(max(1, min(parallel, len(jobs)))) as pool:
+        futures = [pool.submit(one, job) for job in jobs]
+    results = []
+    for job, future in zip(jobs, futures, strict=True):
+        try:
+            results.append(future.result())
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            results.append(one(job))
+    return results
 
 
 def longest_first(cost: Sequence[float]) -> list[int]:

@@ -18,10 +18,10 @@ from test_classification import TINY
 from test_classification_agent import ROOMY, halves, problem
 
 from agents.classification.agent import ClassificationAgent, gene_space
-from agents.classification.candidates import Growth, concurrently, predicted_cost, train_candidate
+from agents.classification.candidates import Growth, predicted_cost, train_apart, train_candidate
 from agents.classification.genome import initial_genome
 from agents.task import TaskSpec
-from agents.workers import Workers
+from agents.workers import Workers, in_threads
 
 SHAPE = (1, 16, 16)
 BUDGET = TINY.override(population=4, elite=2, generations=2, candidate_steps=20)
@@ -194,7 +194,7 @@ def test_candidates_trained_by_concurrent_threads_are_those_trained_one_by_one()
     )
     genomes = [initial_genome(len(ROOMY), growth.ranges, np.random.default_rng(k)) for k in range(3)]
     jobs = [(genome, 0, index) for index, genome in enumerate(genomes)]
-    together = concurrently(growth, jobs, 3)
+    together = in_threads(train_apart, growth, jobs, 3, growth.device)
     apart = [train_candidate(growth, *job) for job in jobs]
     assert [t.curve for t in together] == [a.curve for a in apart]
     for mine, theirs in zip(together, apart, strict=True):

@@ -1,6 +1,6 @@
-"""Training a generation of SMART's growth candidates at once: on the workers
-(:class:`agents.workers.Workers`: local processes or Ray actors), or on a GPU concurrently on the
-device.
+"""Training a generation of SMART's growth candidates at once, on the workers
+(:class:`agents.workers.Workers`: local processes, Ray actors, or on a GPU threads of this process
+sharing the device).
 
 A candidate is an extension genome built on the frozen library (:func:`extended_layers`) under
 fresh α/β and a fresh head, trained for the budget's candidate steps. Everything random about it
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,7 +31,7 @@ from agents.classification.modules import Member, Shape, layer_shapes
 from agents.classification.network import TaskNetwork
 from agents.classification.training import Curve, train
 from agents.task import TaskData
-from agents.workers import Workers, longest_first
+from agents.workers import Workers
 
 CANDIDATE_STREAM = 2  # spawn key of the candidates' streams: 0 and 1 are the task's own (task_streams)
 CANDIDATE_TARGET = 2.0  # a candidate trains its whole budget: its curve is its fitness, not a solution
@@ -133,47 +131,19 @@ def predicted_cost(growth: Growth, genome: Genome) -> float:
 
 def train_generation(workers: Workers, growth: Growth, newborns: Sequence[Newborn]) -> list[TrainedGenome]:
     """Train ``newborns`` at once, returned in their order, the costliest started first (so no
-    worker idles at the end of a generation): on a GPU as concurrent threads of this process,
-    each on a CUDA stream of its own; else on ``workers``."""
+    worker idles at the end of a generation), on ``workers`` (on a GPU: as threads of this
+    process, each on a CUDA stream of its own)."""
     jobs = [(newborn.genome, newborn.generation, newborn.index) for newborn in newborns]
     cost = [predicted_cost(growth, newborn.genome) for newborn in newborns] if len(newborns) > 1 else None
     if growth.device.type == "cuda":
-        return concurrently(growth, jobs, workers.parts, cost)
+        return workers.map(train_apart, growth, jobs, cost=cost, device=growth.device)
     threads = workers.threads if workers.parts > 1 else 0
     return workers.map(train_candidate, replace(growth, threads=threads), jobs, cost=cost)
 
 
-def concurrently(
-    growth: Growth,
-    jobs: Sequence[tuple[Genome, int, int]],
-    parallel: int,
-    cost: Sequence[float] | None = None,
-) -> list[TrainedGenome]:
-    """``jobs`` trained by up to ``parallel`` threads of this process (on CUDA each on a stream of
-    its own, so their kernels overlap), the costliest started first when ``cost`` is given. A job
-    the device has no memory left for is trained again alone once the others are done:
-    concurrently where memory allows. Each job has its own copy of the library's modules:
-    switching a network to training mode briefly touches every module's mode, which must not
-    reach a module another thread is running."""
-
-    def one(job: tuple[Genome, int, int]) -> TrainedGenome:
-        cuda = growth.device.type == "cuda"
-        own = replace(growth, library_layers=copy.deepcopy(growth.library_layers))
-        with torch.cuda.stream(torch.cuda.Stream(growth.device)) if cuda else nullcontext():
-            trained = train_candidate(own, *job)
-        if cuda:
-            torch.cuda.synchronize(growth.device)
-        return trained
-
-    order = longest_first(cost) if cost is not None else list(range(len(jobs)))
-    with ThreadPoolExecutor(max(1, min(parallel, len(jobs)))) as pool:
-        started = {k: pool.submit(one, jobs[k]) for k in order}
-    futures = [started[k] for k in range(len(jobs))]
-    results = []
-    for job, future in zip(jobs, futures, strict=True):
-        try:
-            results.append(future.result())
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            results.append(one(job))
-    return results
+def train_apart(growth: Growth, genome: Genome, generation: int, index: int) -> TrainedGenome:
+    """:func:`train_candidate` on its own copy of the library's modules, for candidates trained
+    by threads of one process: switching a network to training mode briefly touches every
+    module's mode, which must not reach a module another thread is running."""
+    own = replace(growth, library_layers=copy.deepcopy(growth.library_layers))
+    return train_candidate(own, genome, generation, index)
