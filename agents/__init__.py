@@ -19,11 +19,11 @@ import numpy as np
 from library_store import Library, ModuleRecord, TaskArrays
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # statistics, not parameters
-Report = Callable[..., None]  # progress events: report("phase", name=..., total=...), ...
+Progress = Callable[..., None]  # progress events: progress("phase", name=..., total=...), ...
 
 
 def quiet(*_: Any, **__: Any) -> None:
-    """A progress report that says nothing."""
+    """A :data:`Progress` that says nothing."""
 
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)

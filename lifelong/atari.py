@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents import Report
+from agents import Progress
 from agents.atari.agent import (
     CONDITIONS,
     AtariAgent,
@@ -81,7 +81,7 @@ class AtariPlan:
             device=run.device,
             sources=self.sources,
             condition=self.condition,
-            report=run.report,
+            progress=run.progress,
             checkpoint=library.path / "checkpoints" / f"{task_key(name)}.pt",
             checkpoint_every=self.checkpoint_every,
             resume=self.resume,
@@ -98,7 +98,7 @@ def evaluate_atari(
     seed: int | None = None,
     max_frames: int | None = None,
     device: str = "cpu",
-    report: Report | None = None,
+    progress: Progress | None = None,
     workers: Workers | None = None,
 ) -> dict[str, Any]:
     """Play a stored game's network: mean ± sd raw score, and the bit-exact probe check;
@@ -120,7 +120,7 @@ def evaluate_atari(
         max_frames=max_frames or record.details["budget"]["max_frames"],
         seed=record.details["eval_seed"] if seed is None else seed,
         device=torch_device,
-        report=report,
+        progress=progress,
     )
     scores = result.scores
     return {

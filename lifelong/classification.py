@@ -58,7 +58,7 @@ class ClassificationPlan:
             seed=run.seed,
             device=run.device,
             load_data=load,
-            report=run.report,
+            progress=run.progress,
             workers=run.workers,
         )
 

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from agents.task import DEFAULT_INPUT_SHAPE
 from agents.workers import Workers
 from library_store import Library
@@ -69,7 +69,7 @@ def run_demo(
     device: str,
     data_dir: Path | None,
     out_dir: Path,
-    report: Report = quiet,
+    progress: Progress = quiet,
     workers: Workers | None = None,
 ) -> DemoResult:
     """Learn ``stream``'s tasks missing from ``library`` (named by their specs; judged tasks
@@ -87,7 +87,7 @@ def run_demo(
             seed=seed,
             device=device,
             data_dir=data_dir,
-            report=report,
+            progress=progress,
             workers=workers,
         )
     library.refresh()
@@ -99,9 +99,9 @@ def run_demo(
         control = RandomLibrary(context, library, lambda index: before(names[index]))
         for index in range(stream.judged_from, len(stream.specs)):
             spec = stream.specs[index]
-            report("task", name=f"{spec.text} over a random library")
+            progress("task", name=f"{spec.text} over a random library")
             data = load_task_data(spec, data_dir=data_dir, input_shape=DEFAULT_INPUT_SHAPE, seed=seed)
-            control.learn(index, spec, data, functools.partial(_scratch_events, report))
+            control.learn(index, spec, data, functools.partial(_scratch_events, progress))
             controls[index] = control.accuracy(index, data)
     created = [module.created_by for module in library.modules()]
     rows = []
@@ -139,7 +139,7 @@ def run_demo(
     return DemoResult(rows, index, result_file, 100 * gap)
 
 
-def _scratch_events(report: Report, event: str, **fields: object) -> None:
+def _scratch_events(progress: Progress, event: str, **fields: object) -> None:
     """The control's own events, less its scratch task's name (the demo names it above)."""
     if event != "task":
-        report(event, **fields)
+        progress(event, **fields)

@@ -1,6 +1,6 @@
 """Live progress on stderr: the agents' and benchmarks' events as rich progress bars.
 
-Events, ``report(event, **info)``: ``task`` (name), ``phase_done`` and ``candidate`` print a
+Events, ``progress(event, **info)``: ``task`` (name), ``phase_done`` and ``candidate`` print a
 line; ``phase`` (name, total) opens the bar of a training or evolution phase or of evaluation
 episodes, which ``eval``, ``generation`` and ``episode`` (step, …) move; ``stage`` (name,
 total) opens a benchmark's outer bar, which ``stage_step`` (step, status) moves. Bars show
@@ -25,7 +25,7 @@ from rich.progress import (
 
 
 class LiveProgress:
-    """A :data:`agents.Report` that draws rich progress bars; use it as a context manager."""
+    """A :data:`agents.Progress` that draws rich progress bars; use it as a context manager."""
 
     def __init__(self) -> None:
         self.console = Console(stderr=True)

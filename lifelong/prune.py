@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from agents.classification.budget import Budget
 from agents.classification.pruning import PrunePlan, PruneSettings, apply_prune, plan_prune
 from library_store import Library, TaskRecord
@@ -36,7 +36,7 @@ def prune(
     data_dir: Path | None = None,
     device: str = "auto",
     dry_run: bool = False,
-    report: Report = quiet,
+    progress: Progress = quiet,
 ) -> dict[str, Any]:
     """Prune ``library`` (or, with ``dry_run``, say what a prune would do); return the plan as
     JSON with ``committed`` and the library state after."""
@@ -52,7 +52,7 @@ def prune(
     torch_device = resolve_device(device)
     if dry_run:
         library.refresh()
-        plan = plan_prune(library, settings, budget, load, device=torch_device, report=report)
+        plan = plan_prune(library, settings, budget, load, device=torch_device, progress=progress)
         return {
             **plan.to_json(),
             "summary": summary(plan),
@@ -61,7 +61,7 @@ def prune(
             "state": library.state,
         }
     with library.transaction("prune", kind="prune") as tx:
-        plan = plan_prune(library, settings, budget, load, device=torch_device, report=report)
+        plan = plan_prune(library, settings, budget, load, device=torch_device, progress=progress)
         apply_prune(plan, library, tx, torch_device)
         tx.message = summary(plan)
     committed = bool(plan.removed) or any(change.accepted for change in plan.changes)

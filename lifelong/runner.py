@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from agents import Agent, Report, quiet
+from agents import Agent, Progress, quiet
 from agents.classification.budget import PRESETS
 from agents.classification.pruning import PruneSettings
 from agents.task import TaskSpec
@@ -40,7 +40,7 @@ class Run:
     seed: int
     device: torch.device
     data_dir: Path | None = None  # the image data cache (None: $LIFELONG_DATA, else ./data)
-    report: Report = quiet
+    progress: Progress = quiet
     workers: Workers = field(default_factory=lambda: Workers(0))
 
 
@@ -111,17 +111,17 @@ def learn_specs(
     seed: int = 0,
     device: str = "auto",
     data_dir: Path | None = None,
-    report: Report = quiet,
+    progress: Progress = quiet,
     require_target: bool = False,
     prune: PruneSettings | None = None,
     workers: Workers | None = None,
 ) -> list[TaskRecord]:
     """Check every task, then learn and commit each in turn; with ``prune`` (``learn --prune
-    auto``), prune the library after each task (a commit of its own; ``report`` hears
+    auto``), prune the library after each task (a commit of its own; ``progress`` hears
     ``pruned``); ``workers``: see :class:`Run`. Ctrl-C raises :class:`Interrupted`, whose
     message says what this call committed; the task in progress is never committed half-way."""
     names = check_names(library, list(specs), list(names) if names else None)
-    run = Run(seed, resolve_device(device), data_dir, report, workers or Workers(0))
+    run = Run(seed, resolve_device(device), data_dir, progress, workers or Workers(0))
     for index, spec in enumerate(specs):
         if spec.family not in plans:
             raise TaskSpecError(f"{spec.text!r}: no plan for {spec.family} tasks was given")
@@ -132,7 +132,7 @@ def learn_specs(
     try:
         for spec, name in zip(specs, names, strict=True):
             library.refresh()
-            report("task", name=name)
+            progress("task", name=name)
             agent = plans[spec.family].agent(library, name, run)
             records.append(
                 learn(
@@ -142,9 +142,9 @@ def learn_specs(
             if prune is not None:
                 budget = getattr(plans.get("classification"), "budget", PRESETS["quick"])
                 result = prune_library(
-                    library, prune, budget, data_dir=data_dir, device=device, report=report
+                    library, prune, budget, data_dir=data_dir, device=device, progress=progress
                 )
-                report("pruned", after=name, summary=result["summary"], committed=result["committed"])
+                progress("pruned", after=name, summary=result["summary"], committed=result["committed"])
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(library, names)) from None
     return records

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, fingerprint, run_cli
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from agents.atari.agent import choose_sources, load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.workers import Workers, shared
@@ -33,7 +33,7 @@ def learn_game(
     budget: AtariBudget,
     *,
     seed: int = 0,
-    report: Report = quiet,
+    progress: Progress = quiet,
     workers: Workers | None = None,
     **options: Any,
 ) -> TaskRecord:
@@ -46,7 +46,7 @@ def learn_game(
         plans={"atari": plan},
         seed=seed,
         device="cpu",
-        report=report,
+        progress=progress,
         workers=workers or shared(None),
     )
     return record
@@ -240,7 +240,7 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path: Path) -> None:
             raise KeyboardInterrupt  # Ctrl-C after generation 2 was checkpointed
 
     with pytest.raises(Interrupted):
-        learn_game(library, "Freeway", budget, seed=5, checkpoint_every=1, report=interrupt_after_two)
+        learn_game(library, "Freeway", budget, seed=5, checkpoint_every=1, progress=interrupt_after_two)
     assert library.tasks() == []  # nothing was committed
     assert list((tmp_path / "b" / "checkpoints").glob("*.pt"))
     resumed = learn_game(library, "Freeway", budget, seed=5, resume=True)

@@ -23,9 +23,9 @@ def test_both_libraries_learn_the_stream_and_differ_only_where_a_prune_committed
     stream = ["mnist:0v1@20pc", "mnist:2v3@20pc", "mnist:4v5@20pc"]  # instead of the quick stream
     settings = PruneSettings(similarity=0.0, share=0.4, refit_steps=5)  # prunes whatever it may
 
-    def body(report):
+    def body(progress):
         return growth.bench_growth(
-            [0], TINY_BUDGET, settings, data_dir, quick=True, workers=0, report=report, stream=stream
+            [0], TINY_BUDGET, settings, data_dir, quick=True, workers=0, progress=progress, stream=stream
         )
 
     result, path = bench.run("growth", body, seeds=[0], device="cpu", out_dir=tmp_path)

@@ -689,7 +689,7 @@ def _bench_file(out: Path, stream: str, seeds: list[int], data_dir: Path) -> Pat
     writes it."""
     from lifelong import bench
 
-    def body(report: Callable[..., None]) -> Any:
+    def body(progress: Callable[..., None]) -> Any:
         plan = ClassificationPlan(FEW_STEPS, 0.9)
         conditions = ("lifelong", "independent")
         return bench_streams(

@@ -192,7 +192,7 @@ def test_a_bench_result_names_the_code_it_started_with(
     calls: list[str] = []
     monkeypatch.setattr(bench, "versions", lambda: calls.append("versions") or {"commit": "abc"})
 
-    def body(report: object) -> tuple[dict, dict]:
+    def body(progress: object) -> tuple[dict, dict]:
         calls.append("body")
         return {}, {}
 

@@ -32,7 +32,7 @@ def grow(workers: Workers, device: str = "cpu") -> tuple[Any, list[tuple[str, di
     left out)."""
     events: list[tuple[str, dict[str, Any]]] = []
 
-    def report(event: str, **fields: Any) -> None:
+    def progress(event: str, **fields: Any) -> None:
         events.append((event, {k: v for k, v in fields.items() if k != "seconds"}))
 
     agent = ClassificationAgent(
@@ -40,7 +40,7 @@ def grow(workers: Workers, device: str = "cpu") -> tuple[Any, list[tuple[str, di
         target=1.0,
         seed=3,
         load_data=halves,
-        report=report,
+        progress=progress,
         workers=workers,
         device=torch.device(device),
     )

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import NewModule, Report, Solution, quiet
+from agents import NewModule, Progress, Solution, quiet
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import ESP, ESPConfig
 from agents.atari.evaluate import evaluate
@@ -204,7 +204,7 @@ class AtariAgent:
         device: torch.device | None = None,
         sources: str = "auto",
         condition: str = "transfer",
-        report: Report = quiet,
+        progress: Progress = quiet,
         checkpoint: Path | None = None,
         checkpoint_every: int = 0,
         resume: bool = False,
@@ -219,7 +219,7 @@ class AtariAgent:
             raise LifelongError(f"unknown --condition {condition!r} (choose {', '.join(CONDITIONS)})")
         self.budget, self.target, self.seed = budget, target, seed
         self.device = device or torch.device("cpu")
-        self.sources, self.condition, self.report = sources, condition, report
+        self.sources, self.condition, self.progress = sources, condition, progress
         self.checkpoint, self.checkpoint_every, self.resume = checkpoint, checkpoint_every, resume
         self.workers = workers or Workers(0)
         self.on_generation = on_generation
@@ -459,7 +459,7 @@ class AtariAgent:
         esp, b = attempt.esp, self.budget
         if frames and attempt.frames >= frames:
             return
-        self.report("phase", name=attempt.phase.replace("_", "-"), total=count)
+        self.progress("phase", name=attempt.phase.replace("_", "-"), total=count)
         for step in range(1, count + 1):
             started = time.perf_counter()
             members, networks = esp.ask(b.evaluations)
@@ -472,7 +472,7 @@ class AtariAgent:
             curves.setdefault("frames", []).append(float(attempt.frames))
             curves.setdefault("seconds", []).append(time.perf_counter() - started)
             curves.setdefault("hidden_neurons", []).append(float(esp.n_hidden))
-            self.report(
+            self.progress(
                 "generation", step=step, best=esp.best_score, mean=float(np.mean(scores)), outcome=event
             )
             if (

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import Report
+from agents import Progress
 from agents.atari.games import (
     FRAMESKIP,
     N_ACTIONS,
@@ -276,7 +276,7 @@ def evaluate(
     first_episode: int = 0,
     device: torch.device | str = "cpu",
     substrate: Substrate | None = None,
-    report: Report | None = None,
+    progress: Progress | None = None,
 ) -> EpisodeResults:
     """Run ``n_episodes`` episodes of ``game`` under ``policy`` in lock-step (conventions: see
     the module docstring). ``policy.reset(n_episodes)`` is called first if it exists; then once
@@ -284,7 +284,7 @@ def evaluate(
     indices 0..n_episodes-1, to index per-episode recurrent state). ``threads`` > 1 steps the
     emulators in a thread pool; ``emulators`` caps the episodes run at once; episode ``e`` draws
     its sticky actions as episode ``first_episode + e`` of ``seed``; observations and
-    slots are put on ``device``; ``substrate`` overrides the game's default inputs; ``report``
+    slots are put on ``device``; ``substrate`` overrides the game's default inputs; ``progress``
     hears a ``phase`` of ``n_episodes`` and an ``episode`` event as each one ends."""
     _check(n_episodes, max_frames, sticky, emulators)
     rom = resolve_game(game)
@@ -304,8 +304,8 @@ def evaluate(
         t_observe = t_policy = t_emulate = 0.0
         slots: torch.Tensor | None = None
         finished = 0
-        if report is not None:
-            report("phase", name=f"{rom} episodes", total=n_episodes)
+        if progress is not None:
+            progress("phase", name=f"{rom} episodes", total=n_episodes)
         while book.running:
             t0 = time.perf_counter()
             k = len(book.running)
@@ -328,8 +328,8 @@ def evaluate(
                 book.advance(ended)
                 slots = None
                 finished += len(ended)
-                if report is not None:
-                    report("episode", step=finished)
+                if progress is not None:
+                    progress("episode", step=finished)
             t3 = time.perf_counter()
             t_observe += t1 - t0
             t_policy += t2 - t1

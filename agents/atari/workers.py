@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from agents import Report
+from agents import Progress
 from agents.atari.evaluate import EpisodeResults, evaluate
 from agents.atari.games import FRAMESKIP
 from agents.atari.network import BatchedPolicy, Network, Networks
@@ -38,7 +38,7 @@ def evaluate_networks(
     first_episode: int = 0,
     device: torch.device | str = "cpu",
     substrate: Substrate | None = None,
-    report: Report | None = None,
+    progress: Progress | None = None,
 ) -> EpisodeResults:
     """Play each of ``networks`` ``trials`` times, all episodes in lock-step through one
     :class:`BatchedPolicy` (episode ``n * trials + t`` is trial ``t`` of network ``n``, counted
@@ -53,7 +53,7 @@ def evaluate_networks(
         first_episode=first_episode,
         device=device,
         substrate=substrate,
-        report=report,
+        progress=progress,
     )
 
 
@@ -91,11 +91,11 @@ def evaluate_episodes(
     seed: int,
     device: torch.device | str = "cpu",
     substrate: Substrate | None = None,
-    report: Report | None = None,
+    progress: Progress | None = None,
 ) -> EpisodeResults:
     """One network's ``episodes`` episodes, split into contiguous runs of episodes, one per
     worker: the same scores as :func:`evaluate_networks` of that network in one process (how
-    ``lifelong eval`` and the benchmarks score a champion). ``report`` hears of the episodes
+    ``lifelong eval`` and the benchmarks score a champion). ``progress`` hears of the episodes
     when this process plays them all."""
     parts = min(workers.parts, episodes)
     stacked = Networks.stack([network])
@@ -108,7 +108,7 @@ def evaluate_episodes(
             seed=seed,
             device=device,
             substrate=substrate,
-            report=report,
+            progress=progress,
         )
     started = time.perf_counter()
     # the one network's episodes in runs: network 0, ``b - a`` trials from episode ``a``

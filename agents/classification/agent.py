@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn.functional import cross_entropy
 
-from agents import NewModule, Report, Solution, quiet
+from agents import NewModule, Progress, Solution, quiet
 from agents.classification import evolution, recall
 from agents.classification.budget import DEFAULT_TARGET, Budget
 from agents.classification.candidates import Growth, TrainedGenome, train_generation
@@ -227,7 +227,7 @@ class ClassificationAgent:
         device: torch.device | None = None,
         load_data: DataLoader,
         prune_tolerance: float = 0.0,
-        report: Report = quiet,
+        progress: Progress = quiet,
         workers: Workers | None = None,
     ) -> None:
         """``load_data(spec, input_shape, seed)``: the task's data, resized to the library's input;
@@ -238,7 +238,7 @@ class ClassificationAgent:
         self.device = device or torch.device("cpu")
         self.load_data = load_data
         self.prune_tolerance = prune_tolerance
-        self.report = report
+        self.progress = progress
         self.workers = workers or Workers(0)
 
     # -------------------------------------------------------------- protocol
@@ -337,8 +337,8 @@ class ClassificationAgent:
 
         def on_candidate(generation: int, index: int, genome: Genome, trained: TrainedGenome) -> None:
             for event, fields in trained.events:  # its training's progress, in slot order
-                self.report(event, **fields)
-            self.report(
+                self.progress(event, **fields)
+            self.progress(
                 "candidate",
                 generation=generation,
                 index=index,
@@ -411,7 +411,7 @@ class ClassificationAgent:
         scores = attempt.details["recall"]["scores"]
         path = max(problem.paths, key=lambda p: scores[p.task])
         trained = train_prefixes(
-            path, problem.data, self.budget, problem.solved, problem.generator, self.device, self.report
+            path, problem.data, self.budget, problem.solved, problem.generator, self.device, self.progress
         )
         best = max(trained, key=lambda candidate: candidate.val_acc, default=None)
         chosen = best is not None and best.val_acc > val_acc
@@ -541,7 +541,7 @@ class ClassificationAgent:
             self.budget.train_config(steps, target),
             generator=problem.generator,
             device=self.device,
-            report=self.report,
+            progress=self.progress,
             label=label,
         )
 

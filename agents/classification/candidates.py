@@ -113,7 +113,7 @@ def train_candidate(growth: Growth, genome: Genome, generation: int, index: int)
         growth.budget.train_config(growth.budget.candidate_steps, CANDIDATE_TARGET),
         generator=generator,
         device=growth.device,
-        report=lambda event, **fields: events.append((event, fields)),
+        progress=lambda event, **fields: events.append((event, fields)),
         label=f"candidate {genome.describe(growth.ranges)}",
     )
     return TrainedGenome(genome, network, curve, network.flops(growth.input_shape), events)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agents import Report
+from agents import Progress
 from agents.classification.budget import Budget
 from agents.classification.modules import Member
 from agents.classification.network import MixedLayer, TaskNetwork
@@ -61,7 +61,7 @@ def train_prefixes(
     target: float,
     generator: torch.Generator,
     device: torch.device,
-    report: Report,
+    progress: Progress,
 ) -> list[PrefixCandidate]:
     """Every prefix candidate of ``path`` (k = 1 … L − 1), trained for the budget's final steps."""
     trained = []
@@ -74,7 +74,7 @@ def train_prefixes(
             budget.train_config(budget.final_steps, target),
             generator=generator,
             device=device,
-            report=report,
+            progress=progress,
             label=f"prefix {reused}/{len(path.members)} of {path.task}",
         )
         val = accuracy(network, data.val_x, data.val_y, device)

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from agents import Report, module_parameters, quiet
+from agents import Progress, module_parameters, quiet
 from agents.classification.agent import (
     ClassificationAgent,
     load_library_layers,
@@ -205,7 +205,7 @@ def plan_prune(
     load_data: Callable[[TaskRecord], TaskData],
     *,
     device: torch.device | None = None,
-    report: Report = quiet,
+    progress: Progress = quiet,
 ) -> PrunePlan:
     """Work out and verify a prune of ``library`` (read only). ``load_data(record)`` reloads a
     task's data exactly as it was learned (raising if it cannot); ``budget`` sets the re-fit's
@@ -231,13 +231,13 @@ def plan_prune(
         change = _propose(task, merges, settings.share)
         if change is None:
             continue
-        report("prune_task", name=name, dropped=len(change.dropped), merged=len(change.merged))
+        progress("prune_task", name=name, dropped=len(change.dropped), merged=len(change.merged))
         try:
             data = load_data(task.record)
         except Exception as error:  # the task's data are gone: it keeps its modules
             unchanged[name] = f"its data cannot be reloaded ({str(error).splitlines()[0]})"
             continue
-        changes.append(_verify(task, change, members, data, settings, budget, device, report))
+        changes.append(_verify(task, change, members, data, settings, budget, device, progress))
     used = {i for record in library.tasks() for i in record.module_ids if record.name not in stored}
     for name, task in stored.items():
         accepted = next((c for c in changes if c.task == name and c.accepted), None)
@@ -357,7 +357,7 @@ def _verify(
     settings: PruneSettings,
     budget: Budget,
     device: torch.device,
-    report: Report,
+    progress: Progress,
 ) -> TaskChange:
     """Step 3: the whole change, re-fitted and re-evaluated; if it costs more than
     ``tolerance``, its edits one at a time (merges most alike first, then soft drops smallest
@@ -381,7 +381,7 @@ def _verify(
                 budget.train_config(settings.refit_steps, change.before["val_acc"]),
                 generator=torch.Generator().manual_seed(task.record.seed or 0),
                 device=device,
-                report=report,
+                progress=progress,
                 label=f"re-fit {task.record.name}",
             )
         after = scores(network)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from agents.classification.budget import TrainConfig
 from agents.errors import TrainingError
 from agents.task import TaskData
@@ -82,14 +82,14 @@ def train(
     *,
     generator: torch.Generator,
     device: torch.device,
-    report: Report = quiet,
+    progress: Progress = quiet,
     label: str = "train",
 ) -> Curve:
     """Train ``parameters`` (only those) with Adam; leave ``network`` at its best validation
-    checkpoint and return the validation curve. ``report`` hears the phase (``phase``, one
+    checkpoint and return the validation curve. ``progress`` hears the phase (``phase``, one
     ``eval`` per validation point, ``phase_done``): what progress bars and the stream
     benchmark's example counts follow."""
-    report("phase", name=label, total=config.steps)
+    progress("phase", name=label, total=config.steps)
     started = time.perf_counter()
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     curve = Curve()
@@ -115,7 +115,7 @@ def train(
         if step % config.eval_every == 0 or step == config.steps:
             value = accuracy(network, data.val_x, data.val_y, device)
             curve.add(step, value)
-            report("eval", step=step, val_acc=value)
+            progress("eval", step=step, val_acc=value)
             if value > best_acc:
                 best_acc, best_state, since_best = value, copy.deepcopy(network.state_dict()), 0
             else:
@@ -125,5 +125,5 @@ def train(
             if best_acc >= 1.0:
                 break
     network.load_state_dict(best_state)
-    report("phase_done", name=label, seconds=time.perf_counter() - started, val_acc=curve.best)
+    progress("phase_done", name=label, seconds=time.perf_counter() - started, val_acc=curve.best)
     return curve

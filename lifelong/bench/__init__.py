@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from library_store import first_line
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
@@ -50,13 +50,13 @@ def mean_ci(values: list[float], confidence: float = 0.95, seed: int = 0) -> tup
 class Stage:
     """A benchmark's outer progress bar: ``advance(n, status)`` after each unit of work."""
 
-    def __init__(self, report: Report, name: str, total: int) -> None:
-        self.report, self.done = report, 0
-        report("stage", name=name, total=total)
+    def __init__(self, progress: Progress, name: str, total: int) -> None:
+        self.progress, self.done = progress, 0
+        progress("stage", name=name, total=total)
 
     def advance(self, units: int, status: str) -> None:
         self.done += units
-        self.report("stage_step", step=self.done, status=status)
+        self.progress("stage_step", step=self.done, status=status)
 
 
 def versions() -> dict[str, str]:
@@ -95,16 +95,16 @@ def _git_commit() -> str | None:
 
 def run(
     protocol: str,
-    body: Callable[[Report], BenchResult],
+    body: Callable[[Progress], BenchResult],
     *,
     seeds: list[int],
     device: str,
     out_dir: Path,
-    report: Report = quiet,
+    progress: Progress = quiet,
     file_name: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Run one benchmark protocol (``body(report)``, which reports its progress) and write its
+    """Run one benchmark protocol (``body(progress)``, which reports its progress) and write its
     JSON result, with ``extra``'s entries, under ``out_dir`` as ``file_name`` (default
     ``<protocol>.json``). Versions and commit are read before the run: the code it started with,
     whatever changes meanwhile."""
@@ -112,8 +112,8 @@ def run(
     check_output_file(path)  # before the work, not after it
     measured_with = versions()
     start = time.perf_counter()
-    results, ratios, *runs = body(report)
-    report = {
+    results, ratios, *runs = body(progress)
+    result = {
         "protocol": protocol,
         "command": command_line(),
         "seeds": seeds,
@@ -125,8 +125,8 @@ def run(
         **(extra or {}),
         **({"runs": runs[0]} if runs else {}),
     }
-    write_file(path, lambda temporary: temporary.write_text(to_json(report) + "\n"))
-    return report, path
+    write_file(path, lambda temporary: temporary.write_text(to_json(result) + "\n"))
+    return result, path
 
 
 def read_result(path: str | Path, protocols: dict[str, Callable[[dict[str, Any]], None]]) -> dict[str, Any]:

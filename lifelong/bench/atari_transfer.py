@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from agents.atari.agent import load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.atari.grusm import split_transfer
@@ -183,7 +183,7 @@ class Bench:
     pool: Workers
     root: Path
     stage: Stage
-    report: Report
+    progress: Progress
     reevaluation_frames: int = 0
     solo: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
 
@@ -224,7 +224,7 @@ class Bench:
             names=[name],
             seed=seed,
             device=self.protocol.device,
-            report=self.report,
+            progress=self.progress,
             workers=self.pool,
         )
         watch.finish()
@@ -321,16 +321,16 @@ class Bench:
 
 
 def bench_atari_transfer(
-    paths: list[list[str]], seeds: list[int], protocol: Protocol, report: Report = quiet
+    paths: list[list[str]], seeds: list[int], protocol: Protocol, progress: Progress = quiet
 ) -> BenchResult:
     """Every path and seed (see the module docstring): results per ``condition:hop``, TE ratios,
     and every run's scores, frames and curves under ``runs``."""
     hops = sum(len(path) - 1 for path in paths)
     targets = len({parse_spec(f"atari:{game}").game for path in paths for game in path[1:]})
     per_seed = len(paths) + 2 * hops + 2 * targets  # sources; random and transfer per hop; scratch, peer
-    stage = Stage(report, "bench atari-transfer (games learned)", len(seeds) * per_seed)
+    stage = Stage(progress, "bench atari-transfer (games learned)", len(seeds) * per_seed)
     with tempfile.TemporaryDirectory(prefix="lifelong-atari-") as tmp:
-        bench = Bench(protocol, shared(None), Path(tmp), stage, report)
+        bench = Bench(protocol, shared(None), Path(tmp), stage, progress)
         by_seed = {
             seed: {hop: runs for path in paths for hop, runs in bench.path(path, seed).items()}
             for seed in seeds

@@ -1,7 +1,7 @@
 """The learners a stream is run with: the agent itself and its controls.
 
 Every learner learns tasks in stream order and answers "test accuracy on task j now". The
-controls train with the agent's own code (:func:`train_reported`, the budget's batch, learning
+controls train with the agent's own code (:func:`train`, the budget's batch, learning
 rate, validation points and early stop) for ``final_steps`` steps per task: the steps the agent
 gives the network it grows.
 
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import Report, module_parameters
+from agents import Progress, module_parameters
 from agents.classification.agent import (
     ClassificationAgent,
     load_library_layers,
@@ -76,7 +76,12 @@ class Context:
         return torch.Generator().manual_seed(int(state))
 
     def fit(
-        self, network: nn.Module, parameters: list[nn.Parameter], data: TaskData, index: int, report: Report
+        self,
+        network: nn.Module,
+        parameters: list[nn.Parameter],
+        data: TaskData,
+        index: int,
+        progress: Progress,
     ) -> None:
         budget = self.plan.budget
         train(
@@ -86,7 +91,7 @@ class Context:
             budget.train_config(budget.final_steps, self.plan.target),
             generator=self.generator(index, salt=1),
             device=self.device,
-            report=report,
+            progress=progress,
             label=f"task {index}",
         )
 
@@ -141,7 +146,7 @@ class Learner:
     name: str
     frozen: bool = True
 
-    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, progress: Progress) -> None:
         raise NotImplementedError
 
     def accuracy(self, index: int, data: TaskData) -> float:
@@ -177,7 +182,7 @@ class LibraryLearner(Learner):
         self.context, self.library = context, library
         self.owned: list[int] = []
 
-    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, progress: Progress) -> None:
         c = self.context
         plans = {c.plan.family: c.plan}
         learn_specs(
@@ -188,7 +193,7 @@ class LibraryLearner(Learner):
             seed=c.seed,
             device=str(c.device),
             data_dir=c.data_dir,
-            report=report,
+            progress=progress,
         )
         self.owned.append(own_parameters(self.library, task_name(index)))
 
@@ -228,13 +233,13 @@ class RandomLibrary(Learner):
         self.context, self.learned, self.before = context, learned, before
         self.agents: dict[int, LibraryLearner] = {}
 
-    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, progress: Progress) -> None:
         library = Library.create(self.context.root / f"random-{index}")
         contents = self.before(index) if self.before else None
         generator = self.context.generator(index, salt=2)
         randomise(self.learned, library, data, generator, self.context.device, contents)
         agent = LibraryLearner(self.context, library)
-        agent.learn(index, spec, data, report)
+        agent.learn(index, spec, data, progress)
         self.agents[index] = agent
 
     def accuracy(self, index: int, data: TaskData) -> float:
@@ -324,11 +329,11 @@ class Independent(Learner):
         self.context, self.blueprint = context, blueprint
         self.networks: list[TaskNetwork] = []
 
-    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, progress: Progress) -> None:
         network = self.blueprint.network(data.n_classes, self.context.generator(index)).to(
             self.context.device
         )
-        self.context.fit(network, list(network.parameters()), data, index, report)
+        self.context.fit(network, list(network.parameters()), data, index, progress)
         self.networks.append(freeze(network))
 
     def accuracy(self, index: int, data: TaskData) -> float:
@@ -351,7 +356,7 @@ class SharedTrunk(Learner):
         self.trunk_at_init: list[MixedLayer] = []  # a copy of the trunk as drawn, never trained
         self.networks: list[TaskNetwork] = []
 
-    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, progress: Progress) -> None:
         generator = self.context.generator(index)
         if not self.trunk:
             self.trunk = self.blueprint.trunk(generator)
@@ -360,7 +365,7 @@ class SharedTrunk(Learner):
         network.to(self.context.device)
         trains_trunk = index == 0 or self.train_trunk_after_first
         parameters = list(network.parameters() if trains_trunk else network.head.parameters())
-        self.context.fit(network, parameters, data, index, report)
+        self.context.fit(network, parameters, data, index, progress)
         freeze(network.head)
         if index == 0 and not self.train_trunk_after_first:
             for layer in self.trunk:
@@ -399,11 +404,11 @@ class Progressive(Learner):
         self.context, self.blueprint = context, blueprint
         self.network = ProgressiveNetwork()
 
-    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, progress: Progress) -> None:
         column = self.network.add_column(self.blueprint.trunk, data.n_classes, self.context.generator(index))
         self.network.to(self.context.device)
         view = self.network.view(index)
-        self.context.fit(view, list(column.parameters()), data, index, report)
+        self.context.fit(view, list(column.parameters()), data, index, progress)
 
     def accuracy(self, index: int, data: TaskData) -> float:
         return accuracy(self.network.view(index), data.test_x, data.test_y, self.context.device)

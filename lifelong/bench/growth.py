@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from agents import Report, module_parameters, quiet
+from agents import Progress, module_parameters, quiet
 from agents.classification.agent import load_task_network
 from agents.classification.budget import Budget
 from agents.classification.pruning import PruneSettings
@@ -130,7 +130,7 @@ def bench_growth(
     *,
     quick: bool = False,
     workers: int | None = None,
-    report: Report = quiet,
+    progress: Progress = quiet,
     stream: list[str] | None = None,
 ) -> BenchResult:
     """``stream``: the task specs learned in order (default: :data:`STREAM`, or
@@ -138,7 +138,7 @@ def bench_growth(
     one per core; 0: all in this process)."""
     stream = stream or (QUICK_STREAM if quick else STREAM).split()
     plan = ClassificationPlan(budget)
-    stage = Stage(report, "bench growth (libraries)", len(seeds) * len(CONDITIONS))
+    stage = Stage(progress, "bench growth (libraries)", len(seeds) * len(CONDITIONS))
     pool = Workers(workers)  # each process its share of the cores
     runs: dict[str, dict[str, Any]] = {c: {} for c in CONDITIONS}
     with ExitStack() as stack:

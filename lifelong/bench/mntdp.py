@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from agents import Report
+from agents import Progress
 from agents.classification.modules import freeze
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.recall import knn_accuracy
@@ -72,7 +72,7 @@ class ModularNetworks(Learner):
         self.modules: list[MixedLayer] = []  # the library: every module any task added
         self.choices: list[PathChoice] = []
 
-    def learn(self, index: int, spec: TaskSpec, data: TaskData, report: Report) -> None:
+    def learn(self, index: int, spec: TaskSpec, data: TaskData, progress: Progress) -> None:
         prior = self.prior(data)
         source = max(prior, key=prior.__getitem__) if prior else None
         reusable = self.networks[source].layers if source is not None else []
@@ -81,7 +81,7 @@ class ModularNetworks(Learner):
         for k in range(len(reusable) + 1):
             network = self.candidate(list(reusable[:k]), data, index, k)
             trainable = [p for p in network.parameters() if p.requires_grad]
-            self.context.fit(network, trainable, data, index, report)
+            self.context.fit(network, trainable, data, index, progress)
             score = accuracy(network, data.val_x, data.val_y, self.context.device)
             scores.append(score)
             if best is None or score > best[0]:

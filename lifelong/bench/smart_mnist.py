@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from agents.classification.training import accuracy
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
@@ -36,7 +36,7 @@ def run_seed(
     specs = [parse_spec(text) for text in SEEN]
     plans = {plan.family: plan}
     seen = learn_specs(
-        library, specs, plans=plans, seed=seed, device=device, data_dir=data_dir, report=stage.report
+        library, specs, plans=plans, seed=seed, device=device, data_dir=data_dir, progress=stage.progress
     )
     stage.advance(len(SEEN), f"seed {seed}: seen tasks learned")
     seen_seconds = time.perf_counter() - start
@@ -61,9 +61,9 @@ def run_seed(
 
 
 def bench_smart_mnist(
-    seeds: list[int], plan: ClassificationPlan, device: str, data_dir: Path | None, report: Report = quiet
+    seeds: list[int], plan: ClassificationPlan, device: str, data_dir: Path | None, progress: Progress = quiet
 ) -> BenchResult:
-    stage = Stage(report, "bench smart-mnist (tasks)", len(seeds) * (len(SEEN) + len(UNSEEN)))
+    stage = Stage(progress, "bench smart-mnist (tasks)", len(seeds) * (len(SEEN) + len(UNSEEN)))
     with tempfile.TemporaryDirectory(prefix="lifelong-smart-") as tmp:
         runs = {seed: run_seed(seed, plan, device, data_dir, Path(tmp), stage) for seed in seeds}
     unseen_acc = [u["test_acc"] for run in runs.values() for u in run["unseen"]]

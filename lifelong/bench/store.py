@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench import BenchResult, Stage
 
@@ -129,13 +129,13 @@ def measure_tasks(counts: list[int], root: Path, seed: int) -> dict[str, dict[st
 
 
 def bench_store(
-    sizes: list[int], seed: int, report: Report = quiet, tasks: list[int] | None = None
+    sizes: list[int], seed: int, progress: Progress = quiet, tasks: list[int] | None = None
 ) -> BenchResult:
     """``sizes``: libraries of that many modules; ``tasks``: the task counts at which a library
     learning tasks one by one is timed (default 10 and 100)."""
     tasks = tasks or [10, 100]
     results = {}
-    stage = Stage(report, "bench store (library sizes)", len(sizes) + 1)
+    stage = Stage(progress, "bench store (library sizes)", len(sizes) + 1)
     with tempfile.TemporaryDirectory(prefix="lifelong-bench-") as tmp:
         for size in sizes:
             results[f"library_{size}"] = measure(size, Path(tmp), seed)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from agents import Report, quiet
+from agents import Progress, quiet
 from agents.classification.training import accuracy
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData
 from agents.workers import Workers
@@ -91,8 +91,8 @@ class Recorder:
     ``eval``, ``phase_done``), counting training examples across phases (evolution's candidates
     included), and passes every event on."""
 
-    def __init__(self, report: Report, batch_size: int, target: float) -> None:
-        self.report, self.batch_size, self.target = report, batch_size, target
+    def __init__(self, progress: Progress, batch_size: int, target: float) -> None:
+        self.progress, self.batch_size, self.target = progress, batch_size, target
         self.done_steps = self.phase_steps = 0
         self.examples: list[float] = []
         self.val_acc: list[float] = []
@@ -108,7 +108,7 @@ class Recorder:
                 self.examples_to_target = seen
         elif event == "phase_done":
             self.done_steps, self.phase_steps = self.done_steps + self.phase_steps, 0
-        self.report(event, **fields)
+        self.progress(event, **fields)
 
 
 # the controls handed to the workers after the agent's first task, costliest first (PNN's step
@@ -153,7 +153,7 @@ def start_seed(
     data = _load(stream, context)
     agent = LibraryLearner(context, Library.create(context.root / "lifelong"))
     lifelong = Log()
-    _learn_one(agent, lifelong, 0, stream, data, context, stage.report)
+    _learn_one(agent, lifelong, 0, stream, data, context, stage.progress)
     stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[0].text}")
     blueprint = Blueprint.of_task(agent.library, task_name(0))
     later = ("random_library",) if pool is None else ()
@@ -161,7 +161,7 @@ def start_seed(
     logs = {name: _start(pool, name, stream, context, blueprint, stage, data) for name in controls}
     try:
         for index in range(1, len(stream.specs)):
-            _learn_one(agent, lifelong, index, stream, data, context, stage.report)
+            _learn_one(agent, lifelong, index, stream, data, context, stage.progress)
             stage.advance(1, f"seed {context.seed}: lifelong learned {stream.specs[index].text}")
     except BaseException:
         (context.root / AGENT_FAILED).touch()
@@ -210,7 +210,7 @@ def run_condition(
         learner = _control(name, context, blueprint)
     log = Log()
     for index in range(len(stream.specs)):
-        _learn_one(learner, log, index, stream, data, context, stage.report if stage else quiet)
+        _learn_one(learner, log, index, stream, data, context, stage.progress if stage else quiet)
         if stage:
             stage.advance(1, f"seed {context.seed}: {name} learned {stream.specs[index].text}")
     return log
@@ -242,11 +242,11 @@ def _learn_one(
     stream: Stream,
     data: list[TaskData],
     context: Context,
-    report: Report = quiet,
+    progress: Progress = quiet,
 ) -> None:
     """``learner`` learns task ``index``; ``log`` gets the matrix row and the task's figures."""
     budget, last = context.plan.budget, len(data) - 1
-    recorder = Recorder(report, min(budget.batch_size, len(data[index].train_y)), context.plan.target)
+    recorder = Recorder(progress, min(budget.batch_size, len(data[index].train_y)), context.plan.target)
     gem = learner.before_learning(index, data[index])  # before the clock: not the task's seconds
     if gem is not None:
         log.before_learning.append(gem[0])
@@ -339,7 +339,7 @@ def bench_streams(
     data_dir: Path | None = None,
     workers: int | None = 0,
     threads: int | None = None,
-    report: Report = quiet,
+    progress: Progress = quiet,
 ) -> BenchResult:
     """Run ``stream`` under ``conditions`` for every seed; results, ratios and the raw runs.
 
@@ -358,7 +358,7 @@ def bench_streams(
         )
     conditions = tuple(name for name in CONDITIONS if name in conditions)
     learners = len({*conditions, "lifelong"})  # the agent runs for the blueprint whatever is asked
-    stage = Stage(report, f"bench streams {stream.name}", len(seeds) * len(stream.specs) * learners)
+    stage = Stage(progress, f"bench streams {stream.name}", len(seeds) * len(stream.specs) * learners)
     runs: dict[str, dict[str, Log]] = {name: {} for name in conditions}
     with ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lifelong-streams-"))

@@ -58,7 +58,9 @@ def bench_store(
     task_counts = sorted(set(parse_ints(tasks, "--tasks")))
     if counts[0] < 1 or task_counts[0] < 1:
         raise typer.BadParameter("--sizes and --tasks must be positive")
-    _bench(ctx, "store", lambda report: body(counts, seed, report, task_counts), [seed], "cpu", results_dir)
+    _bench(
+        ctx, "store", lambda progress: body(counts, seed, progress, task_counts), [seed], "cpu", results_dir
+    )
 
 
 @bench_app.command("smart-mnist")
@@ -79,7 +81,7 @@ def bench_smart_mnist(
 
     seed_list = parse_seeds(seeds)
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
-    run = lambda report: body(seed_list, plan, device, data_dir, report)  # noqa: E731
+    run = lambda progress: body(seed_list, plan, device, data_dir, progress)  # noqa: E731
     _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
 
 
@@ -127,7 +129,7 @@ def bench_streams(
     overrides = {"compete": compete, **parse_budget_settings(setting or [], preset)}
     plan = ClassificationPlan(preset.override(**overrides), target)
 
-    def run(report: Callable[..., None]) -> Any:
+    def run(progress: Callable[..., None]) -> Any:
         return body(
             parsed,
             seed_list,
@@ -136,7 +138,7 @@ def bench_streams(
             device=device,
             data_dir=data_dir,
             workers=workers,
-            report=report,
+            progress=progress,
         )
 
     file_name = f"streams-{parsed.name}{'-quick' if quick else ''}.json"
@@ -183,9 +185,9 @@ def bench_growth(
     name = f"-{parsed.name}" if parsed else ""
     file_name = f"growth{name}{'-quick' if quick else ''}.json"
 
-    def run(report: Callable[..., None]) -> Any:
+    def run(progress: Callable[..., None]) -> Any:
         return body(
-            seed_list, preset, chosen, data_dir, quick=quick, workers=workers, report=report, stream=specs
+            seed_list, preset, chosen, data_dir, quick=quick, workers=workers, progress=progress, stream=specs
         )
 
     _bench(ctx, "growth", run, seed_list, "cpu", results_dir, file_name)
@@ -360,7 +362,7 @@ def bench_atari_transfer(
     every = curve_every or max(2, plan.generations // 10)
     protocol = Protocol(plan, episodes, every, peer, str(resolve_device(device)))
     file_name = f"atari-transfer{'-quick' if quick else '-mid' if budget == 'mid' else ''}.json"
-    run = lambda report: body(paths, seed_list, protocol, report)  # noqa: E731
+    run = lambda progress: body(paths, seed_list, protocol, progress)  # noqa: E731
     _bench(ctx, "atari-transfer", run, seed_list, protocol.device, results_dir, file_name)
 
 
@@ -379,27 +381,27 @@ def _bench(
 
     settings = settings_of(ctx)
     with live_progress(settings) as progress:
-        report, path = bench.run(
+        result, path = bench.run(
             protocol,
             body,
             seeds=seeds,
             device=device,
             out_dir=results_dir,
-            report=progress,
+            progress=progress,
             file_name=file_name,
             extra=extra,
         )
     if settings.as_json:
-        show(settings, report)
+        show(settings, result)
         return
-    results = report["results"]
+    results = result["results"]
     if any(key.endswith(SD) for values in results.values() for key in values):
-        show(settings, _by_metric(results), report["protocol"])
+        show(settings, _by_metric(results), result["protocol"])
     else:
         show(
-            settings, [{"condition": name, **values} for name, values in results.items()], report["protocol"]
+            settings, [{"condition": name, **values} for name, values in results.items()], result["protocol"]
         )
-    show(settings, report["ratios"], "ratios")
+    show(settings, result["ratios"], "ratios")
     out.print(f"written to {path}")
 
 

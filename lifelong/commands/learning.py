@@ -267,7 +267,7 @@ def learn(
             resume=resume,
         )
     library = settings.open()
-    with live_progress(settings) as report:
+    with live_progress(settings) as progress:
         records = learn_specs(
             library,
             parsed,
@@ -276,7 +276,7 @@ def learn(
             seed=seed,
             device=device,
             data_dir=data_dir,
-            report=report,
+            progress=progress,
             require_target=require_target,
             prune=prune_settings() if prune == "auto" else None,
             workers=pool,
@@ -325,7 +325,7 @@ def prune(
         tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
     )
     library = settings.open()
-    with live_progress(settings) as report:
+    with live_progress(settings) as progress:
         result = run_prune(
             library,
             chosen,
@@ -333,7 +333,7 @@ def prune(
             data_dir=data_dir,
             device=device,
             dry_run=dry_run,
-            report=report,
+            progress=progress,
         )
     if settings.as_json:
         show(settings, result)
@@ -387,7 +387,7 @@ def demo(
         library = settings.open()
     except lifelong.NotALibrary:  # nothing there yet (any other failure to open is the error to show)
         library = lifelong.Library.create(settings.library_path, lock_timeout=settings.lock_timeout)
-    with live_progress(settings) as report:
+    with live_progress(settings) as progress:
         result = run_demo(
             library,
             parse_stream(DEMO_STREAM),
@@ -396,7 +396,7 @@ def demo(
             device=device,
             data_dir=data_dir,
             out_dir=out_dir,
-            report=report,
+            progress=progress,
             workers=pool,
         )
     rows = [asdict(row) for row in result.rows]
@@ -434,14 +434,14 @@ def evaluate(
 
         pool = worker_pool(workers)
         with live_progress(settings) as progress:
-            report = evaluate_atari(
-                library, task, episodes=episodes, seed=seed, device=device, report=progress, workers=pool
+            result = evaluate_atari(
+                library, task, episodes=episodes, seed=seed, device=device, progress=progress, workers=pool
             )
     else:
         from lifelong.classification import evaluate_task
 
-        report = evaluate_task(library, task, data_dir=data_dir, device=device)
-    show(settings, report, f"eval {task}")
+        result = evaluate_task(library, task, data_dir=data_dir, device=device)
+    show(settings, result, f"eval {task}")
 
 
 @app.command()
