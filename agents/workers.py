@@ -65,6 +65,7 @@ class Workers:
             workers = os.cpu_count() or 1
         self.workers, self.executor, self.address = workers, executor, address
         self._threads = threads
+        self._submitted = 0  # jobs submitted so far: the next goes to the next Ray actor
         self._pool: Executor | None = None
 
     @property
@@ -84,13 +85,14 @@ class Workers:
         return self._threads or max(1, (os.cpu_count() or 1) // self.parts)
 
     def submit(self, function: Callable[..., R], *args: Any) -> Future[R]:
-        """``function(*args)`` started on a worker now (a process of the local pool, or a Ray
-        task of one CPU); the future holds its result. For long jobs this process waits on while
-        it works itself (a benchmark's controls beside its agent); a local job whose worker dies
-        is not run again."""
+        """``function(*args)`` started on a worker now (a process of the local pool, or the
+        pool's Ray actors in turn: a Ray task would wait for a CPU the actors hold); the future
+        holds its result. For long jobs this process waits on while it works itself (a
+        benchmark's controls beside its agent); a local job whose worker dies is not run again."""
         if self.executor == "ray":
-            remote = self._ray().remote(num_cpus=1, max_retries=RETRIES)(function)
-            return remote.remote(*args).future()
+            actors = self._runners(self.parts)
+            self._submitted += 1
+            return actors[self._submitted % len(actors)].run.remote(function, *args).future()
         return self._executor().submit(function, *args)
 
     def __enter__(self) -> Workers:
@@ -237,10 +239,10 @@ def longest_first(cost: Sequence[float]) -> list[int]:
 
 
 class Runner:
-    """A Ray actor's body: runs jobs (``function(shared, *job)``) in its own process."""
+    """A Ray actor's body: runs jobs (``function(*args)``) in its own process."""
 
-    def run(self, function: Callable[..., R], shared: Any, *job: Any) -> R:
-        return function(shared, *job)
+    def run(self, function: Callable[..., R], *args: Any) -> R:
+        return function(*args)
 
 
 def shared(workers: int | None, executor: str = "local", address: str | None = None) -> Workers:
