@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -70,6 +70,14 @@ def module_parameters(module: ModuleRecord) -> int:
 
 
 BudgetT = TypeVar("BudgetT")
+KNOB = "knob"  # a dataclass field's metadata key: the help of the flag that sets it
+
+
+def knob(help: str, default: Any = MISSING) -> Any:
+    """A dataclass field that users set from the command line: ``so_steps`` is ``--so-steps``
+    (a bool ``--grow/--no-grow``), its help ``help``. The command line derives its flags from
+    these fields, so a knob is written once: its name, type, default and help."""
+    return field(default=default, metadata={KNOB: help})
 
 
 def override(budget: BudgetT, **values: Any) -> BudgetT:

@@ -2,92 +2,25 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from agents import Progress
 from agents.atari.agent import (
-    CONDITIONS,
-    AtariAgent,
-    Watcher,
-    choose_sources,
     load_network,
     replay_probe,
 )
-from agents.atari.budget import ATARI_PRESETS, AtariBudget
-from agents.atari.games import FRAMESKIP, resolve_game
+from agents.atari.games import FRAMESKIP
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
 from agents.atari.workers import evaluate_episodes
 from agents.workers import Workers
-from library_store import Library, task_key
+from library_store import Library
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
-from lifelong.runner import Run
-from lifelong.tasks import TaskSpec
-
-
-def atari_budget(preset: str, **overrides: Any) -> AtariBudget:
-    """A preset with the given (non-None) values replaced; the budget checks itself."""
-    if preset not in ATARI_PRESETS:
-        raise LifelongError(f"unknown budget {preset!r} (choose {', '.join(ATARI_PRESETS)})")
-    return ATARI_PRESETS[preset].override(**overrides)
-
-
-@dataclass(frozen=True)
-class AtariPlan:
-    """How Atari games are learned: the GRUSM-ESP budget, a score that counts as solved (none:
-    use the whole budget), which sources to recruit, the condition (transfer, or a control), and
-    checkpointing. One of the driver's plans (:mod:`lifelong.runner`)."""
-
-    budget: AtariBudget
-    target: float | None = None
-    sources: str = "auto"
-    condition: str = "transfer"
-    checkpoint_every: int = 0  # save the evolution every N generations (0: never)
-    resume: bool = False  # continue from the task's checkpoint
-    on_generation: Watcher | None = None  # hears of each generation's champion (benchmarks)
-    family: ClassVar[str] = "atari"
-
-    def __post_init__(self) -> None:
-        if self.target is not None and not math.isfinite(self.target):
-            raise LifelongError(f"--target must be a finite score for Atari tasks, got {self.target:g}")
-        if self.condition not in CONDITIONS:
-            raise LifelongError(f"unknown --condition {self.condition!r} (choose {', '.join(CONDITIONS)})")
-        if self.checkpoint_every < 0:
-            raise LifelongError("--checkpoint-every must be 0 (never) or more")
-
-    def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
-        """Before any work: ``--sources`` names networks of other games (or tasks that this call
-        learns first, ``learned_before``)."""
-        if self.sources in ("auto", "none"):
-            return
-        listed = [item for item in self.sources.split(",") if item not in learned_before]
-        if listed:
-            choose_sources(library, ",".join(listed), resolve_game(spec.game))
-
-    def agent(self, library: Library, name: str, run: Run) -> AtariAgent:
-        """An agent for task ``name``; its checkpoint lives in ``<library>/checkpoints/``."""
-        return AtariAgent(
-            self.budget,
-            target=self.target,
-            seed=run.seed,
-            device=run.device,
-            sources=self.sources,
-            condition=self.condition,
-            progress=run.progress,
-            checkpoint=library.path / "checkpoints" / f"{task_key(name)}.pt",
-            checkpoint_every=self.checkpoint_every,
-            resume=self.resume,
-            workers=run.workers,
-            on_generation=self.on_generation,
-        )
 
 
 def evaluate_atari(

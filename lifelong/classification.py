@@ -2,69 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from agents.classification.agent import ClassificationAgent, load_task_network
-from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
+from agents.classification.agent import load_task_network
 from agents.classification.training import accuracy, predict_logits
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
-from lifelong.runner import Run
-from lifelong.tasks import TaskData, TaskSpec, check_source, load_task_data, parse_spec, read_images
-
-
-def budget_for(preset: str, **overrides: Any) -> Budget:
-    """A preset with the given (non-None) values replaced; the budget checks itself."""
-    if preset not in PRESETS:
-        raise LifelongError(f"unknown budget {preset!r} (choose {', '.join(PRESETS)})")
-    base, population = PRESETS[preset], overrides.get("population")
-    if overrides.get("elite") is None and population is not None and base.elite >= population > 1:
-        overrides["elite"] = population - 1  # a preset's elite must not forbid a small --population
-    return base.override(**overrides)
-
-
-@dataclass(frozen=True)
-class ClassificationPlan:
-    """How image tasks are learned: SMART's budget and the validation accuracy that counts as
-    solved. One of the driver's plans (:mod:`lifelong.runner`)."""
-
-    budget: Budget
-    target: float = DEFAULT_TARGET
-    family: ClassVar[str] = "classification"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.target <= 1:
-            raise LifelongError(f"--target must lie in (0, 1] for image tasks, got {self.target:g}")
-
-    def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
-        """Before any work: the task's data can be had and suits the spec."""
-        check_source(spec, run.data_dir, run.seed)
-
-    def agent(self, library: Library, name: str, run: Run) -> ClassificationAgent:
-        load = functools.partial(_load, data_dir=run.data_dir)
-        return ClassificationAgent(
-            self.budget,
-            target=self.target,
-            seed=run.seed,
-            device=run.device,
-            load_data=load,
-            progress=run.progress,
-            workers=run.workers,
-        )
-
-
-def _load(spec: TaskSpec, input_shape: tuple[int, int, int], seed: int, *, data_dir: Path | None) -> TaskData:
-    return load_task_data(spec, data_dir=data_dir, input_shape=input_shape, seed=seed)
+from lifelong.tasks import load_task_data, parse_spec, read_images
 
 
 def evaluate_task(

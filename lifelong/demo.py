@@ -25,11 +25,11 @@ from agents.workers import Workers
 from library_store import Library
 from lifelong.bench import versions
 from lifelong.bench.controls import Context, RandomLibrary
-from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.files import check_output_folder
 from lifelong.history import contents_before, library_history
 from lifelong.listings import own_parameters, to_json
+from lifelong.plans import ClassificationPlan
 from lifelong.report import write_report
 from lifelong.runner import command_line, learn_specs
 from lifelong.streams import Stream

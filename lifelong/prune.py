@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from agents import Progress, quiet
-from agents.classification.budget import Budget
-from agents.classification.pruning import PrunePlan, PruneSettings, apply_prune, plan_prune
+from agents.classification.budget import Budget, PruneSettings
+from agents.classification.pruning import PrunePlan, apply_prune, plan_prune
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError

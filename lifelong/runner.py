@@ -13,15 +13,14 @@ import importlib.util
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from agents import Agent, Progress, quiet
-from agents.classification.budget import PRESETS
-from agents.classification.pruning import PruneSettings
+from agents.classification.budget import PRESETS, PruneSettings
 from agents.task import TaskSpec
 from agents.workers import EXECUTORS, Workers, close_shared, shared
 from library_store import Library, TaskRecord
@@ -42,30 +41,6 @@ class Run:
     data_dir: Path | None = None  # the image data cache (None: $LIFELONG_DATA, else ./data)
     progress: Progress = quiet
     workers: Workers = field(default_factory=lambda: Workers(0))
-
-
-def parse_budget_settings(settings: list[str], budget: Any) -> dict[str, Any]:
-    """``KEY=VALUE`` fields of a family's ``budget`` (a dataclass: ``growth_margin=0.02``,
-    ``recall=false``, ``transfer_init=inherit``), each value read as its field's type in
-    ``budget``; the budget they go into checks the values."""
-    types = {f.name: type(getattr(budget, f.name)) for f in fields(budget)}
-    values: dict[str, Any] = {}
-    for setting in settings:
-        key, equals, text = setting.partition("=")
-        key = key.strip().replace("-", "_")
-        if not equals or key not in types:
-            raise LifelongError(f"bad --set {setting!r}: give KEY=VALUE, KEY one of {', '.join(types)}")
-        kind = types[key]
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false"):
-                    raise ValueError
-                values[key] = text.lower() == "true"
-            else:
-                values[key] = kind(text)
-        except ValueError:
-            raise LifelongError(f"bad --set {setting!r}: {key} takes a {kind.__name__}") from None
-    return values
 
 
 def worker_pool(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lifelong.classification import budget_for
+from lifelong.plans import budget_for
 
 LIFELONG = str(Path(sys.executable).parent / "lifelong")
 # A classification budget of a few dozen steps: learning runs in seconds, to test the CLI, not

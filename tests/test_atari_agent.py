@@ -16,8 +16,9 @@ from agents.atari.agent import choose_sources, load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
 from agents.workers import Workers, shared
 from library_store import Library, TaskRecord
-from lifelong.atari import AtariPlan, evaluate_atari
+from lifelong.atari import evaluate_atari
 from lifelong.errors import Interrupted, LifelongError
+from lifelong.plans import AtariPlan
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import TINY_BUDGET, assert_one_line_error, run_cli
 
-from agents.classification.pruning import PruneSettings
+from agents.classification.budget import PruneSettings
 from lifelong import bench
 from lifelong.bench import growth
 from lifelong.report import load_result

@@ -53,10 +53,10 @@ from lifelong.bench.streams import (
     seed_metrics,
     start_seed,
 )
-from lifelong.classification import ClassificationPlan
+from lifelong.commands.knobs import parse_settings
 from lifelong.errors import LifelongError
 from lifelong.history import Contents
-from lifelong.runner import parse_budget_settings
+from lifelong.plans import ClassificationPlan
 from lifelong.streams import parse_stream
 
 BLUEPRINT = Blueprint(
@@ -296,11 +296,11 @@ def test_pnn_forward_uses_earlier_columns() -> None:
 
 def test_budget_settings_are_read_as_their_fields_types() -> None:
     settings = ["growth_margin=0.02", "recall=false", "max-modules=6", "recall_score=knn", "compete=TRUE"]
-    assert parse_budget_settings(settings, PRESETS["quick"]) == {
+    assert parse_settings(settings, PRESETS["quick"]) == {
         "growth_margin": 0.02, "recall": False, "max_modules": 6, "recall_score": "knn", "compete": True,
     }  # fmt: skip
-    assert parse_budget_settings([], PRESETS["quick"]) == {}
-    atari = parse_budget_settings(["transfer_init=inherit", "lesion-trials=5"], ATARI_PRESETS["quick"])
+    assert parse_settings([], PRESETS["quick"]) == {}
+    atari = parse_settings(["transfer_init=inherit", "lesion-trials=5"], ATARI_PRESETS["quick"])
     assert atari == {"transfer_init": "inherit", "lesion_trials": 5}
 
 
@@ -665,7 +665,7 @@ sys.path.insert(0, {str(tests)!r})
 from pathlib import Path
 from cli_helpers import TINY_BUDGET
 from lifelong.bench.streams import bench_streams
-from lifelong.classification import ClassificationPlan
+from lifelong.plans import ClassificationPlan
 from lifelong.streams import parse_stream
 stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc mnist:6v7@10pc mnist:8v9@10pc")
 plan = ClassificationPlan(TINY_BUDGET, 0.9)

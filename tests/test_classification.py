@@ -23,7 +23,7 @@ from agents.classification.agent import load_task_network
 from agents.classification.budget import PRESETS
 from agents.classification.training import predict_logits
 from library_store import Library, TaskRecord
-from lifelong.classification import ClassificationPlan
+from lifelong.plans import ClassificationPlan
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 

@@ -10,9 +10,9 @@ import pytest
 from cli_helpers import TINY_BUDGET, write_mnist_slice
 
 from library_store import Library
-from lifelong.classification import ClassificationPlan
 from lifelong.demo import run_demo
 from lifelong.history import contents_before
+from lifelong.plans import ClassificationPlan
 from lifelong.streams import parse_stream
 
 

@@ -14,8 +14,8 @@ from agents.classification.agent import load_task_network
 from agents.classification.budget import PRESETS
 from library_store import HistoryEntry, Library
 from lifelong import classification
-from lifelong.classification import ClassificationPlan
 from lifelong.history import commit_order, learning_curve, library_history
+from lifelong.plans import ClassificationPlan
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 

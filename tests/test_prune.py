@@ -25,8 +25,8 @@ from agents.classification.pruning import (
 from agents.classification.training import accuracy
 from agents.task import TaskData, TaskSpec
 from library_store import Library, TaskRecord
-from lifelong.classification import budget_for
 from lifelong.learn import learn
+from lifelong.plans import budget_for
 
 BUDGET = budget_for("quick", batch_size=32, eval_every=10)
 CPU = torch.device("cpu")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from agents import NewModule, Progress, Solution, quiet
-from agents.atari.budget import AtariBudget
+from agents.atari.budget import CONDITIONS, AtariBudget
 from agents.atari.esp import ESP, ESPConfig
 from agents.atari.evaluate import evaluate
 from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
@@ -48,7 +48,6 @@ MODULE_KIND = "esp_network"
 Watcher = Callable[[int, int, Network], None]
 """``watcher(generation, frames, champion)``: called after each generation (1-based) with the
 emulator frames spent so far and the best network so far."""
-CONDITIONS = ("transfer", "scratch", "random")
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint contents (2: evaluation counter and seed streams)."""
 

@@ -5,30 +5,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agents import at_least, override
-from agents.atari.esp import ESPConfig
-from agents.atari.grusm import TRANSFER_INITS
+from agents import at_least, knob, override
 from agents.errors import BudgetError
+
+# How a recruited source's transfer genomes start (GRUSM; each is described in agents.atari.grusm).
+TRANSFER_INITS = ("random", "silent", "inherit", "inherit-in")
+CONDITIONS = ("transfer", "scratch", "random")  # what an Atari task recruits: learned, no or random sources
+MEMBERS = 20  # ESP's members per subpopulation (Gomez's M); ESPConfig's default
+STAGNATION = 20  # ESP's generations without a new best before a burst (the paper's b); ESPConfig's default
 
 
 @dataclass(frozen=True)
 class AtariBudget:
-    """Neuroevolution budget of one game (one evaluation = one network played ``trials`` times)."""
+    """Neuroevolution budget of one game (one evaluation = one network played ``trials`` times).
+    Fields made with :func:`~agents.knob` are ``learn``'s flags."""
 
-    generations: int  # in all: self-organization, then growth
-    evaluations: int  # networks assembled and played per generation (paper: 100)
-    trials: int  # episodes per evaluation; its fitness is their mean raw score (paper: 5)
-    max_frames: int  # emulator frames per episode (4 per agent step)
-    frames: int = 0  # emulator frames to learn with in all: stop at the generation reaching them (0: none)
+    generations: int = knob("Generations in all: self-organization, then growth.")
+    evaluations: int = knob("Networks assembled and played per generation (paper: 100).")
+    trials: int = knob("Episodes per evaluation; its fitness is their mean raw score (paper: 5).")
+    max_frames: int = knob("Emulator frames per episode (4 per agent step).")
+    frames: int = knob(
+        "Emulator frames to learn with: stop at the generation reaching them (0: every generation's "
+        "episodes at the frame cap).",
+        0,
+    )
     self_organize_share: float = 0.5  # of the generations (and of the frames), for transfer-only evolution
     hidden: int = 8  # own neurons a game without sources starts with (the paper gives none; growth adapts it)
-    members: int = ESPConfig.members  # members per subpopulation
-    stagnation: int = ESPConfig.stagnation  # generations without a new best before a burst
+    members: int = MEMBERS  # members per subpopulation
+    stagnation: int = STAGNATION  # generations without a new best before a burst
     eval_episodes: int = 5  # episodes to score the committed network
     probe_steps: int = 64  # stored observations (and outputs) to verify the network later
-    transfer_init: str = "random"  # where a recruited source's transfer genomes start (TRANSFER_INITS)
-    screen: bool = False  # recruit only sources whose probe generation beats their random twin's
-    lesion_trials: int = 0  # episodes each lesioned network is scored on (0: the budget's trials)
+    transfer_init: str = knob(
+        "Where a recruited source's transfer weights start: random (the paper), silent (its readout "
+        "near zero), inherit (its own wiring read onto this game's inputs) or inherit-in (that wiring "
+        "kept in every member, only the readout evolved).",
+        "random",
+    )
+    screen: bool = knob("Recruit only sources whose probe generation beats a random twin's.", False)
+    lesion_trials: int = knob("Episodes each lesioned network is scored on (0: --trials).", 0)
 
     def __post_init__(self) -> None:
         at_least(self, generations=1, evaluations=1, trials=1, max_frames=1, frames=0)

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agents.atari.budget import MEMBERS, STAGNATION, TRANSFER_INITS
 from agents.atari.games import N_OUTPUTS
-from agents.atari.grusm import DEFAULT_INIT_SCALE, SILENT_SCALE, TRANSFER_INITS, Source, transfer_genome_size
+from agents.atari.grusm import DEFAULT_INIT_SCALE, SILENT_SCALE, Source, transfer_genome_size
 from agents.atari.network import Network, Networks, neuron_genome_size
 
 SCORE_EPSILON = 0.0
@@ -54,7 +55,7 @@ improvement (resets the stagnation counter). 0: any strict improvement."""
 class ESPConfig:
     """Every constant of ESP. Defaults follow Gomez's ESP where it states one."""
 
-    members: int = 20
+    members: int = MEMBERS
     """Members per subpopulation (M). With 100 evaluations per generation each member takes part in
     about 5 networks."""
     init_scale: float = DEFAULT_INIT_SCALE
@@ -73,7 +74,7 @@ class ESPConfig:
     burst_keep_best: bool = True
     """A burst keeps member 0 of each subpopulation an exact copy of the best network's gene, so the
     best network can still be assembled."""
-    stagnation: int = 20
+    stagnation: int = STAGNATION
     """Generations without a new best score before a burst (the paper's ``b``)."""
     bursts_before_adapt: int = 2
     """Bursts in a row without improvement after which the next stagnation also adapts the network
@@ -321,7 +322,7 @@ class ESP:
 
     def start_transfer(self, index: int, init: str, centre: Tensor | None = None) -> None:
         """Where source ``index``'s new transfer subpopulation starts (the choices:
-        :data:`agents.atari.grusm.TRANSFER_INITS`): ``random`` keeps its uniform genes, ``silent``
+        :data:`agents.atari.budget.TRANSFER_INITS`): ``random`` keeps its uniform genes, ``silent``
         shrinks every member's ``T_out`` to :data:`SILENT_SCALE` of them, ``inherit`` re-seeds the
         members around ``centre`` as a burst does (member 0 exactly ``centre``), ``inherit-in``
         too but with every member's ``T_in`` exactly ``centre``'s."""

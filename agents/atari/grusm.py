@@ -232,23 +232,23 @@ def split_transfer(genes: np.ndarray, n_in: int, source_hidden: int) -> tuple[np
 # Where a transfer genome starts
 # --------------------------------------------------------------------------------------------------
 
-TRANSFER_INITS = ("random", "silent", "inherit", "inherit-in")
-"""How a recruited source's transfer subpopulation starts (``--transfer-init``):
-
-- ``random`` — the paper: ``T_in`` and ``T_out`` uniform like any new genes, so the source's units
-  are driven by a random projection of the target's screen and only its self-loops, biases and
-  readout are what it learned;
-- ``silent`` — the same ``T_in``, but ``T_out`` at :data:`SILENT_SCALE` of that: the source barely
-  steers the target at first and is recruited as far as evolution grows its readout;
-- ``inherit`` — the source's own wiring: ``T_in`` is what drove each of its units in its own game
-  (its ``w_in``; for the units of a source it used, the ``T_in`` it drove them with) read through
-  :func:`class_map` onto the target's substrate, and ``T_out`` the identity, so the source starts
-  out playing the target as it played its own game (every game's outputs are the same joystick
-  nodes). Members are that genome plus burst noise (member 0 exactly it);
-- ``inherit-in`` — the same, but every member keeps the inherited ``T_in`` exactly and only
-  ``T_out`` gets the burst noise: the source sees the new game through its own trained input
-  weights (which ESP's one-gene mutations would hardly move in a short run) and evolution searches
-  how its outputs map to the new game's actions."""
+# How a recruited source's transfer subpopulation starts (``--transfer-init``):
+#
+# - ``random`` — the paper: ``T_in`` and ``T_out`` uniform like any new genes, so the source's units
+#   are driven by a random projection of the target's screen and only its self-loops, biases and
+#   readout are what it learned;
+# - ``silent`` — the same ``T_in``, but ``T_out`` at :data:`SILENT_SCALE` of that: the source barely
+#   steers the target at first and is recruited as far as evolution grows its readout;
+# - ``inherit`` — the source's own wiring: ``T_in`` is what drove each of its units in its own game
+#   (its ``w_in``; for the units of a source it used, the ``T_in`` it drove them with) read through
+#   :func:`class_map` onto the target's substrate, and ``T_out`` the identity, so the source starts
+#   out playing the target as it played its own game (every game's outputs are the same joystick
+#   nodes). Members are that genome plus burst noise (member 0 exactly it);
+# - ``inherit-in`` — the same, but every member keeps the inherited ``T_in`` exactly and only
+#   ``T_out`` gets the burst noise: the source sees the new game through its own trained input
+#   weights (which ESP's one-gene mutations would hardly move in a short run) and evolution searches
+#   how its outputs map to the new game's actions.
+# (:data:`agents.atari.budget.TRANSFER_INITS` names them.)
 SILENT_SCALE = 0.05
 """``silent``: the starting ``T_out`` genes are uniform in ``±SILENT_SCALE × init_scale``."""
 
@@ -275,7 +275,8 @@ def class_map(source: Sequence[str], target: Sequence[str]) -> np.ndarray:
 def inherited_transfer(source: Source, target_classes: Sequence[str]) -> np.ndarray:
     """The ``inherit`` transfer genome of ``source`` for a target whose substrate has
     ``target_classes``: ``T_in`` ``(H_src, classes × CELLS)`` from each unit's own drive mapped cell
-    by cell through :func:`class_map`, then ``T_out`` the identity (see :data:`TRANSFER_INITS`)."""
+    by cell through :func:`class_map`, then ``T_out`` the identity (the comment above
+    :data:`SILENT_SCALE` says why)."""
     t_in = _inherited_drive(source, tuple(target_classes))
     return np.concatenate([t_in.ravel(), np.eye(N_OUTPUTS, dtype=np.float32).ravel()])
 

@@ -40,37 +40,12 @@ from agents.classification.agent import (
     stored_head,
     stored_layers,
 )
-from agents.classification.budget import Budget
+from agents.classification.budget import Budget, PruneSettings
 from agents.classification.modules import Member
 from agents.classification.network import MixedLayer, TaskNetwork
 from agents.classification.training import accuracy, as_input, in_batches, train
 from agents.task import TaskData
 from library_store import Library, TaskArrays, TaskRecord, Transaction
-
-MEASURES = ("l2", "js")
-
-
-@dataclass(frozen=True)
-class PruneSettings:
-    """What a prune may change. Accuracies in points (0–100)."""
-
-    tolerance: float = 0.5  # a changed task may lose at most this much validation or test accuracy
-    similarity: float = 0.95  # modules at least this alike are merged
-    share: float = 0.05  # soft pruning: a module below this share of its layer leaves the task
-    refit_steps: int = 200  # steps re-fitting a changed task's α/β and readout (0: none)
-    measure: str = "l2"  # what "alike" means: normalised L2 of outputs, or "js" (see channel_similarity)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.tolerance <= 100:
-            raise ValueError(f"--tolerance must lie in [0, 100] points, got {self.tolerance:g}")
-        if not 0 <= self.similarity <= 1:
-            raise ValueError(f"--similarity must lie in [0, 1], got {self.similarity:g}")
-        if not 0 <= self.share < 1:
-            raise ValueError(f"--share must lie in [0, 1), got {self.share:g}")
-        if self.measure not in MEASURES:
-            raise ValueError(f"--measure must be one of {', '.join(MEASURES)}, not {self.measure!r}")
-        if self.refit_steps < 0:
-            raise ValueError(f"--refit-steps must be at least 0, got {self.refit_steps}")
 
 
 @dataclass(frozen=True)

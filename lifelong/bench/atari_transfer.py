@@ -51,10 +51,11 @@ from agents.atari.units import unit_statistics
 from agents.atari.workers import evaluate_episodes
 from agents.workers import Workers, shared
 from library_store import Library
-from lifelong.atari import AtariPlan, evaluate_atari
+from lifelong.atari import evaluate_atari
 from lifelong.bench import BenchResult, Stage, mean_ci
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
+from lifelong.plans import AtariPlan
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 

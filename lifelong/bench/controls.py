@@ -51,9 +51,9 @@ from agents.classification.training import accuracy, as_input, predict_logits, t
 from agents.task import TaskData, TaskSpec
 from library_store import Library, TaskArrays, TaskRecord
 from lifelong.bench.pnn import ProgressiveNetwork
-from lifelong.classification import ClassificationPlan
 from lifelong.history import Contents
 from lifelong.listings import own_parameters, recalled
+from lifelong.plans import ClassificationPlan
 from lifelong.runner import learn_specs
 
 CALIBRATION_IMAGES = 2048  # unlabeled training images that set a random module's BatchNorm statistics

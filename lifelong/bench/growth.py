@@ -23,14 +23,14 @@ from typing import Any
 
 from agents import Progress, module_parameters, quiet
 from agents.classification.agent import load_task_network
-from agents.classification.budget import Budget
-from agents.classification.pruning import PruneSettings
+from agents.classification.budget import Budget, PruneSettings
 from agents.workers import Workers
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
 from lifelong.bench.store import median_s, open_and_list
 from lifelong.bench.streams import aggregate, torch_threads
-from lifelong.classification import ClassificationPlan, evaluate_task
+from lifelong.classification import evaluate_task
+from lifelong.plans import ClassificationPlan
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
 

@@ -17,8 +17,8 @@ from agents import Progress, quiet
 from agents.classification.training import accuracy
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
-from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
+from lifelong.plans import ClassificationPlan
 from lifelong.runner import Run, learn_specs
 from lifelong.streams import parse_stream
 from lifelong.tasks import parse_spec

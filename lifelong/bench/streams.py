@@ -43,11 +43,11 @@ from lifelong.bench.controls import (
     task_name,
 )
 from lifelong.bench.mntdp import ModularNetworks
-from lifelong.classification import ClassificationPlan
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.history import Contents, contents_before
 from lifelong.metrics import check_matrix, summary, with_current_names
+from lifelong.plans import ClassificationPlan
 from lifelong.streams import Stream
 from lifelong.tasks import load_task_data
 

@@ -9,19 +9,15 @@ from typing import Annotated, Any
 import typer
 
 import lifelong
+from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.classification.budget import Budget, PruneSettings
+from lifelong.commands.knobs import NO_KNOBS, Given, knob_help, parse_settings, with_knobs
 from lifelong.commands.options import (
-    CompeteOpt,
     DataDirOpt,
     DeviceOpt,
-    MeasureOpt,
-    RefitStepsOpt,
     ResultsDirOpt,
     SeedOpt,
     SeedsOpt,
-    ShareOpt,
-    SimilarityOpt,
-    ToleranceOpt,
-    TransferInitOpt,
     WorkersOpt,
     cell,
     live_progress,
@@ -76,8 +72,8 @@ def bench_smart_mnist(
 ) -> None:
     """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
     from lifelong.bench.smart_mnist import bench_smart_mnist as body
-    from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.device import resolve_device
+    from lifelong.plans import ClassificationPlan, budget_for
 
     seed_list = parse_seeds(seeds)
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
@@ -97,7 +93,9 @@ def bench_streams(
     budget: PresetOpt = "quick",
     seeds: SeedsOpt = "0",
     target: TargetOpt = lifelong.DEFAULT_TARGET,
-    compete: Annotated[bool, CompeteOpt] = False,
+    compete: Annotated[
+        bool, typer.Option("--compete/--no-compete", help=knob_help(Budget, "compete"))
+    ] = False,
     setting: Annotated[
         list[str] | None,
         typer.Option(
@@ -115,9 +113,8 @@ def bench_streams(
     controls beside the agent (equal thread counts, equal results)."""
     from lifelong.bench.streams import CONDITIONS, QUICK
     from lifelong.bench.streams import bench_streams as body
-    from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.device import resolve_device
-    from lifelong.runner import parse_budget_settings
+    from lifelong.plans import ClassificationPlan, budget_for
     from lifelong.streams import parse_stream
 
     if (stream is None) == (tasks is None):
@@ -126,7 +123,7 @@ def bench_streams(
     names = CONDITIONS if conditions == "all" else tuple(c.strip() for c in conditions.split(","))
     seed_list = parse_seeds(seeds)
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
-    overrides = {"compete": compete, **parse_budget_settings(setting or [], preset)}
+    overrides = {"compete": compete, **parse_settings(setting or [], preset)}
     plan = ClassificationPlan(preset.override(**overrides), target)
 
     def run(progress: Callable[..., None]) -> Any:
@@ -146,6 +143,7 @@ def bench_streams(
 
 
 @bench_app.command("growth")
+@with_knobs({"prune": [PruneSettings]})
 def bench_growth(
     ctx: typer.Context,
     quick: Annotated[
@@ -160,24 +158,18 @@ def bench_growth(
     data_dir: DataDirOpt = None,
     results_dir: ResultsDirOpt = Path("results"),
     workers: WorkersOpt = None,
-    tolerance: ToleranceOpt = None,
-    similarity: SimilarityOpt = None,
-    share: ShareOpt = None,
-    refit_steps: RefitStepsOpt = None,
-    measure: MeasureOpt = None,
+    knobs: Given = NO_KNOBS,
 ) -> None:
     """The library's size over a stream of ≥ 10 MNIST and Fashion-MNIST tasks, with and without
     `learn --prune auto` (`lifelong prune`'s defaults unless given): modules, parameters, compute
     per task, final accuracy (CPU). The workers learn the libraries."""
     from lifelong.bench.growth import bench_growth as body
     from lifelong.bench.streams import QUICK
-    from lifelong.classification import budget_for
+    from lifelong.plans import budget_for
     from lifelong.prune import prune_settings
     from lifelong.streams import parse_stream
 
-    chosen = prune_settings(
-        tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
-    )
+    chosen = prune_settings(**knobs.of(PruneSettings))
     seed_list = parse_seeds(seeds)
     preset = budget_for("quick", **QUICK) if quick else budget_for(budget)
     parsed = parse_stream(stream) if stream is not None else None
@@ -302,6 +294,7 @@ def bench_scaling(
 
 
 @bench_app.command("atari-transfer")
+@with_knobs({"atari": [AtariBudget]})
 def bench_atari_transfer(
     ctx: typer.Context,
     quick: Annotated[
@@ -314,13 +307,6 @@ def bench_atari_transfer(
         str, typer.Option(help="Paths of games, comma-separated: A>B (a pair) or A>B>C (a chain).")
     ] = "",
     seeds: SeedsOpt = "0,1,2,3,4",
-    generations: Annotated[int | None, typer.Option(help="Generations whose frames make the budget.")] = None,
-    evaluations: Annotated[int | None, typer.Option(help="Networks played per generation.")] = None,
-    trials: Annotated[int | None, typer.Option(help="Episodes per network per generation.")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="Frame cap per episode.")] = None,
-    frames: Annotated[
-        int | None, typer.Option(help="Frames per run (default: every generation's episodes at the cap).")
-    ] = None,
     episodes: Annotated[int, typer.Option(help="Fresh episodes a champion is re-evaluated on.", min=1)] = 30,
     curve_every: Annotated[
         int | None,
@@ -329,7 +315,6 @@ def bench_atari_transfer(
         ),
     ] = None,
     peer: Annotated[str, typer.Option(help="The EvoTorch peer: snes, cmaes or ga.")] = "snes",
-    transfer_init: TransferInitOpt = None,
     setting: Annotated[
         list[str] | None,
         typer.Option(
@@ -338,27 +323,24 @@ def bench_atari_transfer(
     ] = None,
     device: DeviceOpt = "cpu",
     results_dir: ResultsDirOpt = Path("results"),
+    knobs: Given = NO_KNOBS,
 ) -> None:
     """Scratch vs random library vs transfer vs an EvoTorch peer on paths of games, at equal frames:
-    champions re-evaluated on fresh episodes, mean with a 95% bootstrap CI, transfer effectiveness."""
-    from lifelong.atari import ATARI_PRESETS, atari_budget
+    champions re-evaluated on fresh episodes, mean with a 95% bootstrap CI, transfer effectiveness.
+    The Atari flags (a generation's frames make the budget) set every agent run's budget."""
     from lifelong.bench.atari_transfer import BENCH_BUDGETS, PATHS, QUICK, QUICK_PATHS, Protocol, parse_paths
     from lifelong.bench.atari_transfer import bench_atari_transfer as body
     from lifelong.device import resolve_device
+    from lifelong.plans import atari_budget
 
     seed_list = parse_seeds(seeds)
     paths = parse_paths(pairs or ",".join(QUICK_PATHS if quick else PATHS))
-    overrides = {"generations": generations, "evaluations": evaluations, "trials": trials}
-    from lifelong.runner import parse_budget_settings
-
     if not quick and budget not in BENCH_BUDGETS and budget not in ATARI_PRESETS:
         raise typer.BadParameter(
             f"unknown --budget {budget!r} (choose {', '.join([*BENCH_BUDGETS, *ATARI_PRESETS])})"
         )
     base = QUICK if quick else BENCH_BUDGETS.get(budget) or atari_budget(budget)
-    settings = parse_budget_settings(setting or [], base)
-    given = {"max_frames": max_frames, "frames": frames, "transfer_init": transfer_init}
-    plan = base.override(**{**overrides, **given, **settings})
+    plan = base.override(**{**knobs.of(AtariBudget), **parse_settings(setting or [], base)})
     every = curve_every or max(2, plan.generations // 10)
     protocol = Protocol(plan, episodes, every, peer, str(resolve_device(device)))
     file_name = f"atari-transfer{'-quick' if quick else '-mid' if budget == 'mid' else ''}.json"

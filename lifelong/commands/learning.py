@@ -10,31 +10,30 @@ from typing import Annotated, Any
 import typer
 
 import lifelong
+from agents.atari.budget import AtariBudget
+from agents.classification.budget import Budget, PruneSettings
+from lifelong.commands.knobs import NO_KNOBS, Given, with_knobs
 from lifelong.commands.options import (
     SEED_MAX,
     BudgetOpt,
-    CompeteOpt,
     DataDirOpt,
     DeviceOpt,
     ExecutorOpt,
-    MeasureOpt,
     RayAddressOpt,
-    RefitStepsOpt,
     ReportDirOpt,
     SeedOpt,
     Settings,
-    ShareOpt,
-    SimilarityOpt,
-    ToleranceOpt,
-    TransferInitOpt,
     WorkersOpt,
     live_progress,
     out,
     settings_of,
     show,
 )
+from lifelong.plans import AtariPlan, ClassificationPlan, atari_budget, budget_for
 
 app = typer.Typer()  # its commands join the top level
+LEARN_KNOBS = {"classification": [Budget], "atari": [AtariBudget, AtariPlan]}  # learn's family flags
+PRUNE_KNOBS = {"prune": [PruneSettings]}
 
 
 def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
@@ -57,6 +56,7 @@ def _task_rows(records: list[Any]) -> list[dict[str, Any]]:
 
 
 @app.command()
+@with_knobs(LEARN_KNOBS)
 def learn(
     ctx: typer.Context,
     specs: Annotated[list[str], typer.Argument(help="Task specs, learned in order, e.g. mnist:3v8.")],
@@ -70,98 +70,6 @@ def learn(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
-    so_steps: Annotated[int | None, typer.Option(help="Self-organization steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
-    eval_every: Annotated[int | None, typer.Option()] = None,
-    population: Annotated[int | None, typer.Option(help="Growth: genomes per generation.")] = None,
-    elite: Annotated[
-        int | None, typer.Option(help="Growth: best genomes kept each generation (< population).")
-    ] = None,
-    generations: Annotated[int | None, typer.Option(help="Growth: generations.")] = None,
-    candidate_steps: Annotated[int | None, typer.Option(help="Growth: steps per candidate.")] = None,
-    final_steps: Annotated[int | None, typer.Option(help="Growth: steps for the winner.")] = None,
-    settle_steps: Annotated[int | None, typer.Option()] = None,
-    growth_margin: Annotated[
-        float | None,
-        typer.Option(help="Growth: validation gain over self-organization that new modules must buy."),
-    ] = None,
-    grow: Annotated[
-        bool | None,
-        typer.Option("--grow/--no-grow", help="--no-grow: solve from the library alone (self-organization)."),
-    ] = None,
-    max_modules: Annotated[
-        int | None, typer.Option(help="Self-organization: most modules per layer (the most relevant kept).")
-    ] = None,
-    recall: Annotated[
-        bool | None,
-        typer.Option(
-            "--recall/--no-recall", help="Self-organization may start from the best-suited stored task."
-        ),
-    ] = None,
-    recall_score: Annotated[
-        str | None,
-        typer.Option(help="How recall scores a stored path: ridge (a ridge readout) or knn (MNTDP's prior)."),
-    ] = None,
-    prefix_reuse: Annotated[
-        bool | None,
-        typer.Option(
-            "--prefix-reuse/--no-prefix-reuse",
-            help="Growth also tries MNTDP's candidates: the recalled path's first layers, fresh ones above.",
-        ),
-    ] = None,
-    compete: Annotated[bool | None, CompeteOpt] = None,
-    mutation_rate: Annotated[float | None, typer.Option()] = None,
-    fitness: Annotated[str | None, typer.Option(help="acc+slope, max, mean, slope or fit.")] = None,
-    crossover: Annotated[bool | None, typer.Option("--crossover/--no-crossover")] = None,
-    rounding: Annotated[str | None, typer.Option(help="Scalar genes: stochastic or floor.")] = None,
-    patience: Annotated[int | None, typer.Option(help="Evaluations without gain before stopping.")] = None,
-    evaluations: Annotated[
-        int | None, typer.Option(help="Atari: networks played per generation.", rich_help_panel="Atari")
-    ] = None,
-    trials: Annotated[
-        int | None, typer.Option(help="Atari: episodes per evaluation.", rich_help_panel="Atari")
-    ] = None,
-    max_frames: Annotated[
-        int | None, typer.Option(help="Atari: emulator frames per episode.", rich_help_panel="Atari")
-    ] = None,
-    frames: Annotated[
-        int | None,
-        typer.Option(
-            help="Atari: emulator frames to learn with (stop at the generation reaching them; "
-            "default: every generation's episodes at the frame cap).",
-            min=1,
-            rich_help_panel="Atari",
-        ),
-    ] = None,
-    sources: Annotated[
-        str, typer.Option(help="Atari: auto, none, or task names/module ids.", rich_help_panel="Atari")
-    ] = "auto",
-    condition: Annotated[
-        str, typer.Option(help="Atari: transfer, scratch or random sources.", rich_help_panel="Atari")
-    ] = "transfer",
-    transfer_init: TransferInitOpt = None,
-    screen: Annotated[
-        bool | None,
-        typer.Option(
-            "--screen/--no-screen",
-            help="Atari: recruit only sources whose probe generation beats a random twin's.",
-            rich_help_panel="Atari",
-        ),
-    ] = None,
-    lesion_trials: Annotated[
-        int | None,
-        typer.Option(
-            help="Atari: episodes each lesioned network is scored on (0: --trials).", rich_help_panel="Atari"
-        ),
-    ] = None,
-    checkpoint_every: Annotated[
-        int, typer.Option(help="Atari: save the evolution every N generations.", rich_help_panel="Atari")
-    ] = 0,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Atari: continue from the last checkpoint.", rich_help_panel="Atari"),
-    ] = False,
     workers: WorkersOpt = None,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -175,13 +83,15 @@ def learn(
         str,
         typer.Option("--prune", help="auto: `lifelong prune` (its defaults) after each task; off: never."),
     ] = "off",
+    knobs: Given = NO_KNOBS,
 ) -> None:
     """Learn tasks one after another: self-organize, grow if needed, prune, commit.
 
     --target is a validation accuracy for image tasks (default 0.97) and a game score for Atari
     (default none: use the whole budget); --generations counts ESP generations for Atari. A task
     that misses its target is committed with status below-target (and a warning), unless
-    --require-target makes that an error."""
+    --require-target makes that an error. The image and Atari flags are their budgets' and plans'
+    fields (each flag: its field's value unless given)."""
     from lifelong.prune import prune_settings
     from lifelong.runner import learn_specs, worker_pool
     from lifelong.tasks import parse_spec
@@ -192,80 +102,14 @@ def learn(
         raise typer.BadParameter(f"--prune must be auto or off, not {prune!r}")
     parsed = [parse_spec(text) for text in specs]
     families = {spec.family for spec in parsed}
-    # Every option is checked before any work, whichever family it is for; one given for a family
-    # that none of the tasks belongs to is refused rather than silently ignored.
-    image_only = {
-        "--so-steps": so_steps, "--batch-size": batch_size, "--lr": lr, "--eval-every": eval_every,
-        "--population": population, "--elite": elite, "--candidate-steps": candidate_steps,
-        "--final-steps": final_steps, "--settle-steps": settle_steps, "--growth-margin": growth_margin,
-        "--grow/--no-grow": grow, "--max-modules": max_modules, "--recall/--no-recall": recall,
-        "--recall-score": recall_score, "--prefix-reuse/--no-prefix-reuse": prefix_reuse,
-        "--compete/--no-compete": compete, "--mutation-rate": mutation_rate, "--fitness": fitness,
-        "--crossover/--no-crossover": crossover, "--rounding": rounding, "--patience": patience,
-    }  # fmt: skip
-    atari_only = {
-        "--evaluations": evaluations, "--trials": trials, "--max-frames": max_frames, "--frames": frames,
-        "--sources": None if sources == "auto" else sources,
-        "--condition": None if condition == "transfer" else condition, "--transfer-init": transfer_init,
-        "--screen/--no-screen": screen, "--lesion-trials": lesion_trials,
-        "--checkpoint-every": checkpoint_every or None, "--resume": resume or None,
-    }  # fmt: skip
-    for options, family, kind in ((image_only, "classification", "image"), (atari_only, "atari", "Atari")):
-        given = [flag for flag, value in options.items() if value is not None]
-        if given and family not in families:
-            raise typer.BadParameter(f"{', '.join(given)}: for {kind} tasks only, and no task given is one")
-    from lifelong.atari import AtariPlan, atari_budget
-    from lifelong.classification import ClassificationPlan, budget_for
-
-    smart = budget_for(
-        budget,
-        so_steps=so_steps,
-        batch_size=batch_size,
-        lr=lr,
-        eval_every=eval_every,
-        population=population,
-        elite=elite,
-        generations=generations,
-        candidate_steps=candidate_steps,
-        final_steps=final_steps,
-        settle_steps=settle_steps,
-        growth_margin=growth_margin,
-        max_modules=max_modules,
-        recall=recall,
-        recall_score=recall_score,
-        prefix_reuse=prefix_reuse,
-        grow=grow,
-        compete=compete,
-        mutation_rate=mutation_rate,
-        fitness=fitness,
-        crossover=crossover,
-        rounding=rounding,
-        patience=patience,
-    )
-    esp = atari_budget(
-        budget,
-        generations=generations,
-        evaluations=evaluations,
-        trials=trials,
-        max_frames=max_frames,
-        frames=frames,
-        transfer_init=transfer_init,
-        screen=screen,
-        lesion_trials=lesion_trials,
-    )
+    knobs.refuse_other_families(families)  # every flag is checked before any work
     plans: dict[str, Any] = {}
     if "classification" in families:
         accuracy = lifelong.DEFAULT_TARGET if target is None else target
-        plans["classification"] = ClassificationPlan(smart, accuracy)
+        plans["classification"] = ClassificationPlan(budget_for(budget, **knobs.of(Budget)), accuracy)
     if "atari" in families:
-        plans["atari"] = AtariPlan(
-            esp,
-            target=target,
-            sources=sources,
-            condition=condition,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-        )
+        esp = atari_budget(budget, **knobs.of(AtariBudget))
+        plans["atari"] = AtariPlan(esp, target=target, **knobs.of(AtariPlan))
     library = settings.open()
     with live_progress(settings) as progress:
         records = learn_specs(
@@ -297,33 +141,27 @@ def _show_learned(settings: Settings, records: list[Any], title: str) -> None:
 
 
 @app.command()
+@with_knobs(PRUNE_KNOBS)
 def prune(
     ctx: typer.Context,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would change; change nothing.")
     ] = False,
-    tolerance: ToleranceOpt = None,
-    similarity: SimilarityOpt = None,
-    share: ShareOpt = None,
-    refit_steps: RefitStepsOpt = None,
-    measure: MeasureOpt = None,
     budget: BudgetOpt = "quick",
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
+    knobs: Given = NO_KNOBS,
 ) -> None:
     """Prune the library: soft pruning by α, merging near-identical modules, removing unused ones.
 
     Every changed task re-fits its own α/β and readout and is re-evaluated; a change costing it
     more than --tolerance points is refused for that task. One commit of kind prune (undo it
     with `lifelong restore`)."""
-    from lifelong.classification import budget_for
     from lifelong.prune import prune as run_prune
     from lifelong.prune import prune_settings
 
     settings = settings_of(ctx)
-    chosen = prune_settings(
-        tolerance=tolerance, similarity=similarity, share=share, refit_steps=refit_steps, measure=measure
-    )
+    chosen = prune_settings(**knobs.of(PruneSettings))
     library = settings.open()
     with live_progress(settings) as progress:
         result = run_prune(
@@ -376,7 +214,6 @@ def demo(
     """The main job: the default curriculum (MNIST and Fashion-MNIST tasks grow the library, then
     unseen and few-shot tasks), each judged task beside a random-library control; the report's
     pictures. Creates the library if needed; skips tasks already learned."""
-    from lifelong.classification import ClassificationPlan, budget_for
     from lifelong.demo import DEMO_STREAM, run_demo
     from lifelong.runner import worker_pool
     from lifelong.streams import parse_stream

@@ -92,26 +92,12 @@ WorkersOpt = Annotated[
         min=0,
     ),
 ]
-TransferInitOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Atari: where a recruited source's transfer weights start: random (the paper), silent "
-        "(its readout near zero), inherit (its own wiring read onto this game's inputs) or "
-        "inherit-in (that wiring kept in every member, only the readout evolved).",
-        rich_help_panel="Atari",
-    ),
-]
 ExecutorOpt = Annotated[str, typer.Option(help="Where the workers run: local or ray.")]
 RayAddressOpt = Annotated[
     str | None,
     typer.Option(help="The Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local one)."),
 ]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Data cache (env LIFELONG_DATA, default ./data).")]
-CompeteOpt = typer.Option(
-    "--compete/--no-compete",
-    help="Growth competes with self-organization whatever --target: a task is solved only once "
-    "growth could not win its --growth-margin (validation ≥ 1 − margin); --target labels the outcome.",
-)
 ReportDirOpt = Annotated[Path, typer.Option("--out", help="Folder for the report's PNGs and index.html.")]
 
 
@@ -124,23 +110,6 @@ def warn_damaged(names: list[str], what: str) -> None:
         )
 
 
-# `lifelong prune`'s settings (also `bench growth`'s); None: PruneSettings' default
-ToleranceOpt = Annotated[
-    float | None, typer.Option(help="Points of val or test accuracy a changed task may lose (0.5).")
-]
-SimilarityOpt = Annotated[
-    float | None, typer.Option(help="Merge modules at least this alike: 1 − ‖a−b‖/(‖a‖+‖b‖) (0.95).")
-]
-ShareOpt = Annotated[
-    float | None, typer.Option(help="Soft pruning: a module below this |α·β| share leaves a task (0.05).")
-]
-RefitStepsOpt = Annotated[
-    int | None, typer.Option(help="Steps re-fitting a changed task's α/β and readout (200).")
-]
-MeasureOpt = Annotated[
-    str | None,
-    typer.Option(help="l2: outputs' normalised L2; js: |γ|-weighted JS divergence of BN outputs (l2)."),
-]
 # the benchmarks' results folder and seeds
 ResultsDirOpt = Annotated[Path, typer.Option(help="Where the JSON result goes.")]
 SeedsOpt = Annotated[str, typer.Option(help="Comma-separated seeds (≥ 3 for a mean ± sd).")]
