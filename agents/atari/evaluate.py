@@ -24,13 +24,12 @@ for all of them (``policy(observations (k, n_inputs), slots (k,)) -> (k, 10)``) 
 are mapped in one call. Finished episodes drop out; a waiting episode takes the freed emulator.
 Emulators live in a per-game pool and are reset, never reloaded.
 
-**Threads.** ale-py 0.12.1 does not release the GIL in ``act()`` or ``getScreen()`` (a thread
-waiting for the GIL while another calls ``act()`` in a loop waits a full switch interval, exactly
-as behind pure Python code), so threads cannot step two emulators at once:
-``threads=None`` steps them sequentially. ``threads > 1`` splits them among a thread pool anyway
-(useful if a later ale-py releases the GIL); ``lifelong bench atari-throughput`` measures both.
-Processes can: :mod:`agents.atari.workers` spreads a call's episodes over worker processes
-(``first_episode`` keeps each episode's seed whichever process plays it).
+**Processes, not threads.** ale-py 0.12.1 does not release the GIL in ``act()`` or
+``getScreen()`` (a thread waiting for the GIL while another calls ``act()`` in a loop waits a full
+switch interval, exactly as behind pure Python code), so threads cannot step two emulators at
+once: one call steps its emulators one after another. Processes can:
+:mod:`agents.atari.workers` spreads a call's episodes over worker processes (``first_episode``
+keeps each episode's seed whichever process plays it).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ import atexit
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,13 +226,13 @@ class _Episodes:
         self.start_s += time.perf_counter() - started
         return True
 
-    def emulate(self, rows: range | list[int], actions: list[int]) -> list[int]:
-        """One agent step (4 frames, sticky) of the emulators in batch ``rows`` (``actions`` per
-        row of the whole batch); returns the rows whose episode ended."""
+    def emulate(self, actions: list[int]) -> list[int]:
+        """One agent step (4 frames, sticky) of every running emulator (``actions`` per row of
+        the batch); returns the rows whose episode ended."""
         ended = []
         ales, running, screens = self.ales, self.running, self.screens
         step, score, prev, delays = self.step, self.score, self.prev, self.delays
-        for row in rows:
+        for row in range(len(running)):
             env, action = running[row], actions[row]
             ale, t, previous = ales[env], step[env], prev[env]
             delay = delays[env][t]
@@ -271,7 +269,6 @@ def evaluate(
     max_frames: int,
     seed: int,
     sticky: float = STICKY,
-    threads: int | None = None,
     emulators: int | None = None,
     first_episode: int = 0,
     device: torch.device | str = "cpu",
@@ -281,8 +278,8 @@ def evaluate(
     """Run ``n_episodes`` episodes of ``game`` under ``policy`` in lock-step (conventions: see
     the module docstring). ``policy.reset(n_episodes)`` is called first if it exists; then once
     per step ``policy(observations, slots)`` with every running episode (``slots`` = episode
-    indices 0..n_episodes-1, to index per-episode recurrent state). ``threads`` > 1 steps the
-    emulators in a thread pool; ``emulators`` caps the episodes run at once; episode ``e`` draws
+    indices 0..n_episodes-1, to index per-episode recurrent state). ``emulators`` caps the
+    episodes run at once; episode ``e`` draws
     its sticky actions as episode ``first_episode + e`` of ``seed``; observations and
     slots are put on ``device``; ``substrate`` overrides the game's default inputs; ``progress``
     hears a ``phase`` of ``n_episodes`` and an ``episode`` event as each one ends."""
@@ -296,7 +293,6 @@ def evaluate(
 
     setup_start = time.perf_counter()
     ales = acquire_emulators(rom, n_envs)
-    pool = ThreadPoolExecutor(threads) if threads and threads > 1 else None
     try:
         setup_s = time.perf_counter() - setup_start
         start = time.perf_counter()
@@ -318,12 +314,7 @@ def evaluate(
             with torch.no_grad():
                 actions = actions_from_outputs(policy(observations, slots)).tolist()
             t2 = time.perf_counter()
-            if pool is None:
-                ended = book.emulate(range(k), actions)
-            else:
-                parts = [range(i, k, threads) for i in range(min(threads or 1, k))]
-                done = pool.map(book.emulate, parts, [actions] * len(parts))
-                ended = [row for rows in done for row in rows]
+            ended = book.emulate(actions)
             if ended:
                 book.advance(ended)
                 slots = None
@@ -336,8 +327,6 @@ def evaluate(
             t_emulate += t3 - t2
         wall = time.perf_counter() - start
     finally:
-        if pool is not None:
-            pool.shutdown()
         release_emulators(rom, ales)
     total = int(book.frames.sum())
     return EpisodeResults(

@@ -11,9 +11,8 @@ from other processes on this shared machine hits every condition alike:
   from (:func:`agents.atari.agent.new_esp`, the ``quick`` budget's hidden neurons and members), one
   trial each, played by :func:`agents.atari.workers.evaluate_networks` (their
   :class:`~agents.atari.network.BatchedPolicy`, ``evaluate()`` with the agent's settings: default
-  emulators, no worker threads, torch's own thread count, which the agent leaves alone).
+  emulators, torch's own thread count, which the agent leaves alone).
 - ``agent_loop_random_policy``: ``evaluate`` with random outputs from one batched torch op.
-- ``agent_loop_threads`` (``threads`` ≥ 2): ``evaluate`` stepping the emulators in a thread pool.
 - ``raw_ale_internal_frameskip`` (``extras``): fresh emulators using ALE's own ``frame_skip=4``
   and sticky actions (one ``act()`` per step): what ``evaluate`` gives up by doing frame skip and
   stickiness in Python (for per-episode seeds).
@@ -200,7 +199,6 @@ def bench_atari_throughput(
     *,
     rounds: int = 3,
     networks: int = 100,
-    threads: int = 2,
     extras: bool = True,
 ) -> BenchResult:
     """Raw ALE stepping vs the agent's evaluation of a generation on ``game`` (see the module
@@ -208,10 +206,9 @@ def bench_atari_throughput(
 
     ``episodes`` per condition and round (for the agent: networks, one trial each), at most
     :data:`DEFAULT_EMULATORS` at once; ``rounds`` interleaved repetitions, each with its own seed
-    and its own networks; ``networks`` for the batched-forward timing; ``threads`` for the
-    thread-pool condition (< 2 skips it); ``extras`` adds the internal-frameskip and gymnasium
-    references (their emulators load before the rounds, outside the timing). Torch's thread count
-    is left as the agent leaves it.
+    and its own networks; ``networks`` for the batched-forward timing; ``extras`` adds the
+    internal-frameskip and gymnasium references (their emulators load before the rounds,
+    outside the timing). Torch's thread count is left as the agent leaves it.
     """
     if episodes < 1 or max_frames < FRAMESKIP or rounds < 1 or networks < 1:
         raise ValueError("episodes, rounds and networks must be >= 1 and max_frames >= 4")
@@ -231,8 +228,6 @@ def bench_atari_throughput(
         else {}
     )
     runs: dict[str, list[EpisodeResults]] = {"raw_ale": [], "agent_loop": [], "agent_loop_random_policy": []}
-    if threads >= 2:
-        runs["agent_loop_threads"] = []
     reference_runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in references}
     common = {"max_frames": max_frames, "emulators": n_envs}
     for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
@@ -242,10 +237,6 @@ def bench_atari_throughput(
             evaluate_networks(rom, generation, budget.trials, max_frames=max_frames, seed=s, device=cpu)
         )
         runs["agent_loop_random_policy"].append(evaluate(rom, RandomPolicy(s), episodes, seed=s, **common))
-        if threads >= 2:
-            runs["agent_loop_threads"].append(
-                evaluate(rom, RandomPolicy(s), episodes, seed=s, threads=threads, **common)
-            )
         for name, loop in references.items():
             reference_runs[name].append(loop.run(episodes, max_frames, s))
     results: dict[str, dict[str, float]] = {name: _totals(rs) for name, rs in runs.items()}
@@ -286,10 +277,6 @@ def bench_atari_throughput(
         "agent_vs_raw_ale": round(results["agent_loop"]["steps_per_s"] / raw, 4),
         "agent_random_policy_vs_raw_ale": round(results["agent_loop_random_policy"]["steps_per_s"] / raw, 4),
     }
-    if threads >= 2:
-        results["agent_loop_threads"]["threads"] = threads
-        sequential = results["agent_loop_random_policy"]["steps_per_s"]
-        ratios["threads_vs_sequential"] = round(results["agent_loop_threads"]["steps_per_s"] / sequential, 4)
     if extras:
         internal = results["raw_ale_internal_frameskip"]["steps_per_s"]
         ratios["internal_frameskip_vs_raw_ale"] = round(internal / raw, 4)
