@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from agents import Progress
 from agents.atari.agent import (
@@ -26,7 +27,6 @@ from agents.atari.play import record_episode
 from agents.atari.workers import evaluate_episodes
 from agents.workers import Workers
 from library_store import Library, task_key
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
 from lifelong.runner import Run
@@ -97,7 +97,7 @@ def evaluate_atari(
     episodes: int = 10,
     seed: int | None = None,
     max_frames: int | None = None,
-    device: str = "cpu",
+    device: torch.device = torch.device("cpu"),
     progress: Progress | None = None,
     workers: Workers | None = None,
 ) -> dict[str, Any]:
@@ -109,9 +109,8 @@ def evaluate_atari(
     if episodes < 1:
         raise LifelongError("--episodes must be at least 1")
     network, game = load_network(library, name)
-    torch_device = resolve_device(device)
     probe = library.task_arrays(name).probe
-    outputs = replay_probe(network, probe["observations"], torch_device)
+    outputs = replay_probe(network, probe["observations"], device)
     result = evaluate_episodes(
         workers or Workers(0),
         game,
@@ -119,7 +118,7 @@ def evaluate_atari(
         episodes,
         max_frames=max_frames or record.details["budget"]["max_frames"],
         seed=record.details["eval_seed"] if seed is None else seed,
-        device=torch_device,
+        device=device,
         progress=progress,
     )
     scores = result.scores

@@ -16,7 +16,6 @@ from agents.classification.agent import ClassificationAgent, load_task_network
 from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
 from agents.classification.training import accuracy, predict_logits
 from library_store import Library, TaskRecord
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
 from lifelong.runner import Run
@@ -68,22 +67,22 @@ def _load(spec: TaskSpec, input_shape: tuple[int, int, int], seed: int, *, data_
 
 
 def evaluate_task(
-    library: Library, name: str, *, data_dir: Path | None = None, device: str = "cpu"
+    library: Library, name: str, *, data_dir: Path | None = None, device: torch.device = torch.device("cpu")
 ) -> dict[str, Any]:
     """Re-evaluate a stored task on its test data and its stored probe set."""
     record = library.task(name)
     _require_classification(record)
-    network = load_task_network(library, name).to(resolve_device(device))
+    network = load_task_network(library, name).to(device)
     arrays = library.task_arrays(name)
     probe_x = torch.from_numpy(arrays.probe["inputs"])
-    logits = predict_logits(network, probe_x, resolve_device(device)).numpy()
+    logits = predict_logits(network, probe_x, device).numpy()
     data = load_task_data(
         parse_spec(record.spec),
         data_dir=data_dir,
         input_shape=tuple(record.details["input_shape"]),
         seed=record.seed or 0,
     )
-    test_acc = accuracy(network, data.test_x, data.test_y, resolve_device(device))
+    test_acc = accuracy(network, data.test_x, data.test_y, device)
     return {
         "task": name,
         "test_acc": test_acc,

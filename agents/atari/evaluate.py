@@ -271,7 +271,7 @@ def evaluate(
     sticky: float = STICKY,
     emulators: int | None = None,
     first_episode: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
     progress: Progress | None = None,
 ) -> EpisodeResults:
@@ -287,7 +287,6 @@ def evaluate(
     rom = resolve_game(game)
     substrate = substrate or substrate_for(rom)
     n_envs = min(n_episodes, emulators or DEFAULT_EMULATORS)
-    device = torch.device(device)
     if hasattr(policy, "reset"):
         policy.reset(n_episodes)
 

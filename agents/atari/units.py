@@ -118,7 +118,7 @@ def unit_statistics(
     max_frames: int,
     seed: int,
     substrate: Substrate | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
 ) -> dict[str, Any]:
     """``network`` played on ``episodes`` episodes of ``game`` (seeded as :func:`evaluate`'s):
     ``action_entropy`` (bits), ``steps``, emulator ``frames``, and per recruited source (in order) ``name``,

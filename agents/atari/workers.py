@@ -36,7 +36,7 @@ def evaluate_networks(
     max_frames: int,
     seed: int,
     first_episode: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
     progress: Progress | None = None,
 ) -> EpisodeResults:
@@ -65,13 +65,13 @@ def evaluate_split(
     *,
     max_frames: int,
     seed: int,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
 ) -> EpisodeResults:
     """:func:`evaluate_networks`, the networks split into contiguous parts, one per worker; the
     same scores however many workers."""
     parts = min(workers.parts, len(networks))
-    if parts <= 1 or torch.device(device).type != "cpu":  # a GPU batches; processes would contend
+    if parts <= 1 or device.type != "cpu":  # a GPU batches; processes would contend
         return evaluate_networks(
             game, networks, trials, max_frames=max_frames, seed=seed, device=device, substrate=substrate
         )
@@ -89,7 +89,7 @@ def evaluate_episodes(
     *,
     max_frames: int,
     seed: int,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
     progress: Progress | None = None,
 ) -> EpisodeResults:
@@ -99,7 +99,7 @@ def evaluate_episodes(
     when this process plays them all."""
     parts = min(workers.parts, episodes)
     stacked = Networks.stack([network])
-    if parts <= 1 or torch.device(device).type != "cpu":
+    if parts <= 1 or device.type != "cpu":
         return evaluate_networks(
             game,
             stacked,

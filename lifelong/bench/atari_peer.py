@@ -112,7 +112,7 @@ class AtariProblem(Problem):
             max_frames=budget.max_frames,
             seed=seed,
             workers=workers,
-            device=torch.device(device),
+            device=device,
         )
         self.budget, self.n_in = budget, substrate.n_inputs
         self.genes_per_neuron = neuron_genome_size(self.n_in)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agents import Progress, quiet
 from agents.atari.agent import load_network
@@ -53,7 +54,6 @@ from agents.workers import Workers, shared
 from library_store import Library
 from lifelong.atari import AtariPlan, evaluate_atari
 from lifelong.bench import BenchResult, Stage, mean_ci
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.runner import learn_specs
 from lifelong.tasks import parse_spec
@@ -90,7 +90,7 @@ class Protocol:
     episodes: int = 30  # fresh episodes a champion is re-evaluated on
     curve_every: int = 2  # re-evaluate the champion every this many generations (and at checkpoints)
     peer: str = "snes"  # the EvoTorch algorithm (lifelong.bench.atari_peer.PEER_ALGORITHMS)
-    device: str = "cpu"
+    device: torch.device = torch.device("cpu")
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.curve_every < 1:
@@ -266,7 +266,7 @@ class Bench:
             frames=self.frames,
             seed=seed,
             workers=self.pool,
-            device=resolve_device(self.protocol.device),
+            device=self.protocol.device,
             algorithm=self.protocol.peer,
             on_generation=watch,
         )

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from agents.atari.agent import new_esp
 from agents.atari.budget import ATARI_PRESETS
@@ -63,7 +64,6 @@ from agents.classification.genome import mutate
 from agents.task import DEFAULT_INPUT_SHAPE
 from agents.workers import Workers
 from lifelong.bench import BenchResult
-from lifelong.device import resolve_device
 from lifelong.tasks import load_task_data, parse_spec
 
 
@@ -86,7 +86,7 @@ def bench_scaling(
     *,
     rounds: int = 3,
     workers: int | None = None,
-    device: str = "cpu",
+    device: torch.device = torch.device("cpu"),
     growth: GrowthCase | None = None,
 ) -> BenchResult:
     """See the module docstring; ``workers``: the all-workers conditions' count (one per core);
@@ -173,7 +173,7 @@ def bench_scaling(
     return results, ratios
 
 
-def _growth_trainer(case: GrowthCase, seed: int, device: str) -> Callable[[Workers], float]:
+def _growth_trainer(case: GrowthCase, seed: int, device: torch.device) -> Callable[[Workers], float]:
     """A function that trains the growth half's generation on a pool and returns its wall time."""
     data = load_task_data(parse_spec(case.spec), data_dir=case.data_dir, seed=seed)
     budget = PRESETS["quick"].override(candidate_steps=case.candidate_steps)
@@ -182,7 +182,7 @@ def _growth_trainer(case: GrowthCase, seed: int, device: str) -> Callable[[Worke
     first = stem(ranges, rng)
     genomes = [first] + [mutate(first, ranges, budget.mutation_rate, rng) for _ in range(case.population - 1)]
     newborns = [Newborn(0, index, genome) for index, genome in enumerate(genomes)]
-    task = Growth([], data, DEFAULT_INPUT_SHAPE, ranges, budget, seed, resolve_device(device))
+    task = Growth([], data, DEFAULT_INPUT_SHAPE, ranges, budget, seed, device)
 
     def trainer(pool: Workers) -> float:
         started = time.perf_counter()

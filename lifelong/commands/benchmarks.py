@@ -26,6 +26,7 @@ from lifelong.commands.options import (
     cell,
     live_progress,
     out,
+    parse_device,
     parse_ints,
     parse_seeds,
     settings_of,
@@ -77,12 +78,11 @@ def bench_smart_mnist(
     """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
     from lifelong.bench.smart_mnist import bench_smart_mnist as body
     from lifelong.classification import ClassificationPlan, budget_for
-    from lifelong.device import resolve_device
 
     seed_list = parse_seeds(seeds)
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
     run = lambda progress: body(seed_list, plan, device, data_dir, progress)  # noqa: E731
-    _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
+    _bench(ctx, "smart-mnist", run, seed_list, str(device), results_dir)
 
 
 @bench_app.command("streams")
@@ -116,7 +116,6 @@ def bench_streams(
     from lifelong.bench.streams import CONDITIONS, QUICK
     from lifelong.bench.streams import bench_streams as body
     from lifelong.classification import ClassificationPlan, budget_for
-    from lifelong.device import resolve_device
     from lifelong.runner import parse_budget_settings
     from lifelong.streams import parse_stream
 
@@ -142,7 +141,7 @@ def bench_streams(
         )
 
     file_name = f"streams-{parsed.name}{'-quick' if quick else ''}.json"
-    _bench(ctx, "streams", run, seed_list, str(resolve_device(device)), results_dir, file_name)
+    _bench(ctx, "streams", run, seed_list, str(device), results_dir, file_name)
 
 
 @bench_app.command("growth")
@@ -265,7 +264,12 @@ def bench_scaling(
     candidate_steps: Annotated[
         int | None, typer.Option(help="Steps each candidate trains (default: the quick budget's).", min=1)
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where the agent's networks run.")] = "cpu",
+    device: Annotated[
+        Any,
+        typer.Option(
+            parser=parse_device, metavar="DEVICE", help="cpu, cuda or cuda:N: where the agent's networks run."
+        ),
+    ] = "cpu",
     data_dir: DataDirOpt = None,
     seed: SeedOpt = 0,
     results_dir: ResultsDirOpt = Path("results"),
@@ -275,7 +279,6 @@ def bench_scaling(
     steps/s, candidates/s and the scaling ratios. The workers are the all-workers conditions'."""
     from lifelong.bench.scaling import GrowthCase
     from lifelong.bench.scaling import bench_scaling as body
-    from lifelong.device import resolve_device
 
     if workers == 0:
         raise typer.BadParameter("bench scaling compares one process with its workers: give at least 1")
@@ -284,7 +287,7 @@ def bench_scaling(
     sizes = {"population": candidates, "candidate_steps": candidate_steps}
     given = {name: value for name, value in sizes.items() if value is not None}
     growth = None if growth_task == "none" else GrowthCase(growth_task, data_dir, **given)
-    where = str(resolve_device(device))
+    where = str(device)
     file_name = (
         f"scaling{'-quick' if quick else ''}{'' if where == 'cpu' else '-' + where.split(':')[0]}.json"
     )
@@ -292,7 +295,7 @@ def bench_scaling(
         ctx,
         "scaling",
         lambda _: body(
-            game, networks, max_frames, seed, rounds=rounds, workers=workers, device=where, growth=growth
+            game, networks, max_frames, seed, rounds=rounds, workers=workers, device=device, growth=growth
         ),
         [seed],
         where,
@@ -344,7 +347,6 @@ def bench_atari_transfer(
     from lifelong.atari import ATARI_PRESETS, atari_budget
     from lifelong.bench.atari_transfer import BENCH_BUDGETS, PATHS, QUICK, QUICK_PATHS, Protocol, parse_paths
     from lifelong.bench.atari_transfer import bench_atari_transfer as body
-    from lifelong.device import resolve_device
 
     seed_list = parse_seeds(seeds)
     paths = parse_paths(pairs or ",".join(QUICK_PATHS if quick else PATHS))
@@ -360,10 +362,10 @@ def bench_atari_transfer(
     given = {"max_frames": max_frames, "frames": frames, "transfer_init": transfer_init}
     plan = base.override(**{**overrides, **given, **settings})
     every = curve_every or max(2, plan.generations // 10)
-    protocol = Protocol(plan, episodes, every, peer, str(resolve_device(device)))
+    protocol = Protocol(plan, episodes, every, peer, device)
     file_name = f"atari-transfer{'-quick' if quick else '-mid' if budget == 'mid' else ''}.json"
     run = lambda progress: body(paths, seed_list, protocol, progress)  # noqa: E731
-    _bench(ctx, "atari-transfer", run, seed_list, protocol.device, results_dir, file_name)
+    _bench(ctx, "atari-transfer", run, seed_list, str(device), results_dir, file_name)
 
 
 def _bench(
