@@ -21,7 +21,7 @@ from agents.atari.agent import (
     replay_probe,
 )
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
-from agents.atari.games import FRAMESKIP, resolve_game
+from agents.atari.games import FRAMESKIP
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.play import record_episode
 from agents.atari.workers import evaluate_episodes
@@ -70,7 +70,7 @@ class AtariPlan:
             return
         listed = [item for item in self.sources.split(",") if item not in learned_before]
         if listed:
-            choose_sources(library, ",".join(listed), resolve_game(spec.game))
+            choose_sources(library, ",".join(listed), spec.game)
 
     def agent(self, library: Library, name: str, run: Run) -> AtariAgent:
         """An agent for task ``name``; its checkpoint lives in ``<library>/checkpoints/``."""
@@ -124,7 +124,7 @@ def evaluate_atari(
     scores = result.scores
     return {
         "task": name,
-        "game": game,
+        "game": game.rom,
         "episodes": episodes,
         "score_mean": float(scores.mean()),
         "score_sd": float(scores.std(ddof=1)) if episodes > 1 else 0.0,
@@ -159,7 +159,7 @@ def play_atari(
     writer = _write_mp4 if video.suffix.lower() == ".mp4" else _write_gif
     write_file(video, lambda path: writer(frames, path))
     frames_played = (len(frames) - 1) * FRAMESKIP
-    return {"task": name, "game": game, "score": score, "frames": frames_played, "video": str(video)}
+    return {"task": name, "game": game.rom, "score": score, "frames": frames_played, "video": str(video)}
 
 
 def _write_gif(frames: list[np.ndarray], path: Path) -> None:

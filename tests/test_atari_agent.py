@@ -15,6 +15,7 @@ from cli_helpers import assert_one_line_error, fingerprint, run_cli
 from agents import Progress, quiet
 from agents.atari.agent import choose_sources, load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.atari.games import resolve_game
 from agents.workers import Workers, shared
 from library_store import Library, TaskRecord
 from lifelong.atari import AtariPlan, evaluate_atari
@@ -154,7 +155,7 @@ def test_a_game_recruits_a_network_that_used_sources(two_games: tuple[Path, dict
     shutil.copytree(path, tmp_path / "library")
     library = Library.open(tmp_path / "library")
     boxing_id = learned["boxing"].layers[0][0]
-    assert set(choose_sources(library, "auto", "Pong")) == {boxing_id, learned["source"]}
+    assert set(choose_sources(library, "auto", resolve_game("Pong"))) == {boxing_id, learned["source"]}
     pong = learn_game(library, "Pong", TINY, sources="atari:Boxing")
     assert pong.layers[0][1:] == [boxing_id]
     network, _ = load_network(library, "atari:Pong")

@@ -50,9 +50,9 @@ from agents.atari.games import (
     N_ACTIONS,
     SCREEN_HEIGHT,
     SCREEN_WIDTH,
+    Game,
     actions_from_outputs,
     new_emulator,
-    resolve_game,
 )
 from agents.atari.substrate import Substrate, substrate_for
 
@@ -73,7 +73,7 @@ Policy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class EpisodeResults:
     """What one :func:`evaluate` (or :func:`raw_ale`) call measured."""
 
-    game: str
+    game: Game
     scores: np.ndarray  # (n_episodes,) float64: raw game score per episode
     frames: np.ndarray  # (n_episodes,) int64: emulator frames per episode (4 per agent step)
     total_frames: int
@@ -95,41 +95,41 @@ class EpisodeResults:
 # The emulator pool
 
 
-_POOL: dict[str, list[Any]] = {}
+_POOL: dict[Game, list[Any]] = {}
 _POOL_LOCK = threading.Lock()
 
 
-def acquire_emulators(rom: str, n: int) -> list[Any]:
-    """``n`` emulators of ``rom`` for exclusive use: idle pooled ones first, new ones for the
+def acquire_emulators(game: Game, n: int) -> list[Any]:
+    """``n`` emulators of ``game`` for exclusive use: idle pooled ones first, new ones for the
     rest. All emulators have the same settings (:func:`agents.atari.games.new_emulator`), so the
     pool is keyed by game only. Give them back with :func:`release_emulators`."""
     with _POOL_LOCK:
-        idle = _POOL.setdefault(rom, [])
+        idle = _POOL.setdefault(game, [])
         taken = [idle.pop() for _ in range(min(n, len(idle)))]
-    return taken + [new_emulator(rom) for _ in range(n - len(taken))]
+    return taken + [new_emulator(game) for _ in range(n - len(taken))]
 
 
-def release_emulators(rom: str, emulators: list[Any]) -> None:
+def release_emulators(game: Game, emulators: list[Any]) -> None:
     """Return emulators to the pool (they are reset before their next episode)."""
     with _POOL_LOCK:
-        _POOL.setdefault(rom, []).extend(emulators)
+        _POOL.setdefault(game, []).extend(emulators)
 
 
-_START: dict[str, tuple[Any, np.ndarray]] = {}  # per game: the state episodes start from, its screen
+_START: dict[Game, tuple[Any, np.ndarray]] = {}  # per game: the state episodes start from, its screen
 
 
-def start_episode(rom: str, ale: Any, screen: np.ndarray) -> None:
-    """Put ``ale`` (an emulator of ``rom``) in the state every episode starts from, a freshly
+def start_episode(game: Game, ale: Any, screen: np.ndarray) -> None:
+    """Put ``ale`` (an emulator of ``game``) in the state every episode starts from, a freshly
     loaded emulator's after ``reset_game()`` (cloned once per game and process, its random
     generator included), and write that state's palette screen into ``screen`` (restoring a
     state leaves the emulator's screen as it was; the next frame draws it anew). Restoring takes
     about 30 µs, ``reset_game()`` about 16 ms."""
     with _POOL_LOCK:
-        if rom not in _START:
-            fresh = new_emulator(rom)
+        if game not in _START:
+            fresh = new_emulator(game)
             fresh.reset_game()
-            _START[rom] = fresh.cloneState(include_rng=True), fresh.getScreen()
-        state, first = _START[rom]
+            _START[game] = fresh.cloneState(include_rng=True), fresh.getScreen()
+        state, first = _START[game]
     ale.restoreState(state)
     screen[...] = first
 
@@ -145,10 +145,9 @@ def drop_emulators() -> None:
 atexit.register(drop_emulators)  # in every process that pools emulators, workers included
 
 
-def warm_pool(game: str, n: int) -> None:
+def warm_pool(game: Game, n: int) -> None:
     """Load ``n`` emulators of ``game`` ahead of time (so a timed run does not pay ROM loads)."""
-    rom = resolve_game(game)
-    release_emulators(rom, acquire_emulators(rom, n))
+    release_emulators(game, acquire_emulators(game, n))
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ class _Episodes:
 
     def __init__(
         self,
-        rom: str,
+        game: Game,
         ales: list[Any],
         n_episodes: int,
         max_steps: int,
@@ -197,7 +196,7 @@ class _Episodes:
         sticky: float,
         first_episode: int = 0,
     ) -> None:
-        self.rom, self.ales, self.n_episodes, self.max_steps = rom, ales, n_episodes, max_steps
+        self.game, self.ales, self.n_episodes, self.max_steps = game, ales, n_episodes, max_steps
         self.seed, self.sticky, self.first_episode = seed, sticky, first_episode
         self.episode = [-1] * len(ales)
         self.step = [0] * len(ales)
@@ -219,7 +218,7 @@ class _Episodes:
         started = time.perf_counter()
         episode = self.next_episode
         self.next_episode += 1
-        start_episode(self.rom, self.ales[env], self.screens[row])
+        start_episode(self.game, self.ales[env], self.screens[row])
         rng = np.random.default_rng([self.seed, self.first_episode + episode])
         self.delays[env] = sticky_delays(rng, self.max_steps, self.sticky).tolist()
         self.episode[env], self.step[env], self.score[env], self.prev[env] = episode, 0, 0.0, 0
@@ -262,7 +261,7 @@ class _Episodes:
 
 
 def evaluate(
-    game: str,
+    game: Game,
     policy: Policy,
     n_episodes: int,
     *,
@@ -284,23 +283,22 @@ def evaluate(
     slots are put on ``device``; ``substrate`` overrides the game's default inputs; ``progress``
     hears a ``phase`` of ``n_episodes`` and an ``episode`` event as each one ends."""
     _check(n_episodes, max_frames, sticky, emulators)
-    rom = resolve_game(game)
-    substrate = substrate or substrate_for(rom)
+    substrate = substrate or substrate_for(game)
     n_envs = min(n_episodes, emulators or DEFAULT_EMULATORS)
     if hasattr(policy, "reset"):
         policy.reset(n_episodes)
 
     setup_start = time.perf_counter()
-    ales = acquire_emulators(rom, n_envs)
+    ales = acquire_emulators(game, n_envs)
     try:
         setup_s = time.perf_counter() - setup_start
         start = time.perf_counter()
-        book = _Episodes(rom, ales, n_episodes, max_frames // FRAMESKIP, seed, sticky, first_episode)
+        book = _Episodes(game, ales, n_episodes, max_frames // FRAMESKIP, seed, sticky, first_episode)
         t_observe = t_policy = t_emulate = 0.0
         slots: torch.Tensor | None = None
         finished = 0
         if progress is not None:
-            progress("phase", name=f"{rom} episodes", total=n_episodes)
+            progress("phase", name=f"{game.rom} episodes", total=n_episodes)
         while book.running:
             t0 = time.perf_counter()
             k = len(book.running)
@@ -326,10 +324,10 @@ def evaluate(
             t_emulate += t3 - t2
         wall = time.perf_counter() - start
     finally:
-        release_emulators(rom, ales)
+        release_emulators(game, ales)
     total = int(book.frames.sum())
     return EpisodeResults(
-        game=rom,
+        game=game,
         scores=book.scores,
         frames=book.frames,
         total_frames=total,
@@ -347,7 +345,7 @@ def evaluate(
 
 
 def raw_ale(
-    game: str,
+    game: Game,
     n_episodes: int,
     *,
     max_frames: int,
@@ -359,11 +357,10 @@ def raw_ale(
     actions drawn per episode up front, and nothing else: no screens, substrate, policy or
     sticky actions."""
     _check(n_episodes, max_frames, 0.0, emulators)
-    rom = resolve_game(game)
     n_envs = min(n_episodes, emulators or DEFAULT_EMULATORS)
     max_steps = max_frames // FRAMESKIP
     setup_start = time.perf_counter()
-    ales = acquire_emulators(rom, n_envs)
+    ales = acquire_emulators(game, n_envs)
     try:
         setup_s = time.perf_counter() - setup_start
         start = time.perf_counter()
@@ -381,7 +378,7 @@ def raw_ale(
                 return False
             started = time.perf_counter()
             e = waiting.pop()
-            start_episode(rom, ales[env], first_screen)
+            start_episode(game, ales[env], first_screen)
             episode[env], step[env] = e, 0
             plan[env] = np.random.default_rng([seed, e]).integers(N_ACTIONS, size=max_steps).tolist()
             start_s += time.perf_counter() - started
@@ -406,10 +403,10 @@ def raw_ale(
                     running.remove(env)
         wall = time.perf_counter() - start
     finally:
-        release_emulators(rom, ales)
+        release_emulators(game, ales)
     total = int(frames.sum())
     return EpisodeResults(
-        rom,
+        game,
         scores,
         frames,
         total,

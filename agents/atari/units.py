@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from agents.atari.evaluate import evaluate
-from agents.atari.games import ACTION_TABLE, N_OUTPUTS, actions_from_outputs
+from agents.atari.games import ACTION_TABLE, N_OUTPUTS, Game, actions_from_outputs
 from agents.atari.grusm import split_transfer
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate
@@ -112,7 +112,7 @@ def action_entropy(counts: np.ndarray) -> float:
 
 def unit_statistics(
     network: Network,
-    game: str,
+    game: Game,
     episodes: int,
     *,
     max_frames: int,

@@ -22,14 +22,14 @@ import torch
 
 from agents import Progress
 from agents.atari.evaluate import EpisodeResults, evaluate
-from agents.atari.games import FRAMESKIP
+from agents.atari.games import FRAMESKIP, Game
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate
 from agents.workers import Workers
 
 
 def evaluate_networks(
-    game: str,
+    game: Game,
     networks: Networks,
     trials: int,
     *,
@@ -59,7 +59,7 @@ def evaluate_networks(
 
 def evaluate_split(
     workers: Workers,
-    game: str,
+    game: Game,
     networks: Networks,
     trials: int,
     *,
@@ -83,7 +83,7 @@ def evaluate_split(
 
 def evaluate_episodes(
     workers: Workers,
-    game: str,
+    game: Game,
     network: Network,
     episodes: int,
     *,
@@ -139,7 +139,7 @@ def _joined(results: list[EpisodeResults], wall: float) -> EpisodeResults:
 
 def _play_part(
     networks: Networks,
-    game: str,
+    game: Game,
     start: int,
     stop: int,
     trials: int,

@@ -42,7 +42,7 @@ import torch
 from agents.atari.agent import new_esp
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.evaluate import DEFAULT_EMULATORS, STICKY, EpisodeResults, evaluate, raw_ale, warm_pool
-from agents.atari.games import FRAMESKIP, N_ACTIONS, N_OUTPUTS, resolve_game, rom_path
+from agents.atari.games import FRAMESKIP, N_ACTIONS, N_OUTPUTS, Game, rom_path
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.substrate import substrate_for
 from agents.atari.workers import evaluate_networks
@@ -131,19 +131,18 @@ class _Lockstep:
         return total, time.perf_counter() - start, resets
 
 
-def internal_frameskip_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
+def internal_frameskip_loop(game: Game, n_envs: int, seed: int) -> _Lockstep:
     """Emulators using ALE's own frame skip 4 and sticky actions 0.25 (one ``act()`` per step):
     what doing both in Python, for per-episode seeds, gives up."""
     from ale_py import ALEInterface
 
-    rom = resolve_game(game)
     ales = []
     for i in range(n_envs):
         ale = ALEInterface()
         ale.setInt("random_seed", seed + i)
         ale.setFloat("repeat_action_probability", STICKY)
         ale.setInt("frame_skip", FRAMESKIP)
-        ale.loadROM(str(rom_path(rom)))
+        ale.loadROM(str(rom_path(game)))
         ales.append(ale)
 
     def step(ale: Any, action: int) -> bool:
@@ -153,15 +152,14 @@ def internal_frameskip_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
     return _Lockstep(ales, step, lambda ale: ale.reset_game())
 
 
-def gymnasium_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
+def gymnasium_loop(game: Game, n_envs: int, seed: int) -> _Lockstep:
     """gymnasium ``ALE/<Game>-v5`` environments (sticky 0.25, full action set, frame skip 4, RAM
     observations: their cheapest)."""
     import ale_py
     import gymnasium
 
     gymnasium.register_envs(ale_py)
-    rom = resolve_game(game)
-    env_id = "ALE/" + "".join(part.capitalize() for part in rom.split("_")) + "-v5"
+    env_id = "ALE/" + "".join(part.capitalize() for part in game.rom.split("_")) + "-v5"
     envs = [
         gymnasium.make(env_id, obs_type="ram", repeat_action_probability=STICKY, full_action_space=True)
         for _ in range(n_envs)
@@ -192,7 +190,7 @@ def _totals(runs: list[EpisodeResults]) -> dict[str, float]:
 
 
 def bench_atari_throughput(
-    game: str,
+    game: Game,
     episodes: int,
     max_frames: int,
     seed: int,
@@ -212,17 +210,16 @@ def bench_atari_throughput(
     """
     if episodes < 1 or max_frames < FRAMESKIP or rounds < 1 or networks < 1:
         raise ValueError("episodes, rounds and networks must be >= 1 and max_frames >= 4")
-    rom = resolve_game(game)
     n_envs = min(episodes, DEFAULT_EMULATORS)
-    n_in = substrate_for(rom).n_inputs
+    n_in = substrate_for(game).n_inputs
     budget = ATARI_PRESETS["quick"].override(evaluations=episodes, trials=1, max_frames=max_frames)
     esp = new_esp(budget, n_in, seed)
     cpu = torch.device("cpu")
-    warm_pool(rom, n_envs)
+    warm_pool(game, n_envs)
     references = (
         {
-            "raw_ale_internal_frameskip": internal_frameskip_loop(rom, n_envs, seed),
-            "gymnasium_env": gymnasium_loop(rom, n_envs, seed),
+            "raw_ale_internal_frameskip": internal_frameskip_loop(game, n_envs, seed),
+            "gymnasium_env": gymnasium_loop(game, n_envs, seed),
         }
         if extras
         else {}
@@ -231,12 +228,12 @@ def bench_atari_throughput(
     reference_runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in references}
     common = {"max_frames": max_frames, "emulators": n_envs}
     for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
-        runs["raw_ale"].append(raw_ale(rom, episodes, seed=s, **common))
+        runs["raw_ale"].append(raw_ale(game, episodes, seed=s, **common))
         _, generation = esp.ask(budget.evaluations)
         runs["agent_loop"].append(
-            evaluate_networks(rom, generation, budget.trials, max_frames=max_frames, seed=s, device=cpu)
+            evaluate_networks(game, generation, budget.trials, max_frames=max_frames, seed=s, device=cpu)
         )
-        runs["agent_loop_random_policy"].append(evaluate(rom, RandomPolicy(s), episodes, seed=s, **common))
+        runs["agent_loop_random_policy"].append(evaluate(game, RandomPolicy(s), episodes, seed=s, **common))
         for name, loop in references.items():
             reference_runs[name].append(loop.run(episodes, max_frames, s))
     results: dict[str, dict[str, float]] = {name: _totals(rs) for name, rs in runs.items()}

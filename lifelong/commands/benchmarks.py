@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,12 +33,30 @@ from lifelong.commands.options import (
     show,
 )
 
+if TYPE_CHECKING:
+    from agents.atari.games import Game
+
 bench_app = typer.Typer(help="Benchmarks; each writes a JSON result.", no_args_is_help=True)
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
 QuickOpt = Annotated[
     bool, typer.Option("--quick", help="The benchmark's quick budget (CPU minutes per seed).")
 ]
 PresetOpt = Annotated[str, typer.Option("--budget", help="Budget preset when not --quick.")]
+
+
+def parse_game(name: str) -> Game:
+    """``--game``'s parser: the game ``name`` means, resolved once, when the command line is parsed
+    (an unknown game is a usage error naming close ones)."""
+    from agents.atari.games import GameError, resolve_game
+
+    try:
+        return resolve_game(name)
+    except GameError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+# a --game option's value is a Game (typed Any: the ALE loads when it is parsed, not at start)
+GameOpt = Annotated[Any, typer.Option(parser=parse_game, metavar="GAME", help="Any ALE game.")]
 
 
 @bench_app.command("store")
@@ -232,7 +250,7 @@ def bench_merge(
 @bench_app.command("atari-throughput")
 def bench_atari_throughput(
     ctx: typer.Context,
-    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    game: GameOpt = "Freeway",
     episodes: Annotated[int, typer.Option(help="Episodes (emulators run in lock-step).")] = 32,
     max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
     seed: SeedOpt = 0,
@@ -250,7 +268,7 @@ def bench_atari_throughput(
 def bench_scaling(
     ctx: typer.Context,
     quick: Annotated[bool, typer.Option("--quick", help="16 networks × 1,000 frames, 2 rounds.")] = False,
-    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    game: GameOpt = "Freeway",
     networks: Annotated[int, typer.Option(help="Networks in the generation (one episode each).")] = 32,
     max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
     rounds: Annotated[int, typer.Option(help="Interleaved repetitions.", min=1)] = 3,
