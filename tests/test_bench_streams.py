@@ -503,7 +503,9 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, mnist_slice: Path) ->
     assert set(mntdp[2]["prior"]) == {"task-00", "task-01"} and mntdp[2]["source"] in mntdp[2]["prior"]
     assert runs["stream"]["judged_from"] == 1
     with pytest.raises(LifelongError, match="unknown condition"):
-        bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=mnist_slice)
+        bench_streams(
+            stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), device=CPU, data_dir=mnist_slice
+        )
 
 
 class Deferred(Future):  # type: ignore[type-arg]
