@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from agents.atari.games import Game
 
 DEFAULT_INPUT_SHAPE = (1, 28, 28)  # what an empty library's first image task is resized to
 
@@ -18,13 +22,13 @@ DEFAULT_INPUT_SHAPE = (1, 28, 28)  # what an empty library's first image task is
 @dataclass(frozen=True)
 class TaskSpec:
     """A parsed spec string. ``classes`` are the source labels, in new-label order; ``game`` is
-    the ROM id of an Atari game."""
+    an Atari game, resolved when the spec is parsed."""
 
     text: str
     source: str
     classes: tuple[int, ...] | None = None
     path: Path | None = None
-    game: str | None = None
+    game: Game | None = None
     train_size: int | None = None
     per_class: bool = False  # train_size counts training examples per class (``@5pc``)
     transforms: tuple[str, ...] = ()  # applied in order to images or labels: ``invert``, ``permute=3``…

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agents import Progress
 from agents.atari.agent import (
@@ -18,7 +19,6 @@ from agents.atari.play import record_episode
 from agents.atari.workers import evaluate_episodes
 from agents.workers import Workers
 from library_store import Library
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
 
@@ -30,7 +30,7 @@ def evaluate_atari(
     episodes: int = 10,
     seed: int | None = None,
     max_frames: int | None = None,
-    device: str = "cpu",
+    device: torch.device = torch.device("cpu"),
     progress: Progress | None = None,
     workers: Workers | None = None,
 ) -> dict[str, Any]:
@@ -42,9 +42,8 @@ def evaluate_atari(
     if episodes < 1:
         raise LifelongError("--episodes must be at least 1")
     network, game = load_network(library, name)
-    torch_device = resolve_device(device)
     probe = library.task_arrays(name).probe
-    outputs = replay_probe(network, probe["observations"], torch_device)
+    outputs = replay_probe(network, probe["observations"], device)
     result = evaluate_episodes(
         workers or Workers(0),
         game,
@@ -52,13 +51,13 @@ def evaluate_atari(
         episodes,
         max_frames=max_frames or record.details["budget"]["max_frames"],
         seed=record.details["eval_seed"] if seed is None else seed,
-        device=torch_device,
+        device=device,
         progress=progress,
     )
     scores = result.scores
     return {
         "task": name,
-        "game": game,
+        "game": game.rom,
         "episodes": episodes,
         "score_mean": float(scores.mean()),
         "score_sd": float(scores.std(ddof=1)) if episodes > 1 else 0.0,
@@ -93,7 +92,7 @@ def play_atari(
     writer = _write_mp4 if video.suffix.lower() == ".mp4" else _write_gif
     write_file(video, lambda path: writer(frames, path))
     frames_played = (len(frames) - 1) * FRAMESKIP
-    return {"task": name, "game": game, "score": score, "frames": frames_played, "video": str(video)}
+    return {"task": name, "game": game.rom, "score": score, "frames": frames_played, "video": str(video)}
 
 
 def _write_gif(frames: list[np.ndarray], path: Path) -> None:

@@ -12,29 +12,28 @@ import torch
 from agents.classification.agent import load_task_network
 from agents.classification.training import accuracy, predict_logits
 from library_store import Library, TaskRecord
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
 from lifelong.tasks import load_task_data, parse_spec, read_images
 
 
 def evaluate_task(
-    library: Library, name: str, *, data_dir: Path | None = None, device: str = "cpu"
+    library: Library, name: str, *, data_dir: Path | None = None, device: torch.device = torch.device("cpu")
 ) -> dict[str, Any]:
     """Re-evaluate a stored task on its test data and its stored probe set."""
     record = library.task(name)
     _require_classification(record)
-    network = load_task_network(library, name).to(resolve_device(device))
+    network = load_task_network(library, name).to(device)
     arrays = library.task_arrays(name)
     probe_x = torch.from_numpy(arrays.probe["inputs"])
-    logits = predict_logits(network, probe_x, resolve_device(device)).numpy()
+    logits = predict_logits(network, probe_x, device).numpy()
     data = load_task_data(
         parse_spec(record.spec),
         data_dir=data_dir,
         input_shape=tuple(record.details["input_shape"]),
         seed=record.seed or 0,
     )
-    test_acc = accuracy(network, data.test_x, data.test_y, resolve_device(device))
+    test_acc = accuracy(network, data.test_x, data.test_y, device)
     return {
         "task": name,
         "test_acc": test_acc,

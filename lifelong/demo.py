@@ -19,13 +19,14 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import torch
+
 from agents import Progress, quiet
 from agents.task import DEFAULT_INPUT_SHAPE
 from agents.workers import Workers
 from library_store import Library
 from lifelong.bench import versions
 from lifelong.bench.controls import Context, RandomLibrary
-from lifelong.device import resolve_device
 from lifelong.files import check_output_folder
 from lifelong.history import contents_before, library_history
 from lifelong.listings import own_parameters, to_json
@@ -66,7 +67,7 @@ def run_demo(
     plan: ClassificationPlan,
     *,
     seed: int,
-    device: str,
+    device: torch.device,
     data_dir: Path | None,
     out_dir: Path,
     progress: Progress = quiet,
@@ -95,7 +96,7 @@ def run_demo(
     before = functools.partial(contents_before, library)
     controls: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="lifelong-demo-") as scratch:
-        context = Context(judge, seed, resolve_device(device), data_dir, Path(scratch))
+        context = Context(judge, seed, device, data_dir, Path(scratch))
         control = RandomLibrary(context, library, lambda index: before(names[index]))
         for index in range(stream.judged_from, len(stream.specs)):
             spec = stream.specs[index]
@@ -130,7 +131,7 @@ def run_demo(
         "stream": stream.text,
         "budget": asdict(plan.budget),
         "target": plan.target,
-        "device": str(resolve_device(device)),
+        "device": str(device),
         "versions": versions(),
         "tasks": [asdict(row) for row in rows],
         "gap_points": 100 * gap,  # judged tasks: learned library minus random library

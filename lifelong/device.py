@@ -1,5 +1,6 @@
 """Where tensors live: ``auto`` (the first CUDA device when there is one, else the CPU), ``cpu``,
-``cuda`` or ``cuda:N``."""
+``cuda`` or ``cuda:N``. A name is resolved once, by the CLI's ``--device`` parser
+(:func:`lifelong.commands.options.parse_device`); everything below it takes a ``torch.device``."""
 
 from __future__ import annotations
 

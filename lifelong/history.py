@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agents import module_parameters
 from library_store import HistoryEntry, Library, ModuleRecord, TaskRecord
 from lifelong import classification, listings, metrics
@@ -30,7 +32,11 @@ PHASES = ("self_organize", "grow", "settle")  # the order a task's learning curv
 
 
 def library_history(
-    library: Library, *, data_dir: Path | None = None, device: str = "cpu", evaluate: bool = True
+    library: Library,
+    *,
+    data_dir: Path | None = None,
+    device: torch.device = torch.device("cpu"),
+    evaluate: bool = True,
 ) -> dict[str, Any]:
     """``{"tasks": [...], "skipped": [...], "matrix": R, "summary": {...}}`` (see the module doc);
     ``evaluate=False`` uses the stored (current) test accuracies for the "now" row instead of
@@ -171,7 +177,7 @@ def examples_to_target(record: TaskRecord) -> int | None:
     return next((n for n, value in zip(examples, accuracies, strict=True) if value >= target), None)
 
 
-def _accuracy_now(library: Library, name: str, data_dir: Path | None, device: str) -> float:
+def _accuracy_now(library: Library, name: str, data_dir: Path | None, device: torch.device) -> float:
     try:
         return float(
             classification.evaluate_task(library, name, data_dir=data_dir, device=device)["test_acc"]

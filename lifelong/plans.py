@@ -114,13 +114,12 @@ class AtariPlan:
         """Before any work: ``--sources`` names networks of other games (or tasks that this call
         learns first, ``learned_before``)."""
         from agents.atari.agent import choose_sources
-        from agents.atari.games import resolve_game
 
         if self.sources in ("auto", "none"):
             return
         listed = [item for item in self.sources.split(",") if item not in learned_before]
         if listed:
-            choose_sources(library, ",".join(listed), resolve_game(spec.game))
+            choose_sources(library, ",".join(listed), spec.game)
 
     def agent(self, library: Library, name: str, run: Run) -> AtariAgent:
         """An agent for task ``name``; its checkpoint lives in ``<library>/checkpoints/``."""

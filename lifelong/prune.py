@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agents import Progress, quiet
 from agents.classification.budget import Budget, PruneSettings
 from agents.classification.pruning import PrunePlan, apply_prune, plan_prune
 from library_store import Library, TaskRecord
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.tasks import TaskData, load_task_data, parse_spec
 
@@ -34,7 +35,7 @@ def prune(
     budget: Budget,
     *,
     data_dir: Path | None = None,
-    device: str = "auto",
+    device: torch.device,
     dry_run: bool = False,
     progress: Progress = quiet,
 ) -> dict[str, Any]:
@@ -49,10 +50,9 @@ def prune(
             seed=record.seed or 0,
         )
 
-    torch_device = resolve_device(device)
     if dry_run:
         library.refresh()
-        plan = plan_prune(library, settings, budget, load, device=torch_device, progress=progress)
+        plan = plan_prune(library, settings, budget, load, device=device, progress=progress)
         return {
             **plan.to_json(),
             "summary": summary(plan),
@@ -61,8 +61,8 @@ def prune(
             "state": library.state,
         }
     with library.transaction("prune", kind="prune") as tx:
-        plan = plan_prune(library, settings, budget, load, device=torch_device, progress=progress)
-        apply_prune(plan, library, tx, torch_device)
+        plan = plan_prune(library, settings, budget, load, device=device, progress=progress)
+        apply_prune(plan, library, tx, device)
         tx.message = summary(plan)
     committed = bool(plan.removed) or any(change.accepted for change in plan.changes)
     return {

@@ -24,7 +24,6 @@ from agents.classification.budget import PRESETS, PruneSettings
 from agents.task import TaskSpec
 from agents.workers import EXECUTORS, Workers, close_shared, shared
 from library_store import Library, TaskRecord
-from lifelong.device import resolve_device
 from lifelong.errors import Interrupted, LifelongError, TaskSpecError
 from lifelong.learn import learn
 from lifelong.prune import prune as prune_library
@@ -84,7 +83,7 @@ def learn_specs(
     plans: Mapping[str, Plan],
     names: Sequence[str] | None = None,
     seed: int = 0,
-    device: str = "auto",
+    device: torch.device,
     data_dir: Path | None = None,
     progress: Progress = quiet,
     require_target: bool = False,
@@ -96,7 +95,7 @@ def learn_specs(
     ``pruned``); ``workers``: see :class:`Run`. Ctrl-C raises :class:`Interrupted`, whose
     message says what this call committed; the task in progress is never committed half-way."""
     names = check_names(library, list(specs), list(names) if names else None)
-    run = Run(seed, resolve_device(device), data_dir, progress, workers or Workers(0))
+    run = Run(seed, device, data_dir, progress, workers or Workers(0))
     for index, spec in enumerate(specs):
         if spec.family not in plans:
             raise TaskSpecError(f"{spec.text!r}: no plan for {spec.family} tasks was given")

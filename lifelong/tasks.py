@@ -52,6 +52,7 @@ from library_store import first_line
 from lifelong.errors import TaskDataError, TaskSpecError
 
 if TYPE_CHECKING:
+    from agents.atari.games import Game
     from library_store import Library
 
 DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
@@ -184,8 +185,8 @@ def _check_name(name: str) -> None:
         )
 
 
-def _resolve_game(argument: str) -> str:
-    """The ROM id of an Atari game; an unknown game (or a missing ROM) fails here, before any work."""
+def _resolve_game(argument: str) -> Game:
+    """An Atari game; an unknown game (or a missing ROM) fails here, before any work."""
     from agents.atari.games import GameError, resolve_game
 
     try:

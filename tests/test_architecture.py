@@ -56,6 +56,39 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines())
 
 
+def calls(path: Path) -> list[ast.Call]:
+    return [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)]
+
+
+def callers(name: str) -> set[str]:
+    """The source files that call ``name``, as ``name(…)`` or ``something.name(…)``."""
+    return {
+        str(path.relative_to(ROOT))
+        for layer in LAYERS
+        for path in sources(layer)
+        for call in calls(path)
+        if getattr(call.func, "id", None) == name or getattr(call.func, "attr", None) == name
+    }
+
+
+def test_device_and_game_names_are_resolved_only_where_they_are_parsed() -> None:
+    """A ``--device`` becomes a torch.device in the CLI's option parser; a game name becomes a
+    Game where a task spec, a ``--game`` option or a game stored in the library is read.
+    Everything below takes the typed value and never resolves (or coerces) a name again."""
+    assert callers("resolve_device") == {"lifelong/commands/options.py"}
+    parsed_at = {"lifelong/tasks.py", "lifelong/commands/benchmarks.py", "agents/atari/agent.py"}
+    assert callers("resolve_game") == parsed_at
+    assert callers("Game") == {"agents/atari/games.py"}  # only resolve_game makes one
+    coerced = {
+        str(path.relative_to(ROOT))
+        for layer in LAYERS
+        for path in sources(layer)
+        for call in calls(path)
+        if ast.unparse(call.func) == "torch.device" and call.args and isinstance(call.args[0], ast.Name)
+    }
+    assert coerced == set()
+
+
 def test_the_front_door_is_thin() -> None:
     """cli.py keeps the app, the global options, the entry point and the groups' registration."""
     assert lines(ROOT / "cli.py") <= CLI_CEILING

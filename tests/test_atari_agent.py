@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import assert_one_line_error, fingerprint, run_cli
 
 from agents import Progress, quiet
 from agents.atari.agent import choose_sources, load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.atari.games import resolve_game
 from agents.workers import Workers, shared
 from library_store import Library, TaskRecord
 from lifelong.atari import evaluate_atari
@@ -26,6 +28,7 @@ SMALL = ATARI_PRESETS["quick"].override(
     generations=6, evaluations=12, trials=1, max_frames=1000, stagnation=3
 )
 TINY = SMALL.override(generations=2, evaluations=8, max_frames=600)
+CPU = torch.device("cpu")
 
 
 def learn_game(
@@ -46,7 +49,7 @@ def learn_game(
         [parse_spec(f"atari:{game}")],
         plans={"atari": plan},
         seed=seed,
-        device="cpu",
+        device=CPU,
         progress=progress,
         workers=workers or shared(None),
     )
@@ -153,7 +156,7 @@ def test_a_game_recruits_a_network_that_used_sources(two_games: tuple[Path, dict
     shutil.copytree(path, tmp_path / "library")
     library = Library.open(tmp_path / "library")
     boxing_id = learned["boxing"].layers[0][0]
-    assert set(choose_sources(library, "auto", "Pong")) == {boxing_id, learned["source"]}
+    assert set(choose_sources(library, "auto", resolve_game("Pong"))) == {boxing_id, learned["source"]}
     pong = learn_game(library, "Pong", TINY, sources="atari:Boxing")
     assert pong.layers[0][1:] == [boxing_id]
     network, _ = load_network(library, "atari:Pong")
@@ -176,7 +179,7 @@ def test_a_game_recruits_a_network_that_used_sources(two_games: tuple[Path, dict
 
     plan = AtariPlan(TINY, condition="random", sources="atari:Boxing")
     spec = [parse_spec("atari:Pong")]
-    learn_specs(library, spec, plans={"atari": plan}, names=["pong-random"], seed=0, device="cpu")
+    learn_specs(library, spec, plans={"atari": plan}, names=["pong-random"], seed=0, device=CPU)
     random_network, _ = load_network(library, "pong-random")
     (control,) = random_network.sources
     assert control.n_params == source.n_params and control.n_hidden == source.n_hidden
@@ -184,7 +187,7 @@ def test_a_game_recruits_a_network_that_used_sources(two_games: tuple[Path, dict
     assert evaluate_atari(library, "pong-random", episodes=1)["probe_outputs_identical"] is True
 
     inherit = AtariPlan(TINY.override(transfer_init="inherit"), sources="atari:Boxing")
-    learn_specs(library, spec, plans={"atari": inherit}, names=["pong-inherit"], seed=0, device="cpu")
+    learn_specs(library, spec, plans={"atari": inherit}, names=["pong-inherit"], seed=0, device=CPU)
     assert library.task("pong-inherit").details["budget"]["transfer_init"] == "inherit"
     assert evaluate_atari(library, "pong-inherit", episodes=1)["probe_outputs_identical"] is True
     assert library.check() == []

@@ -11,6 +11,7 @@ from agents.atari.evaluate import evaluate, raw_ale, sticky_delays
 from agents.atari.games import (
     ACTION_TABLE,
     N_ACTIONS,
+    Game,
     GameError,
     action_names,
     actions_from_outputs,
@@ -30,11 +31,12 @@ from agents.atari.substrate import (
 
 PAPER_GAMES = ("Pong", "Breakout", "Asterix", "Bowling", "Freeway", "Boxing", "SpaceInvaders", "Seaquest")
 ROLLOUT_STEPS = {"SpaceInvaders": 1200}  # the mothership is rare: first seen at step 960 of seed 0
+BREAKOUT, PONG = resolve_game("Breakout"), resolve_game("Pong")
 
 
-def random_screens(rom: str, steps: int, seed: int = 0) -> np.ndarray:
+def random_screens(game: Game, steps: int, seed: int = 0) -> np.ndarray:
     """Palette screens of a seeded uniform-random rollout (one per agent step)."""
-    ale = new_emulator(rom)
+    ale = new_emulator(game)
     ale.reset_game()
     rng = np.random.default_rng(seed)
     screens = []
@@ -66,7 +68,8 @@ def random_screens(rom: str, steps: int, seed: int = 0) -> np.ndarray:
     ],
 )
 def test_resolve_game_normalises_names(name: str, rom: str) -> None:
-    assert resolve_game(name) == rom
+    game = resolve_game(name)
+    assert isinstance(game, Game) and game.rom == rom == str(game)
 
 
 def test_unknown_game_lists_close_names_on_one_line() -> None:
@@ -92,12 +95,12 @@ def test_missing_rom_is_a_clear_game_error(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.parametrize("game", PAPER_GAMES)
 def test_paper_game_substrate_has_nonempty_classes(game: str) -> None:
-    rom = resolve_game(game)
-    table = game_table(game)
+    resolved = resolve_game(game)
+    table = game_table(resolved)
     assert table.source == "table" and 1 <= table.n_classes <= 5
-    substrate = substrate_for(rom)
+    substrate = substrate_for(resolved)
     steps = ROLLOUT_STEPS.get(game, 300)
-    screens = random_screens(rom, steps)
+    screens = random_screens(resolved, steps)
     inputs = substrate(screens)
     assert inputs.shape == (steps, table.n_classes * CELLS) == (steps, substrate.n_inputs)
     assert inputs.dtype == np.float32 and set(np.unique(inputs)) <= {0.0, 1.0}
@@ -130,19 +133,19 @@ def test_substrate_layout_and_fraction_mode() -> None:
 
 @pytest.mark.parametrize("game", ["MsPacman", "Tennis"])
 def test_fallback_finds_moving_colours_for_other_games(game: str) -> None:
-    rom = resolve_game(game)
-    table = game_table(game)
-    assert rom not in GAME_TABLES and table.source == "fallback"
+    resolved = resolve_game(game)
+    table = game_table(resolved)
+    assert resolved.rom not in GAME_TABLES and table.source == "fallback"
     assert 1 <= table.n_classes <= 4
-    assert table == fallback_table(rom)  # deterministic and cached
-    inputs = substrate_for(rom)(random_screens(rom, 100))
+    assert table == fallback_table(resolved)  # deterministic and cached
+    inputs = substrate_for(resolved)(random_screens(resolved, 100))
     assert inputs.shape == (100, table.n_classes * CELLS)
     assert inputs.reshape(100, table.n_classes, 80).any(axis=2).any(axis=0).all()
 
 
 def test_fallback_skips_static_scenery() -> None:
     """Freeway's lane marks (12) never move; its cars and chicken do."""
-    colours = {c for cls in fallback_table("freeway").classes for c in cls.colours}
+    colours = {c for cls in fallback_table(resolve_game("freeway")).classes for c in cls.colours}
     assert 12 not in colours and 6 not in colours  # lane marks, road (background)
     assert colours & {30, 74, 220, 18}
 
@@ -205,11 +208,11 @@ class CountingPolicy:
 
 
 def test_evaluate_is_reproducible_and_respects_the_frame_cap() -> None:
-    policy = CountingPolicy(substrate_for("breakout").n_inputs)
-    first = evaluate("Breakout", policy, 6, max_frames=600, seed=3)
+    policy = CountingPolicy(substrate_for(BREAKOUT).n_inputs)
+    first = evaluate(BREAKOUT, policy, 6, max_frames=600, seed=3)
     calls = policy.calls.clone()
-    again = evaluate("breakout", policy, 6, max_frames=600, seed=3, emulators=2)  # other emulators
-    other = evaluate("breakout", policy, 6, max_frames=600, seed=4)
+    again = evaluate(BREAKOUT, policy, 6, max_frames=600, seed=3, emulators=2)  # other emulators
+    other = evaluate(BREAKOUT, policy, 6, max_frames=600, seed=4)
     assert np.array_equal(first.scores, again.scores) and np.array_equal(first.frames, again.frames)
     assert not (np.array_equal(first.scores, other.scores) and np.array_equal(first.frames, other.frames))
     assert (first.frames <= 600).all() and (first.frames % 4 == 0).all()
@@ -219,8 +222,8 @@ def test_evaluate_is_reproducible_and_respects_the_frame_cap() -> None:
 
 def test_finished_episodes_drop_out_of_the_batch() -> None:
     """Breakout with this policy loses its 5 lives well before 20,000 frames, at different times."""
-    policy = CountingPolicy(substrate_for("breakout").n_inputs)
-    result = evaluate("breakout", policy, 4, max_frames=20_000, seed=0)
+    policy = CountingPolicy(substrate_for(BREAKOUT).n_inputs)
+    result = evaluate(BREAKOUT, policy, 4, max_frames=20_000, seed=0)
     assert policy.calls is not None
     assert np.array_equal(policy.calls.numpy() * 4, result.frames)
     assert (result.frames < 20_000).all() and len(set(result.frames.tolist())) > 1
@@ -230,8 +233,8 @@ def test_finished_episodes_drop_out_of_the_batch() -> None:
 
 
 def test_more_episodes_than_emulators_queue_up() -> None:
-    policy = CountingPolicy(substrate_for("pong").n_inputs)
-    result = evaluate("pong", policy, 5, max_frames=80, seed=1, emulators=2)
+    policy = CountingPolicy(substrate_for(PONG).n_inputs)
+    result = evaluate(PONG, policy, 5, max_frames=80, seed=1, emulators=2)
     assert result.emulators == 2 and (result.frames == 80).all()
     assert max(policy.batch_sizes) == 2 and (policy.calls == 20).all()
 
@@ -249,25 +252,23 @@ def test_sticky_delays_follow_ale_per_frame_semantics() -> None:
 def test_sticky_actions_make_episodes_differ_only_by_seed() -> None:
     """Without stickiness a deterministic policy replays the same game; with it seeds matter, and
     an emulator's history does not (the pool hands out emulators that ran other episodes)."""
-    policy = CountingPolicy(substrate_for("breakout").n_inputs)
-    plain = evaluate("breakout", policy, 3, max_frames=400, seed=0, sticky=0.0)
-    plain_other_seed = evaluate("breakout", policy, 3, max_frames=400, seed=9, sticky=0.0)
+    policy = CountingPolicy(substrate_for(BREAKOUT).n_inputs)
+    plain = evaluate(BREAKOUT, policy, 3, max_frames=400, seed=0, sticky=0.0)
+    plain_other_seed = evaluate(BREAKOUT, policy, 3, max_frames=400, seed=9, sticky=0.0)
     assert np.array_equal(plain.frames, plain_other_seed.frames)
     assert np.array_equal(plain.scores, plain_other_seed.scores)
-    a = evaluate("breakout", policy, 3, max_frames=400, seed=0, emulators=1)
-    b = evaluate("breakout", policy, 3, max_frames=400, seed=0, emulators=3)
+    a = evaluate(BREAKOUT, policy, 3, max_frames=400, seed=0, emulators=1)
+    b = evaluate(BREAKOUT, policy, 3, max_frames=400, seed=0, emulators=3)
     assert np.array_equal(a.scores, b.scores) and np.array_equal(a.frames, b.frames)
 
 
 def test_raw_ale_and_bad_arguments() -> None:
-    result = raw_ale("pong", 2, max_frames=40, seed=0)
-    assert (result.frames == 40).all() and result.steps_per_s > 0
-    policy = CountingPolicy(substrate_for("pong").n_inputs)
+    result = raw_ale(PONG, 2, max_frames=40, seed=0)
+    assert (result.frames == 40).all() and result.steps_per_s > 0 and result.game == PONG
+    policy = CountingPolicy(substrate_for(PONG).n_inputs)
     with pytest.raises(ValueError, match="n_episodes"):
-        evaluate("pong", policy, 0, max_frames=40, seed=0)
+        evaluate(PONG, policy, 0, max_frames=40, seed=0)
     with pytest.raises(ValueError, match="max_frames"):
-        evaluate("pong", policy, 1, max_frames=3, seed=0)
+        evaluate(PONG, policy, 1, max_frames=3, seed=0)
     with pytest.raises(ValueError, match="sticky"):
-        evaluate("pong", policy, 1, max_frames=40, seed=0, sticky=1.5)
-    with pytest.raises(GameError):
-        evaluate("Pongg", policy, 1, max_frames=40, seed=0)
+        evaluate(PONG, policy, 1, max_frames=40, seed=0, sticky=1.5)

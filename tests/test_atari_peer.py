@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents.atari.budget import AtariBudget
-from agents.atari.games import N_OUTPUTS
+from agents.atari.games import N_OUTPUTS, resolve_game
 from agents.atari.network import Network, Networks, neuron_genome_size
 from agents.atari.problem import stream_seed
 from agents.atari.substrate import substrate_for
@@ -18,7 +18,7 @@ from agents.errors import LifelongError
 from agents.workers import Workers
 from lifelong.bench.atari_peer import PEER_ALGORITHMS, AtariProblem, PeerRun, evolve_peer
 
-GAME = "Boxing"
+GAME = resolve_game("Boxing")
 BUDGET = AtariBudget(generations=3, evaluations=4, trials=1, max_frames=200, hidden=2)
 FRAMES = 3 * 4 * 200
 CPU = torch.device("cpu")

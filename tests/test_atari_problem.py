@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from test_atari_workers import generation
+from test_atari_workers import BOXING, generation
 
 import agents.atari.problem as atari_problem
 from agents.atari.agent import AtariAgent, Problem
@@ -22,7 +22,7 @@ from agents.atari.workers import evaluate_networks, evaluate_split
 from agents.workers import Workers
 from lifelong.bench.atari_peer import AtariProblem
 
-GAME = "Boxing"
+GAME = BOXING
 BUDGET = AtariBudget(generations=1, evaluations=3, trials=1, max_frames=200, hidden=2)
 CPU = torch.device("cpu")
 

@@ -9,8 +9,11 @@ import numpy as np
 import torch
 from test_esp import make_network, make_source
 
+from agents.atari.games import resolve_game
 from agents.atari.substrate import substrate_for
 from agents.atari.units import action_entropy, unit_statistics
+
+FREEWAY = resolve_game("Freeway")
 
 
 def test_action_entropy_counts_bits() -> None:
@@ -23,7 +26,7 @@ def test_a_silent_source_and_a_saturated_one_read_as_such() -> None:
     """A source whose units get no drive, no bias and no loop sits at 0 (nothing saturated, no
     spread, no flips); the same source driven ×1000 is saturated whenever an input is on."""
     rng = np.random.default_rng(0)
-    n_in = substrate_for("Freeway").n_inputs
+    n_in = substrate_for(FREEWAY).n_inputs
     source = make_source(rng, 4, 160, "x")
     quiet = make_network(rng, n_in, 0, [source])
     quiet.transfers[0][: n_in * 4] = 0.0
@@ -31,8 +34,8 @@ def test_a_silent_source_and_a_saturated_one_read_as_such() -> None:
     still = type(quiet)(quiet.n_in, quiet.neurons, quiet.out_bias, (source_still,), quiet.transfers)
     loud = still.clone()
     loud.transfers = (torch.cat([torch.full((n_in * 4,), 1000.0), still.transfers[0][n_in * 4 :]]),)
-    a = unit_statistics(still, "Freeway", 2, max_frames=200, seed=0)
-    b = unit_statistics(loud, "Freeway", 2, max_frames=200, seed=0)
+    a = unit_statistics(still, FREEWAY, 2, max_frames=200, seed=0)
+    b = unit_statistics(loud, FREEWAY, 2, max_frames=200, seed=0)
     assert a["steps"] == b["steps"] == 2 * 50 and a["frames"] == 2 * 200
     (sa,), (sb,) = a["sources"], b["sources"]
     assert sa["hidden"] == {"saturated": 0.0, "sd": 0.0, "flips": 0.0} and sa["t_in_abs"] == 0.0

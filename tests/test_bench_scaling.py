@@ -42,3 +42,12 @@ def test_bench_scaling_refuses_a_device_it_has_not(tmp_path: Path) -> None:
     assert_one_line_error(
         run_cli("bench", "scaling", "--device", "tpu", library=tmp_path / "unused"), "unknown device"
     )
+
+
+@pytest.mark.parametrize("command", ["scaling", "atari-throughput"])
+def test_an_unknown_game_is_refused_when_the_command_line_is_parsed(tmp_path: Path, command: str) -> None:
+    results = tmp_path / "results"
+    command_line = ("bench", command, "--game", "Pongg", "--results-dir", str(results))
+    refused = run_cli(*command_line, library=tmp_path / "unused")
+    assert_one_line_error(refused, "--game", "unknown Atari game 'Pongg'", "close names: pong")
+    assert not results.exists()

@@ -445,12 +445,12 @@ def test_the_random_library_keeps_the_learned_tasks_paths(tmp_path: Path) -> Non
 def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, mnist_slice: Path) -> None:
     stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc")
     results, ratios, runs = bench_streams(
-        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=mnist_slice, workers=2, threads=1
+        stream, [0], ClassificationPlan(TINY, 0.9), device=CPU, data_dir=mnist_slice, workers=2, threads=1
     )
     assert (runs["workers"], runs["threads"]) == (2, 1)
     # the controls in two other processes, or all in this one: the same numbers, seconds aside
     _, _, alone = bench_streams(
-        stream, [0], ClassificationPlan(TINY, 0.9), device="cpu", data_dir=mnist_slice, workers=0, threads=1
+        stream, [0], ClassificationPlan(TINY, 0.9), device=CPU, data_dir=mnist_slice, workers=0, threads=1
     )
     for name, by_seed in runs["conditions"].items():
         here, there = alone["conditions"][name]["0"], by_seed["0"]
@@ -503,7 +503,9 @@ def test_bench_streams_end_to_end_on_mnist(tmp_path: Path, mnist_slice: Path) ->
     assert set(mntdp[2]["prior"]) == {"task-00", "task-01"} and mntdp[2]["source"] in mntdp[2]["prior"]
     assert runs["stream"]["judged_from"] == 1
     with pytest.raises(LifelongError, match="unknown condition"):
-        bench_streams(stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), data_dir=mnist_slice)
+        bench_streams(
+            stream, [0], ClassificationPlan(TINY, 0.9), conditions=("nope",), device=CPU, data_dir=mnist_slice
+        )
 
 
 class Deferred(Future):  # type: ignore[type-arg]
@@ -664,12 +666,14 @@ import time
 sys.path.insert(0, {str(tests)!r})
 from pathlib import Path
 from cli_helpers import TINY_BUDGET
+import torch
 from lifelong.bench.streams import bench_streams
 from lifelong.plans import ClassificationPlan
 from lifelong.streams import parse_stream
 stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc mnist:6v7@10pc mnist:8v9@10pc")
 plan = ClassificationPlan(TINY_BUDGET, 0.9)
-bench_streams(stream, [0, 1, 2], plan, device="cpu", data_dir=Path({str(data_dir)!r}), workers=2, threads=1)
+cpu, data = torch.device("cpu"), Path({str(data_dir)!r})
+bench_streams(stream, [0, 1, 2], plan, device=cpu, data_dir=data, workers=2, threads=1)
 """
     main = subprocess.Popen([sys.executable, "-c", script], cwd=tests.parent)
     deadline = time.monotonic() + 180
@@ -697,7 +701,7 @@ def _bench_file(out: Path, stream: str, seeds: list[int], data_dir: Path) -> Pat
             seeds,
             plan,
             conditions=conditions,
-            device="cpu",
+            device=CPU,
             data_dir=data_dir,
             threads=1,
         )

@@ -48,7 +48,7 @@ def learn(
     """Learn ``specs`` in order through the driver with the TINY budget."""
     plans = {"classification": ClassificationPlan(TINY, target)}
     parsed = [parse_spec(text) for text in specs]
-    return learn_specs(library, parsed, plans=plans, seed=seed, device="cpu", data_dir=data_dir)
+    return learn_specs(library, parsed, plans=plans, seed=seed, device=torch.device("cpu"), data_dir=data_dir)
 
 
 def probe_logits(library: Library, name: str) -> np.ndarray:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_helpers import TINY_BUDGET, write_mnist_slice
 
 from library_store import Library
@@ -22,7 +23,7 @@ def test_demo_learns_the_stream_beside_random_controls_and_resumes(tmp_path: Pat
     stream = parse_stream("mnist:0v1@20pc | mnist:2v3@10pc mnist:4v5@10pc")
     plan = ClassificationPlan(TINY_BUDGET, 0.9)
     mnist = write_mnist_slice(tmp_path / "data", data_dir)
-    demo = dict(seed=0, device="cpu", data_dir=mnist, out_dir=tmp_path / "report")
+    demo = dict(seed=0, device=torch.device("cpu"), data_dir=mnist, out_dir=tmp_path / "report")
     result = run_demo(library, stream, plan, **demo)
     assert [row.task for row in result.rows] == [spec.text for spec in stream.specs]
     assert [row.judged for row in result.rows] == [False, True, True]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_atari_workers import generation
+from test_atari_workers import BOXING, generation
 from test_workers import BUDGET, grow
 
 from agents.atari.network import BatchedPolicy
@@ -28,11 +28,11 @@ def test_cuda_devices_resolve_and_a_missing_one_is_one_line() -> None:
 
 
 def test_a_generation_plays_on_the_device_with_the_cpu_scores() -> None:
-    networks = generation("Boxing", 6)
-    policy = BatchedPolicy(networks, trials=2, device="cuda")
+    networks = generation(BOXING, 6)
+    policy = BatchedPolicy(networks, trials=2, device=torch.device("cuda"))
     assert all(t.device.type == "cuda" for t in vars(policy).values() if isinstance(t, torch.Tensor))
-    on_gpu = evaluate_networks("Boxing", networks, 2, max_frames=600, seed=3, device="cuda")
-    on_cpu = evaluate_networks("Boxing", networks, 2, max_frames=600, seed=3)
+    on_gpu = evaluate_networks(BOXING, networks, 2, max_frames=600, seed=3, device=torch.device("cuda"))
+    on_cpu = evaluate_networks(BOXING, networks, 2, max_frames=600, seed=3)
     assert on_gpu.total_frames > 0 and np.isfinite(on_gpu.scores).all()
     # float sums differ in the last bits between devices; an action rarely flips
     assert np.mean(on_gpu.scores == on_cpu.scores) >= 0.8

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from agents import module_parameters
 from agents.classification.agent import load_task_network
@@ -48,7 +49,9 @@ def build_library(path: Path, data_dir: Path) -> Path:
     library = Library.create(path)
     plans = {"classification": ClassificationPlan(TINY, 0.9)}
     for spec in TASKS:
-        learn_specs(library, [parse_spec(spec)], plans=plans, seed=0, device="cpu", data_dir=data_dir)
+        learn_specs(
+            library, [parse_spec(spec)], plans=plans, seed=0, device=torch.device("cpu"), data_dir=data_dir
+        )
     return path
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_atari_workers import generation
+from test_atari_workers import BOXING, generation
 from test_workers import costliest_first
 
 from agents.atari.workers import evaluate_networks, evaluate_split
@@ -20,7 +20,7 @@ from agents.workers import Workers
 
 ray = pytest.importorskip("ray")
 
-GAME = "Boxing"
+GAME = BOXING
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from test_esp import make_network, make_source
 import agents.atari.problem as atari_problem
 from agents.atari.agent import AtariAgent, Problem, new_esp
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
-from agents.atari.games import N_OUTPUTS
+from agents.atari.games import N_OUTPUTS, resolve_game
 from agents.atari.grusm import (
     SILENT_SCALE,
     Source,
@@ -125,7 +125,8 @@ def scripted_agent(
 
 
 def problem_with(source: Source) -> Problem:
-    return Problem("atari:Freeway", "atari:Freeway", "freeway", substrate_for("Freeway"), [source], None)
+    freeway = resolve_game("Freeway")
+    return Problem("atari:Freeway", "atari:Freeway", freeway, substrate_for(freeway), [source], None)
 
 
 @pytest.mark.parametrize("twin_wins", [False, True])

@@ -17,6 +17,7 @@ import torch
 from cli_helpers import TINY, noisy_halves, run_cli
 from test_classification_cli import assert_errors_change_nothing, write_png
 
+from agents.atari.games import Game, resolve_game
 from library_store import Library
 from lifelong.errors import TaskDataError, TaskSpecError
 from lifelong.tasks import NAME_MAX, check_names, check_source, load_task_data, parse_spec
@@ -228,7 +229,8 @@ def test_check_source_on_mnist_counts_what_exists(data_dir: Path) -> None:
 
 def test_check_source_leaves_atari_to_parse_spec() -> None:
     spec = parse_spec("atari: Space Invaders ")
-    assert spec.text == "atari: Space Invaders" and spec.game == "space_invaders"
+    assert spec.text == "atari: Space Invaders" and spec.game == resolve_game("SpaceInvaders")
+    assert isinstance(spec.game, Game) and spec.game.rom == "space_invaders"  # what the library stores
     check_source(spec, None)
 
 

@@ -34,7 +34,7 @@ from agents import NewModule, Progress, Solution, quiet
 from agents.atari.budget import CONDITIONS, AtariBudget
 from agents.atari.esp import ESP, ESPConfig
 from agents.atari.evaluate import evaluate
-from agents.atari.games import FRAMESKIP, N_OUTPUTS, resolve_game
+from agents.atari.games import FRAMESKIP, N_OUTPUTS, Game, resolve_game
 from agents.atari.grusm import Source, inherited_transfer, random_source
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.problem import AtariFitness, stream_seed
@@ -76,7 +76,7 @@ class Problem:
 
     name: str
     spec: str
-    game: str
+    game: Game
     substrate: Substrate
     sources: list[Source]  # Source.name = library module id, or "" for a random control
     target: float | None
@@ -110,7 +110,7 @@ def source_from_module(library: Library, module_id: str) -> Source:
     owner = next(owners, None)
     config = library.module(module_id).config
     # a random control's record names the game it was a control in, not inputs of its own
-    classes = () if config.get("random_control") else game_table(config["game"]).class_names
+    classes = () if config.get("random_control") else game_table(stored_game(config["game"])).class_names
     if owner is not None:
         network, _ = load_network(library, owner)
         if network.sources:
@@ -118,17 +118,23 @@ def source_from_module(library: Library, module_id: str) -> Source:
     return replace(Source.from_arrays(library.module_tensors(module_id), name=module_id), classes=classes)
 
 
-def library_sources(library: Library, exclude_game: str) -> dict[str, str]:
+def stored_game(rom: str) -> Game:
+    """The game of a task or module read back from the library (its ROM id), resolved as a name
+    is: its ROM must be there."""
+    return resolve_game(rom)
+
+
+def library_sources(library: Library, exclude_game: Game) -> dict[str, str]:
     """The networks of the library's Atari tasks of other games (with or without sources of their
-    own): module id → game."""
+    own): module id → the game's stored ROM id."""
     return {
         t.layers[0][0]: t.details["game"]
         for t in library.tasks()
-        if t.family == "atari" and t.details["game"] != exclude_game
+        if t.family == "atari" and t.details["game"] != exclude_game.rom
     }
 
 
-def choose_sources(library: Library, sources: str, game: str) -> list[str]:
+def choose_sources(library: Library, sources: str, game: Game) -> list[str]:
     """Module ids of the source networks ``--sources`` names: ``auto`` (every network of another
     game), ``none``, or a comma-separated list of Atari task names or module ids."""
     available = library_sources(library, exclude_game=game)
@@ -149,7 +155,7 @@ def choose_sources(library: Library, sources: str, game: str) -> list[str]:
     return chosen
 
 
-def load_network(library: Library, name: str) -> tuple[Network, str]:
+def load_network(library: Library, name: str) -> tuple[Network, Game]:
     """A stored Atari task's network (with its sources) and its game."""
     record, arrays = library.task(name), library.task_arrays(name)
     own_id, *source_ids = record.layers[0]
@@ -158,7 +164,7 @@ def load_network(library: Library, name: str) -> tuple[Network, str]:
     for i, use in enumerate(arrays.uses[0][1:]):
         tensors[f"transfer_in_{i}"] = use["transfer_in"]
         tensors[f"transfer_out_{i}"] = use["transfer_out"]
-    return Network.from_arrays(tensors, sources), record.details["game"]
+    return Network.from_arrays(tensors, sources), stored_game(record.details["game"])
 
 
 def replay_probe(network: Network, observations: np.ndarray, device: torch.device) -> np.ndarray:
@@ -225,7 +231,7 @@ class AtariAgent:
 
     # -------------------------------------------------------------- protocol
     def prepare(self, library: Library, spec: Any, name: str) -> Problem:
-        game = resolve_game(spec.game)
+        game = spec.game
         chosen = [] if self.condition == "scratch" else choose_sources(library, self.sources, game)
         sources = [source_from_module(library, module_id) for module_id in chosen]
         if self.condition == "random":
@@ -353,7 +359,7 @@ class AtariAgent:
                     NewModule(
                         MODULE_KIND,
                         source.to_arrays(),
-                        {"game": problem.game, "random_control": True},
+                        {"game": problem.game.rom, "random_control": True},
                         {"input": [source.n_in], "output": [N_OUTPUTS]},
                     )
                 )
@@ -379,7 +385,7 @@ class AtariAgent:
         }
         details = {
             **attempt.details,
-            "game": problem.game,
+            "game": problem.game.rom,
             "classes": list(game_table(problem.game).class_names),
             "n_inputs": n_in,
             "condition": self.condition,
@@ -508,7 +514,7 @@ class AtariAgent:
     @staticmethod
     def _module_config(problem: Problem, best: Network, score: float) -> dict[str, Any]:
         return {
-            "game": problem.game,
+            "game": problem.game.rom,
             "n_inputs": problem.substrate.n_inputs,
             "n_outputs": N_OUTPUTS,
             "hidden": best.n_hidden,

@@ -24,13 +24,12 @@ for all of them (``policy(observations (k, n_inputs), slots (k,)) -> (k, 10)``) 
 are mapped in one call. Finished episodes drop out; a waiting episode takes the freed emulator.
 Emulators live in a per-game pool and are reset, never reloaded.
 
-**Threads.** ale-py 0.12.1 does not release the GIL in ``act()`` or ``getScreen()`` (a thread
-waiting for the GIL while another calls ``act()`` in a loop waits a full switch interval, exactly
-as behind pure Python code), so threads cannot step two emulators at once:
-``threads=None`` steps them sequentially. ``threads > 1`` splits them among a thread pool anyway
-(useful if a later ale-py releases the GIL); ``lifelong bench atari-throughput`` measures both.
-Processes can: :mod:`agents.atari.workers` spreads a call's episodes over worker processes
-(``first_episode`` keeps each episode's seed whichever process plays it).
+**Processes, not threads.** ale-py 0.12.1 does not release the GIL in ``act()`` or
+``getScreen()`` (a thread waiting for the GIL while another calls ``act()`` in a loop waits a full
+switch interval, exactly as behind pure Python code), so threads cannot step two emulators at
+once: one call steps its emulators one after another. Processes can:
+:mod:`agents.atari.workers` spreads a call's episodes over worker processes (``first_episode``
+keeps each episode's seed whichever process plays it).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ import atexit
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +50,9 @@ from agents.atari.games import (
     N_ACTIONS,
     SCREEN_HEIGHT,
     SCREEN_WIDTH,
+    Game,
     actions_from_outputs,
     new_emulator,
-    resolve_game,
 )
 from agents.atari.substrate import Substrate, substrate_for
 
@@ -75,7 +73,7 @@ Policy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class EpisodeResults:
     """What one :func:`evaluate` (or :func:`raw_ale`) call measured."""
 
-    game: str
+    game: Game
     scores: np.ndarray  # (n_episodes,) float64: raw game score per episode
     frames: np.ndarray  # (n_episodes,) int64: emulator frames per episode (4 per agent step)
     total_frames: int
@@ -97,41 +95,41 @@ class EpisodeResults:
 # The emulator pool
 
 
-_POOL: dict[str, list[Any]] = {}
+_POOL: dict[Game, list[Any]] = {}
 _POOL_LOCK = threading.Lock()
 
 
-def acquire_emulators(rom: str, n: int) -> list[Any]:
-    """``n`` emulators of ``rom`` for exclusive use: idle pooled ones first, new ones for the
+def acquire_emulators(game: Game, n: int) -> list[Any]:
+    """``n`` emulators of ``game`` for exclusive use: idle pooled ones first, new ones for the
     rest. All emulators have the same settings (:func:`agents.atari.games.new_emulator`), so the
     pool is keyed by game only. Give them back with :func:`release_emulators`."""
     with _POOL_LOCK:
-        idle = _POOL.setdefault(rom, [])
+        idle = _POOL.setdefault(game, [])
         taken = [idle.pop() for _ in range(min(n, len(idle)))]
-    return taken + [new_emulator(rom) for _ in range(n - len(taken))]
+    return taken + [new_emulator(game) for _ in range(n - len(taken))]
 
 
-def release_emulators(rom: str, emulators: list[Any]) -> None:
+def release_emulators(game: Game, emulators: list[Any]) -> None:
     """Return emulators to the pool (they are reset before their next episode)."""
     with _POOL_LOCK:
-        _POOL.setdefault(rom, []).extend(emulators)
+        _POOL.setdefault(game, []).extend(emulators)
 
 
-_START: dict[str, tuple[Any, np.ndarray]] = {}  # per game: the state episodes start from, its screen
+_START: dict[Game, tuple[Any, np.ndarray]] = {}  # per game: the state episodes start from, its screen
 
 
-def start_episode(rom: str, ale: Any, screen: np.ndarray) -> None:
-    """Put ``ale`` (an emulator of ``rom``) in the state every episode starts from, a freshly
+def start_episode(game: Game, ale: Any, screen: np.ndarray) -> None:
+    """Put ``ale`` (an emulator of ``game``) in the state every episode starts from, a freshly
     loaded emulator's after ``reset_game()`` (cloned once per game and process, its random
     generator included), and write that state's palette screen into ``screen`` (restoring a
     state leaves the emulator's screen as it was; the next frame draws it anew). Restoring takes
     about 30 µs, ``reset_game()`` about 16 ms."""
     with _POOL_LOCK:
-        if rom not in _START:
-            fresh = new_emulator(rom)
+        if game not in _START:
+            fresh = new_emulator(game)
             fresh.reset_game()
-            _START[rom] = fresh.cloneState(include_rng=True), fresh.getScreen()
-        state, first = _START[rom]
+            _START[game] = fresh.cloneState(include_rng=True), fresh.getScreen()
+        state, first = _START[game]
     ale.restoreState(state)
     screen[...] = first
 
@@ -147,10 +145,9 @@ def drop_emulators() -> None:
 atexit.register(drop_emulators)  # in every process that pools emulators, workers included
 
 
-def warm_pool(game: str, n: int) -> None:
+def warm_pool(game: Game, n: int) -> None:
     """Load ``n`` emulators of ``game`` ahead of time (so a timed run does not pay ROM loads)."""
-    rom = resolve_game(game)
-    release_emulators(rom, acquire_emulators(rom, n))
+    release_emulators(game, acquire_emulators(game, n))
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +188,7 @@ class _Episodes:
 
     def __init__(
         self,
-        rom: str,
+        game: Game,
         ales: list[Any],
         n_episodes: int,
         max_steps: int,
@@ -199,7 +196,7 @@ class _Episodes:
         sticky: float,
         first_episode: int = 0,
     ) -> None:
-        self.rom, self.ales, self.n_episodes, self.max_steps = rom, ales, n_episodes, max_steps
+        self.game, self.ales, self.n_episodes, self.max_steps = game, ales, n_episodes, max_steps
         self.seed, self.sticky, self.first_episode = seed, sticky, first_episode
         self.episode = [-1] * len(ales)
         self.step = [0] * len(ales)
@@ -221,20 +218,20 @@ class _Episodes:
         started = time.perf_counter()
         episode = self.next_episode
         self.next_episode += 1
-        start_episode(self.rom, self.ales[env], self.screens[row])
+        start_episode(self.game, self.ales[env], self.screens[row])
         rng = np.random.default_rng([self.seed, self.first_episode + episode])
         self.delays[env] = sticky_delays(rng, self.max_steps, self.sticky).tolist()
         self.episode[env], self.step[env], self.score[env], self.prev[env] = episode, 0, 0.0, 0
         self.start_s += time.perf_counter() - started
         return True
 
-    def emulate(self, rows: range | list[int], actions: list[int]) -> list[int]:
-        """One agent step (4 frames, sticky) of the emulators in batch ``rows`` (``actions`` per
-        row of the whole batch); returns the rows whose episode ended."""
+    def emulate(self, actions: list[int]) -> list[int]:
+        """One agent step (4 frames, sticky) of every running emulator (``actions`` per row of
+        the batch); returns the rows whose episode ended."""
         ended = []
         ales, running, screens = self.ales, self.running, self.screens
         step, score, prev, delays = self.step, self.score, self.prev, self.delays
-        for row in rows:
+        for row in range(len(running)):
             env, action = running[row], actions[row]
             ale, t, previous = ales[env], step[env], prev[env]
             delay = delays[env][t]
@@ -264,48 +261,44 @@ class _Episodes:
 
 
 def evaluate(
-    game: str,
+    game: Game,
     policy: Policy,
     n_episodes: int,
     *,
     max_frames: int,
     seed: int,
     sticky: float = STICKY,
-    threads: int | None = None,
     emulators: int | None = None,
     first_episode: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
     progress: Progress | None = None,
 ) -> EpisodeResults:
     """Run ``n_episodes`` episodes of ``game`` under ``policy`` in lock-step (conventions: see
     the module docstring). ``policy.reset(n_episodes)`` is called first if it exists; then once
     per step ``policy(observations, slots)`` with every running episode (``slots`` = episode
-    indices 0..n_episodes-1, to index per-episode recurrent state). ``threads`` > 1 steps the
-    emulators in a thread pool; ``emulators`` caps the episodes run at once; episode ``e`` draws
+    indices 0..n_episodes-1, to index per-episode recurrent state). ``emulators`` caps the
+    episodes run at once; episode ``e`` draws
     its sticky actions as episode ``first_episode + e`` of ``seed``; observations and
     slots are put on ``device``; ``substrate`` overrides the game's default inputs; ``progress``
     hears a ``phase`` of ``n_episodes`` and an ``episode`` event as each one ends."""
     _check(n_episodes, max_frames, sticky, emulators)
-    rom = resolve_game(game)
-    substrate = substrate or substrate_for(rom)
+    substrate = substrate or substrate_for(game)
     n_envs = min(n_episodes, emulators or DEFAULT_EMULATORS)
-    device = torch.device(device)
     if hasattr(policy, "reset"):
         policy.reset(n_episodes)
 
     setup_start = time.perf_counter()
-    ales = acquire_emulators(rom, n_envs)
-    pool = ThreadPoolExecutor(threads) if threads and threads > 1 else None
+    ales = acquire_emulators(game, n_envs)
     try:
         setup_s = time.perf_counter() - setup_start
         start = time.perf_counter()
-        book = _Episodes(rom, ales, n_episodes, max_frames // FRAMESKIP, seed, sticky, first_episode)
+        book = _Episodes(game, ales, n_episodes, max_frames // FRAMESKIP, seed, sticky, first_episode)
         t_observe = t_policy = t_emulate = 0.0
         slots: torch.Tensor | None = None
         finished = 0
         if progress is not None:
-            progress("phase", name=f"{rom} episodes", total=n_episodes)
+            progress("phase", name=f"{game.rom} episodes", total=n_episodes)
         while book.running:
             t0 = time.perf_counter()
             k = len(book.running)
@@ -318,12 +311,7 @@ def evaluate(
             with torch.no_grad():
                 actions = actions_from_outputs(policy(observations, slots)).tolist()
             t2 = time.perf_counter()
-            if pool is None:
-                ended = book.emulate(range(k), actions)
-            else:
-                parts = [range(i, k, threads) for i in range(min(threads or 1, k))]
-                done = pool.map(book.emulate, parts, [actions] * len(parts))
-                ended = [row for rows in done for row in rows]
+            ended = book.emulate(actions)
             if ended:
                 book.advance(ended)
                 slots = None
@@ -336,12 +324,10 @@ def evaluate(
             t_emulate += t3 - t2
         wall = time.perf_counter() - start
     finally:
-        if pool is not None:
-            pool.shutdown()
-        release_emulators(rom, ales)
+        release_emulators(game, ales)
     total = int(book.frames.sum())
     return EpisodeResults(
-        game=rom,
+        game=game,
         scores=book.scores,
         frames=book.frames,
         total_frames=total,
@@ -359,7 +345,7 @@ def evaluate(
 
 
 def raw_ale(
-    game: str,
+    game: Game,
     n_episodes: int,
     *,
     max_frames: int,
@@ -371,11 +357,10 @@ def raw_ale(
     actions drawn per episode up front, and nothing else: no screens, substrate, policy or
     sticky actions."""
     _check(n_episodes, max_frames, 0.0, emulators)
-    rom = resolve_game(game)
     n_envs = min(n_episodes, emulators or DEFAULT_EMULATORS)
     max_steps = max_frames // FRAMESKIP
     setup_start = time.perf_counter()
-    ales = acquire_emulators(rom, n_envs)
+    ales = acquire_emulators(game, n_envs)
     try:
         setup_s = time.perf_counter() - setup_start
         start = time.perf_counter()
@@ -393,7 +378,7 @@ def raw_ale(
                 return False
             started = time.perf_counter()
             e = waiting.pop()
-            start_episode(rom, ales[env], first_screen)
+            start_episode(game, ales[env], first_screen)
             episode[env], step[env] = e, 0
             plan[env] = np.random.default_rng([seed, e]).integers(N_ACTIONS, size=max_steps).tolist()
             start_s += time.perf_counter() - started
@@ -418,10 +403,10 @@ def raw_ale(
                     running.remove(env)
         wall = time.perf_counter() - start
     finally:
-        release_emulators(rom, ales)
+        release_emulators(game, ales)
     total = int(frames.sum())
     return EpisodeResults(
-        rom,
+        game,
         scores,
         frames,
         total,

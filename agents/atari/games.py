@@ -1,9 +1,11 @@
 """Atari games on the real ALE: game names and ROMs, the emulator, and the joystick action mapping.
 
 **Games.** :func:`resolve_game` turns what a user types (``Pong``, ``space_invaders``,
-``SpaceInvaders``, ``ALE/Breakout-v5``) into the ROM id ale-py knows (``space_invaders``) and
-fails with one line of close names (or a missing-ROM message) otherwise. :func:`new_emulator`
-loads a ROM into an ALE emulator with the fixed settings every episode runs under.
+``SpaceInvaders``, ``ALE/Breakout-v5``) into a :class:`Game`, the ROM id ale-py knows
+(``space_invaders``), and fails with one line of close names (or a missing-ROM message)
+otherwise. It runs once, where a name is parsed (a task spec, a ``--game`` option, a game stored
+in the library); everything below takes the :class:`Game`. :func:`new_emulator` loads a game's
+ROM into an ALE emulator with the fixed settings every episode runs under.
 
 **Actions.** The network has :data:`N_OUTPUTS` outputs: a 3×3 joystick substrate, row-major
 (up-left, up, up-right, left, centre, right, down-left, down, down-right), and a fire node. The
@@ -20,6 +22,7 @@ import functools
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +72,20 @@ def _squash(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def resolve_game(name: str) -> str:
-    """The ROM id ale-py knows for ``name`` (``"SpaceInvaders"``, ``"space invaders"``,
-    ``"ALE/SpaceInvaders-v5"`` → ``"space_invaders"``).
+@dataclass(frozen=True)
+class Game:
+    """An Atari game, resolved: ``rom`` is the ROM id ale-py knows (``"space_invaders"``), what
+    the library stores and results print. Made by :func:`resolve_game` only."""
+
+    rom: str
+
+    def __str__(self) -> str:
+        return self.rom
+
+
+def resolve_game(name: str) -> Game:
+    """The game ``name`` means (``"SpaceInvaders"``, ``"space invaders"``,
+    ``"ALE/SpaceInvaders-v5"`` → ``Game("space_invaders")``).
 
     Raises :class:`GameError` with one line listing close names for an unknown game, and for a
     known game whose ROM file is missing (checked here, so a CLI fails before doing any work).
@@ -93,16 +107,17 @@ def resolve_game(name: str) -> str:
         raise GameError(
             f"the ROM of Atari game {rom!r} is missing ({path}); reinstall ale-py or fix ALE_ROMS_DIR"
         )
-    return rom
+    return Game(rom)
 
 
 @functools.cache
-def rom_path(rom: str) -> Path:
-    """The checked (md5) ROM file of a resolved game; :class:`GameError` if it is missing or corrupt."""
+def rom_path(game: Game) -> Path:
+    """The checked (md5) ROM file of ``game``; :class:`GameError` if it is missing or corrupt."""
     import warnings
 
     from ale_py import roms
 
+    rom = game.rom
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -114,8 +129,8 @@ def rom_path(rom: str) -> Path:
     return Path(path)
 
 
-def new_emulator(rom: str):  # -> ale_py.ALEInterface (ale-py is imported lazily)
-    """A fresh ALE emulator with ``rom`` loaded (loading a ROM is slow: reuse emulators).
+def new_emulator(game: Game):  # -> ale_py.ALEInterface (ale-py is imported lazily)
+    """A fresh ALE emulator with ``game``'s ROM loaded (loading a ROM is slow: reuse emulators).
 
     Its settings are fixed so that any emulator can run any episode: no sticky actions and frame
     skip 1 inside ALE. :mod:`agents.atari.evaluate` repeats each action for 4 frames and applies
@@ -133,9 +148,9 @@ def new_emulator(rom: str):  # -> ale_py.ALEInterface (ale-py is imported lazily
     ale.setFloat("repeat_action_probability", 0.0)
     ale.setInt("frame_skip", 1)
     try:
-        ale.loadROM(str(rom_path(rom)))
+        ale.loadROM(str(rom_path(game)))
     except RuntimeError as exc:
-        raise GameError(f"ALE cannot load the ROM of {rom!r}: {exc}") from exc
+        raise GameError(f"ALE cannot load the ROM of {game.rom!r}: {exc}") from exc
     return ale
 
 

@@ -293,13 +293,13 @@ class BatchedPolicy:
         self,
         networks: Networks,
         trials: int | None = None,
-        device: torch.device | str = "cpu",
+        device: torch.device = torch.device("cpu"),
         *,
         gather_below: float = GATHER_BELOW,
     ) -> None:
         if trials is not None and trials < 1:
             raise ValueError(f"trials must be >= 1, got {trials}")
-        self.device = torch.device(device)
+        self.device = device
         self.n_networks = len(networks)
         self.n_in = networks.n_in
         self.n_hidden = networks.n_hidden

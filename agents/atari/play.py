@@ -15,20 +15,19 @@ from agents.atari.games import (
     FRAMESKIP,
     SCREEN_HEIGHT,
     SCREEN_WIDTH,
+    Game,
     actions_from_outputs,
     new_emulator,
-    resolve_game,
 )
 from agents.atari.substrate import substrate_for
 
 
 def record_episode(
-    game: str, policy: Policy, *, seed: int, max_frames: int, sticky: float = STICKY
+    game: Game, policy: Policy, *, seed: int, max_frames: int, sticky: float = STICKY
 ) -> tuple[list[np.ndarray], float]:
     """Play one episode; return its RGB frames (one per agent step) and its raw score."""
-    rom = resolve_game(game)
-    substrate = substrate_for(rom)
-    ale = new_emulator(rom)
+    substrate = substrate_for(game)
+    ale = new_emulator(game)
     ale.reset_game()
     delays = sticky_delays(np.random.default_rng([seed, 0]), max_frames // FRAMESKIP, sticky)
     if hasattr(policy, "reset"):

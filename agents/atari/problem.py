@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from agents.atari.games import Game
 from agents.atari.network import Networks
 from agents.atari.substrate import Substrate
 from agents.atari.workers import evaluate_split
@@ -44,7 +45,7 @@ class AtariFitness:
     call's draw of the ``training_episodes`` stream). ``workers`` play the episodes, the forward
     runs on ``device``."""
 
-    game: str
+    game: Game
     substrate: Substrate
     trials: int
     max_frames: int

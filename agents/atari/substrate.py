@@ -45,9 +45,9 @@ from agents.atari.games import (
     N_ACTIONS,
     SCREEN_HEIGHT,
     SCREEN_WIDTH,
+    Game,
     GameError,
     new_emulator,
-    resolve_game,
 )
 
 GRID_ROWS = 8
@@ -260,12 +260,12 @@ GAME_TABLES: dict[str, GameTable] = {
 }
 
 
-def colour_census(rom: str, steps: int = FALLBACK_STEPS, seed: int = 0) -> dict[str, np.ndarray]:
+def colour_census(game: Game, steps: int = FALLBACK_STEPS, seed: int = 0) -> dict[str, np.ndarray]:
     """Palette statistics of a seeded uniform-random rollout (4 frames a step, no stickiness):
     ``pixels`` (256,) pixel count over all observations, ``moving`` (256,) changed pixels that
     had or got the colour between consecutive observations, ``present`` (256,) observations in
     which the colour occurs. The tool behind the tables above and the fallback."""
-    ale = new_emulator(rom)
+    ale = new_emulator(game)
     ale.reset_game()
     rng = np.random.default_rng(seed)
     actions = rng.integers(N_ACTIONS, size=steps).tolist()
@@ -290,12 +290,12 @@ def colour_census(rom: str, steps: int = FALLBACK_STEPS, seed: int = 0) -> dict[
 
 
 @functools.cache
-def fallback_table(rom: str) -> GameTable:
+def fallback_table(game: Game) -> GameTable:
     """The generic table for a game without one: up to :data:`FALLBACK_MAX_CLASSES` classes, one
     colour each, the most frequent colours (background = the most frequent colour excluded) whose
     pixels move between observations, over the whole screen (rows 0..208), from
-    :func:`colour_census`'s seeded rollout. Deterministic for a rom, cached per process."""
-    census = colour_census(rom)
+    :func:`colour_census`'s seeded rollout. Deterministic for a game, cached per process."""
+    census = colour_census(game)
     pixels, moving = census["pixels"], census["moving"]
     background = int(np.argmax(pixels))
     share = np.divide(moving, pixels, out=np.zeros(256), where=pixels > 0)
@@ -304,16 +304,15 @@ def fallback_table(rom: str) -> GameTable:
     if not chosen:  # nothing moves (a title screen?): fall back to the most frequent colours
         chosen = candidates[:1]
     if not chosen:
-        raise GameError(f"Atari game {rom!r} shows a single colour; no object classes can be found")
+        raise GameError(f"Atari game {game.rom!r} shows a single colour; no object classes can be found")
     classes = tuple(ObjectClass(f"colour_{c}", (c,)) for c in chosen)
-    return GameTable(rom, 0, GRID_ROWS * (SCREEN_HEIGHT // GRID_ROWS), classes, source="fallback")
+    return GameTable(game.rom, 0, GRID_ROWS * (SCREEN_HEIGHT // GRID_ROWS), classes, source="fallback")
 
 
-def game_table(game: str) -> GameTable:
-    """The colour-class table of ``game`` (any name :func:`resolve_game` accepts): the hand-made
-    one for the paper's eight games, else :func:`fallback_table`."""
-    rom = resolve_game(game)
-    return GAME_TABLES.get(rom) or fallback_table(rom)
+def game_table(game: Game) -> GameTable:
+    """The colour-class table of ``game``: the hand-made one for the paper's eight games, else
+    :func:`fallback_table`."""
+    return GAME_TABLES.get(game.rom) or fallback_table(game)
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,6 +417,6 @@ class Substrate:
 
 
 @functools.cache
-def substrate_for(game: str, mode: Literal["presence", "fraction"] = "presence") -> Substrate:
+def substrate_for(game: Game, mode: Literal["presence", "fraction"] = "presence") -> Substrate:
     """The (cached) substrate of a game."""
     return Substrate(game_table(game), mode)

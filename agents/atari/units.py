@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from agents.atari.evaluate import evaluate
-from agents.atari.games import ACTION_TABLE, N_OUTPUTS, actions_from_outputs
+from agents.atari.games import ACTION_TABLE, N_OUTPUTS, Game, actions_from_outputs
 from agents.atari.grusm import split_transfer
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate
@@ -112,13 +112,13 @@ def action_entropy(counts: np.ndarray) -> float:
 
 def unit_statistics(
     network: Network,
-    game: str,
+    game: Game,
     episodes: int,
     *,
     max_frames: int,
     seed: int,
     substrate: Substrate | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
 ) -> dict[str, Any]:
     """``network`` played on ``episodes`` episodes of ``game`` (seeded as :func:`evaluate`'s):
     ``action_entropy`` (bits), ``steps``, emulator ``frames``, and per recruited source (in order) ``name``,

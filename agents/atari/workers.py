@@ -22,21 +22,21 @@ import torch
 
 from agents import Progress
 from agents.atari.evaluate import EpisodeResults, evaluate
-from agents.atari.games import FRAMESKIP
+from agents.atari.games import FRAMESKIP, Game
 from agents.atari.network import BatchedPolicy, Network, Networks
 from agents.atari.substrate import Substrate
 from agents.workers import Workers
 
 
 def evaluate_networks(
-    game: str,
+    game: Game,
     networks: Networks,
     trials: int,
     *,
     max_frames: int,
     seed: int,
     first_episode: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
     progress: Progress | None = None,
 ) -> EpisodeResults:
@@ -59,19 +59,19 @@ def evaluate_networks(
 
 def evaluate_split(
     workers: Workers,
-    game: str,
+    game: Game,
     networks: Networks,
     trials: int,
     *,
     max_frames: int,
     seed: int,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
 ) -> EpisodeResults:
     """:func:`evaluate_networks`, the networks split into contiguous parts, one per worker; the
     same scores however many workers."""
     parts = min(workers.parts, len(networks))
-    if parts <= 1 or torch.device(device).type != "cpu":  # a GPU batches; processes would contend
+    if parts <= 1 or device.type != "cpu":  # a GPU batches; processes would contend
         return evaluate_networks(
             game, networks, trials, max_frames=max_frames, seed=seed, device=device, substrate=substrate
         )
@@ -83,13 +83,13 @@ def evaluate_split(
 
 def evaluate_episodes(
     workers: Workers,
-    game: str,
+    game: Game,
     network: Network,
     episodes: int,
     *,
     max_frames: int,
     seed: int,
-    device: torch.device | str = "cpu",
+    device: torch.device = torch.device("cpu"),
     substrate: Substrate | None = None,
     progress: Progress | None = None,
 ) -> EpisodeResults:
@@ -99,7 +99,7 @@ def evaluate_episodes(
     when this process plays them all."""
     parts = min(workers.parts, episodes)
     stacked = Networks.stack([network])
-    if parts <= 1 or torch.device(device).type != "cpu":
+    if parts <= 1 or device.type != "cpu":
         return evaluate_networks(
             game,
             stacked,
@@ -139,7 +139,7 @@ def _joined(results: list[EpisodeResults], wall: float) -> EpisodeResults:
 
 def _play_part(
     networks: Networks,
-    game: str,
+    game: Game,
     start: int,
     stop: int,
     trials: int,

@@ -35,7 +35,7 @@ with warnings.catch_warnings():  # EvoTorch 0.6.1 decorates a helper with the de
 
 from agents.atari.budget import AtariBudget
 from agents.atari.esp import SCORE_EPSILON
-from agents.atari.games import N_OUTPUTS
+from agents.atari.games import N_OUTPUTS, Game
 from agents.atari.grusm import DEFAULT_INIT_SCALE
 from agents.atari.network import Network, Networks, neuron_genome_size
 from agents.atari.problem import AtariFitness, stream_seed
@@ -100,7 +100,7 @@ class AtariProblem(Problem):
     spent (the fitness's), the champion so far, and the scores of the current generation."""
 
     def __init__(
-        self, game: str, budget: AtariBudget, *, seed: int, workers: Workers, device: torch.device
+        self, game: Game, budget: AtariBudget, *, seed: int, workers: Workers, device: torch.device
     ) -> None:
         """``seed``: the run's seed; EvoTorch's random numbers (initial solutions, samples,
         mutations) come from this problem's own generator, seeded with its ``evolution`` stream."""
@@ -112,7 +112,7 @@ class AtariProblem(Problem):
             max_frames=budget.max_frames,
             seed=seed,
             workers=workers,
-            device=torch.device(device),
+            device=device,
         )
         self.budget, self.n_in = budget, substrate.n_inputs
         self.genes_per_neuron = neuron_genome_size(self.n_in)
@@ -188,7 +188,7 @@ def make_searcher(algorithm: str, problem: AtariProblem, budget: AtariBudget) ->
 
 
 def evolve_peer(
-    game: str,
+    game: Game,
     budget: AtariBudget,
     *,
     frames: int,
@@ -198,10 +198,10 @@ def evolve_peer(
     algorithm: str = "snes",
     on_generation: Callable[[int, int, Network], None] | None = None,
 ) -> PeerRun:
-    """Evolve a network for ``game`` (a resolved ALE name, e.g. ``"Freeway"``) with EvoTorch's
-    ``algorithm`` (one of :data:`PEER_ALGORITHMS`) until ``frames`` emulator frames are spent: the
-    generation in which they are reached is the last (``budget.generations`` is not used; the
-    frames are the budget). Networks: ``budget.hidden`` own neurons, no sources; each is scored by
+    """Evolve a network for ``game`` with EvoTorch's ``algorithm`` (one of
+    :data:`PEER_ALGORITHMS`) until ``frames`` emulator frames are spent: the generation in which
+    they are reached is the last (``budget.generations`` is not used; the frames are the budget).
+    Networks: ``budget.hidden`` own neurons, no sources; each is scored by
     its mean raw score over ``budget.trials`` episodes of at most ``budget.max_frames`` frames,
     played by ``workers`` with the forward on ``device``. ``on_generation(generation, frames so
     far, champion)`` is called after each generation (1-based). The same ``seed`` gives the same

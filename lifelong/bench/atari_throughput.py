@@ -11,9 +11,8 @@ from other processes on this shared machine hits every condition alike:
   from (:func:`agents.atari.agent.new_esp`, the ``quick`` budget's hidden neurons and members), one
   trial each, played by :func:`agents.atari.workers.evaluate_networks` (their
   :class:`~agents.atari.network.BatchedPolicy`, ``evaluate()`` with the agent's settings: default
-  emulators, no worker threads, torch's own thread count, which the agent leaves alone).
+  emulators, torch's own thread count, which the agent leaves alone).
 - ``agent_loop_random_policy``: ``evaluate`` with random outputs from one batched torch op.
-- ``agent_loop_threads`` (``threads`` ≥ 2): ``evaluate`` stepping the emulators in a thread pool.
 - ``raw_ale_internal_frameskip`` (``extras``): fresh emulators using ALE's own ``frame_skip=4``
   and sticky actions (one ``act()`` per step): what ``evaluate`` gives up by doing frame skip and
   stickiness in Python (for per-episode seeds).
@@ -43,7 +42,7 @@ import torch
 from agents.atari.agent import new_esp
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.evaluate import DEFAULT_EMULATORS, STICKY, EpisodeResults, evaluate, raw_ale, warm_pool
-from agents.atari.games import FRAMESKIP, N_ACTIONS, N_OUTPUTS, resolve_game, rom_path
+from agents.atari.games import FRAMESKIP, N_ACTIONS, N_OUTPUTS, Game, rom_path
 from agents.atari.network import BatchedPolicy, Networks
 from agents.atari.substrate import substrate_for
 from agents.atari.workers import evaluate_networks
@@ -132,19 +131,18 @@ class _Lockstep:
         return total, time.perf_counter() - start, resets
 
 
-def internal_frameskip_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
+def internal_frameskip_loop(game: Game, n_envs: int, seed: int) -> _Lockstep:
     """Emulators using ALE's own frame skip 4 and sticky actions 0.25 (one ``act()`` per step):
     what doing both in Python, for per-episode seeds, gives up."""
     from ale_py import ALEInterface
 
-    rom = resolve_game(game)
     ales = []
     for i in range(n_envs):
         ale = ALEInterface()
         ale.setInt("random_seed", seed + i)
         ale.setFloat("repeat_action_probability", STICKY)
         ale.setInt("frame_skip", FRAMESKIP)
-        ale.loadROM(str(rom_path(rom)))
+        ale.loadROM(str(rom_path(game)))
         ales.append(ale)
 
     def step(ale: Any, action: int) -> bool:
@@ -154,15 +152,14 @@ def internal_frameskip_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
     return _Lockstep(ales, step, lambda ale: ale.reset_game())
 
 
-def gymnasium_loop(game: str, n_envs: int, seed: int) -> _Lockstep:
+def gymnasium_loop(game: Game, n_envs: int, seed: int) -> _Lockstep:
     """gymnasium ``ALE/<Game>-v5`` environments (sticky 0.25, full action set, frame skip 4, RAM
     observations: their cheapest)."""
     import ale_py
     import gymnasium
 
     gymnasium.register_envs(ale_py)
-    rom = resolve_game(game)
-    env_id = "ALE/" + "".join(part.capitalize() for part in rom.split("_")) + "-v5"
+    env_id = "ALE/" + "".join(part.capitalize() for part in game.rom.split("_")) + "-v5"
     envs = [
         gymnasium.make(env_id, obs_type="ram", repeat_action_probability=STICKY, full_action_space=True)
         for _ in range(n_envs)
@@ -193,14 +190,13 @@ def _totals(runs: list[EpisodeResults]) -> dict[str, float]:
 
 
 def bench_atari_throughput(
-    game: str,
+    game: Game,
     episodes: int,
     max_frames: int,
     seed: int,
     *,
     rounds: int = 3,
     networks: int = 100,
-    threads: int = 2,
     extras: bool = True,
 ) -> BenchResult:
     """Raw ALE stepping vs the agent's evaluation of a generation on ``game`` (see the module
@@ -208,44 +204,36 @@ def bench_atari_throughput(
 
     ``episodes`` per condition and round (for the agent: networks, one trial each), at most
     :data:`DEFAULT_EMULATORS` at once; ``rounds`` interleaved repetitions, each with its own seed
-    and its own networks; ``networks`` for the batched-forward timing; ``threads`` for the
-    thread-pool condition (< 2 skips it); ``extras`` adds the internal-frameskip and gymnasium
-    references (their emulators load before the rounds, outside the timing). Torch's thread count
-    is left as the agent leaves it.
+    and its own networks; ``networks`` for the batched-forward timing; ``extras`` adds the
+    internal-frameskip and gymnasium references (their emulators load before the rounds,
+    outside the timing). Torch's thread count is left as the agent leaves it.
     """
     if episodes < 1 or max_frames < FRAMESKIP or rounds < 1 or networks < 1:
         raise ValueError("episodes, rounds and networks must be >= 1 and max_frames >= 4")
-    rom = resolve_game(game)
     n_envs = min(episodes, DEFAULT_EMULATORS)
-    n_in = substrate_for(rom).n_inputs
+    n_in = substrate_for(game).n_inputs
     budget = ATARI_PRESETS["quick"].override(evaluations=episodes, trials=1, max_frames=max_frames)
     esp = new_esp(budget, n_in, seed)
     cpu = torch.device("cpu")
-    warm_pool(rom, n_envs)
+    warm_pool(game, n_envs)
     references = (
         {
-            "raw_ale_internal_frameskip": internal_frameskip_loop(rom, n_envs, seed),
-            "gymnasium_env": gymnasium_loop(rom, n_envs, seed),
+            "raw_ale_internal_frameskip": internal_frameskip_loop(game, n_envs, seed),
+            "gymnasium_env": gymnasium_loop(game, n_envs, seed),
         }
         if extras
         else {}
     )
     runs: dict[str, list[EpisodeResults]] = {"raw_ale": [], "agent_loop": [], "agent_loop_random_policy": []}
-    if threads >= 2:
-        runs["agent_loop_threads"] = []
     reference_runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in references}
     common = {"max_frames": max_frames, "emulators": n_envs}
     for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
-        runs["raw_ale"].append(raw_ale(rom, episodes, seed=s, **common))
+        runs["raw_ale"].append(raw_ale(game, episodes, seed=s, **common))
         _, generation = esp.ask(budget.evaluations)
         runs["agent_loop"].append(
-            evaluate_networks(rom, generation, budget.trials, max_frames=max_frames, seed=s, device=cpu)
+            evaluate_networks(game, generation, budget.trials, max_frames=max_frames, seed=s, device=cpu)
         )
-        runs["agent_loop_random_policy"].append(evaluate(rom, RandomPolicy(s), episodes, seed=s, **common))
-        if threads >= 2:
-            runs["agent_loop_threads"].append(
-                evaluate(rom, RandomPolicy(s), episodes, seed=s, threads=threads, **common)
-            )
+        runs["agent_loop_random_policy"].append(evaluate(game, RandomPolicy(s), episodes, seed=s, **common))
         for name, loop in references.items():
             reference_runs[name].append(loop.run(episodes, max_frames, s))
     results: dict[str, dict[str, float]] = {name: _totals(rs) for name, rs in runs.items()}
@@ -286,10 +274,6 @@ def bench_atari_throughput(
         "agent_vs_raw_ale": round(results["agent_loop"]["steps_per_s"] / raw, 4),
         "agent_random_policy_vs_raw_ale": round(results["agent_loop_random_policy"]["steps_per_s"] / raw, 4),
     }
-    if threads >= 2:
-        results["agent_loop_threads"]["threads"] = threads
-        sequential = results["agent_loop_random_policy"]["steps_per_s"]
-        ratios["threads_vs_sequential"] = round(results["agent_loop_threads"]["steps_per_s"] / sequential, 4)
     if extras:
         internal = results["raw_ale_internal_frameskip"]["steps_per_s"]
         ratios["internal_frameskip_vs_raw_ale"] = round(internal / raw, 4)

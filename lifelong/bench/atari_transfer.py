@@ -40,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from agents import Progress, quiet
 from agents.atari.agent import load_network
 from agents.atari.budget import ATARI_PRESETS, AtariBudget
+from agents.atari.games import Game
 from agents.atari.grusm import split_transfer
 from agents.atari.network import Network
 from agents.atari.problem import stream_seed
@@ -53,11 +55,10 @@ from agents.workers import Workers, shared
 from library_store import Library
 from lifelong.atari import evaluate_atari
 from lifelong.bench import BenchResult, Stage, mean_ci
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.plans import AtariPlan
 from lifelong.runner import learn_specs
-from lifelong.tasks import parse_spec
+from lifelong.tasks import TaskSpec, parse_spec
 
 PATHS = ("Freeway>SpaceInvaders>Seaquest", "Boxing>Seaquest")
 """The standard protocol's games: Freeway → Space Invaders, then a chain on to Seaquest (the paper's
@@ -91,7 +92,7 @@ class Protocol:
     episodes: int = 30  # fresh episodes a champion is re-evaluated on
     curve_every: int = 2  # re-evaluate the champion every this many generations (and at checkpoints)
     peer: str = "snes"  # the EvoTorch algorithm (lifelong.bench.atari_peer.PEER_ALGORITHMS)
-    device: str = "cpu"
+    device: torch.device = torch.device("cpu")
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.curve_every < 1:
@@ -186,7 +187,7 @@ class Bench:
     stage: Stage
     progress: Progress
     reevaluation_frames: int = 0
-    solo: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    solo: dict[tuple[Game, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -196,7 +197,7 @@ class Bench:
         b = self.protocol.budget
         return b.override(frames=self.frames, generations=b.generations * GENERATION_CAP)
 
-    def fresh_score(self, game: str, seed: int) -> Callable[[Network], float]:
+    def fresh_score(self, game: Game, seed: int) -> Callable[[Network], float]:
         """A champion's mean score on the seed's fresh episodes (:func:`evaluate_episodes`, as
         ``lifelong eval`` plays them)."""
 
@@ -214,13 +215,16 @@ class Bench:
 
         return score
 
-    def learn(self, library: Library, game: str, seed: int, name: str, plan: AtariPlan) -> dict[str, Any]:
-        """Learn ``game`` as task ``name``; its committed network and its curve re-evaluated."""
+    def learn(
+        self, library: Library, spec: TaskSpec, seed: int, name: str, plan: AtariPlan
+    ) -> dict[str, Any]:
+        """Learn ``spec``'s game as task ``name``; its committed network and its curve re-evaluated."""
+        game = spec.game
         watch = Watch(self.fresh_score(game, seed), frame_marks(self.frames), self.protocol.curve_every)
         library.refresh()
         (record,) = learn_specs(
             library,
-            [parse_spec(f"atari:{game}")],
+            [spec],
             plans={"atari": replace(plan, on_generation=watch)},
             names=[name],
             seed=seed,
@@ -255,7 +259,7 @@ class Bench:
         lesion["sources_removed"] = record.details.get("removed_sources", 0)
         return {**measured, "units": units, "transfer": watch.transfer, **lesion}
 
-    def peer(self, game: str, seed: int) -> dict[str, Any]:
+    def peer(self, game: Game, seed: int) -> dict[str, Any]:
         """The peer on ``game``: its champion re-evaluated like the agent's."""
         from lifelong.bench.atari_peer import evolve_peer
 
@@ -267,7 +271,7 @@ class Bench:
             frames=self.frames,
             seed=seed,
             workers=self.pool,
-            device=resolve_device(self.protocol.device),
+            device=self.protocol.device,
             algorithm=self.protocol.peer,
             on_generation=watch,
         )
@@ -298,22 +302,23 @@ class Bench:
         """One seed of one path: every hop's conditions (hop key ``A>B``, ``A>B>C``, …)."""
         library = Library.create(self.root / f"{'-'.join(games)}-{seed}")
         budget = self.run_budget()
-        self.learn(library, games[0], seed, games[0], AtariPlan(budget, sources="none"))
+        specs = [parse_spec(f"atari:{game}") for game in games]
+        self.learn(library, specs[0], seed, games[0], AtariPlan(budget, sources="none"))
         self.stage.advance(1, f"seed {seed}: {games[0]} learned")
         measured, previous = {}, games[0]
-        for i, game in enumerate(games[1:], start=2):
+        for i, (game, spec) in enumerate(zip(games[1:], specs[1:], strict=True), start=2):
             hop: dict[str, dict[str, Any]] = {}
-            key = (parse_spec(f"atari:{game}").game, seed)
+            key = (spec.game, seed)
             for condition, mode in ESP_CONDITIONS.items():
                 if mode == "scratch" and key in self.solo:  # it does not depend on the path
                     hop[condition] = self.solo[key]["scratch"]
                     continue
                 plan = AtariPlan(budget, condition=mode, sources="none" if mode == "scratch" else previous)
-                hop[condition] = self.learn(library, game, seed, f"{game}-{condition}", plan)
+                hop[condition] = self.learn(library, spec, seed, f"{game}-{condition}", plan)
                 self.stage.advance(1, f"seed {seed}: {game} {condition}")
             solo = self.solo.setdefault(key, {"scratch": hop["scratch"]})
             if "peer" not in solo:
-                solo["peer"] = self.peer(game, seed)
+                solo["peer"] = self.peer(spec.game, seed)
                 self.stage.advance(1, f"seed {seed}: {game} peer ({self.protocol.peer})")
             hop["peer"] = solo["peer"]
             measured[">".join(games[:i])] = hop

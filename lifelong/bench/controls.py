@@ -191,7 +191,7 @@ class LibraryLearner(Learner):
             plans=plans,
             names=[task_name(index)],
             seed=c.seed,
-            device=str(c.device),
+            device=c.device,
             data_dir=c.data_dir,
             progress=progress,
         )

@@ -21,6 +21,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agents import Progress, module_parameters, quiet
 from agents.classification.agent import load_task_network
 from agents.classification.budget import Budget, PruneSettings
@@ -65,7 +67,7 @@ def run_condition(
             [parse_spec(text)],
             plans={plan.family: plan},
             seed=seed,
-            device="cpu",
+            device=torch.device("cpu"),
             data_dir=data_dir,
             prune=prune,
         )

@@ -48,11 +48,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from agents.atari.agent import new_esp
 from agents.atari.budget import ATARI_PRESETS
 from agents.atari.evaluate import EpisodeResults, raw_ale, warm_pool
-from agents.atari.games import FRAMESKIP, resolve_game
+from agents.atari.games import FRAMESKIP, Game
 from agents.atari.substrate import substrate_for
 from agents.atari.workers import evaluate_networks, evaluate_split
 from agents.classification.agent import gene_space, stem
@@ -63,7 +64,6 @@ from agents.classification.genome import mutate
 from agents.task import DEFAULT_INPUT_SHAPE
 from agents.workers import Workers
 from lifelong.bench import BenchResult
-from lifelong.device import resolve_device
 from lifelong.tasks import load_task_data, parse_spec
 
 
@@ -79,24 +79,23 @@ class GrowthCase:
 
 
 def bench_scaling(
-    game: str,
+    game: Game,
     networks: int,
     max_frames: int,
     seed: int,
     *,
     rounds: int = 3,
     workers: int | None = None,
-    device: str = "cpu",
+    device: torch.device = torch.device("cpu"),
     growth: GrowthCase | None = None,
 ) -> BenchResult:
     """See the module docstring; ``workers``: the all-workers conditions' count (one per core);
     ``growth``: the growth half's task (None: no growth half)."""
     if networks < 1 or rounds < 1:
         raise ValueError("networks and rounds must be at least 1")
-    rom = resolve_game(game)
     workers = workers or os.cpu_count() or 1
     budget = ATARI_PRESETS["quick"].override(evaluations=networks, trials=1, max_frames=max_frames)
-    esp = new_esp(budget, substrate_for(rom).n_inputs, seed)
+    esp = new_esp(budget, substrate_for(game).n_inputs, seed)
     pools = {"all_workers": Workers(workers)}
     if importlib.util.find_spec("ray") is not None:
         import ray
@@ -104,7 +103,7 @@ def bench_scaling(
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         pools["ray"] = Workers(workers, executor="ray")
     agent_runs = {f"agent_{name}": name for name in pools}
-    warm_pool(rom, networks)
+    warm_pool(game, networks)
     runs: dict[str, list[EpisodeResults]] = {
         "raw_ale_single": [],
         "raw_ale_lockstep": [],
@@ -116,7 +115,7 @@ def bench_scaling(
     try:
         _, warm_up = esp.ask(networks)
         for pool in pools.values():
-            evaluate_split(pool, rom, warm_up, 1, max_frames=max_frames, seed=seed, device=device)
+            evaluate_split(pool, game, warm_up, 1, max_frames=max_frames, seed=seed, device=device)
         trainer = None if growth is None else _growth_trainer(growth, seed, device)
         if trainer is not None:
             for pool in pools.values():
@@ -124,12 +123,14 @@ def bench_scaling(
             generation_s = {"growth_one_worker": [], **{f"growth_{name}": [] for name in pools}}
         for s in np.random.SeedSequence(seed).generate_state(rounds).tolist():
             _, generation = esp.ask(networks)
-            runs["raw_ale_single"].append(raw_ale(rom, networks, max_frames=max_frames, seed=s, emulators=1))
-            runs["raw_ale_lockstep"].append(raw_ale(rom, networks, max_frames=max_frames, seed=s))
-            alone = evaluate_networks(rom, generation, 1, max_frames=max_frames, seed=s, device=device)
+            runs["raw_ale_single"].append(raw_ale(game, networks, max_frames=max_frames, seed=s, emulators=1))
+            runs["raw_ale_lockstep"].append(raw_ale(game, networks, max_frames=max_frames, seed=s))
+            alone = evaluate_networks(game, generation, 1, max_frames=max_frames, seed=s, device=device)
             runs["agent_one_worker"].append(alone)
             for name, pool in pools.items():
-                split = evaluate_split(pool, rom, generation, 1, max_frames=max_frames, seed=s, device=device)
+                split = evaluate_split(
+                    pool, game, generation, 1, max_frames=max_frames, seed=s, device=device
+                )
                 runs[f"agent_{name}"].append(split)
                 same.append(bool(np.array_equal(alone.scores, split.scores)))
             if trainer is not None:
@@ -173,7 +174,7 @@ def bench_scaling(
     return results, ratios
 
 
-def _growth_trainer(case: GrowthCase, seed: int, device: str) -> Callable[[Workers], float]:
+def _growth_trainer(case: GrowthCase, seed: int, device: torch.device) -> Callable[[Workers], float]:
     """A function that trains the growth half's generation on a pool and returns its wall time."""
     data = load_task_data(parse_spec(case.spec), data_dir=case.data_dir, seed=seed)
     budget = PRESETS["quick"].override(candidate_steps=case.candidate_steps)
@@ -182,7 +183,7 @@ def _growth_trainer(case: GrowthCase, seed: int, device: str) -> Callable[[Worke
     first = stem(ranges, rng)
     genomes = [first] + [mutate(first, ranges, budget.mutation_rate, rng) for _ in range(case.population - 1)]
     newborns = [Newborn(0, index, genome) for index, genome in enumerate(genomes)]
-    task = Growth([], data, DEFAULT_INPUT_SHAPE, ranges, budget, seed, resolve_device(device))
+    task = Growth([], data, DEFAULT_INPUT_SHAPE, ranges, budget, seed, device)
 
     def trainer(pool: Workers) -> float:
         started = time.perf_counter()

@@ -13,11 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from agents import Progress, quiet
 from agents.classification.training import accuracy
 from library_store import Library
 from lifelong.bench import BenchResult, Stage
-from lifelong.device import resolve_device
 from lifelong.plans import ClassificationPlan
 from lifelong.runner import Run, learn_specs
 from lifelong.streams import parse_stream
@@ -29,7 +30,7 @@ UNSEEN = [spec.text for spec in PAIRS.judged]
 
 
 def run_seed(
-    seed: int, plan: ClassificationPlan, device: str, data_dir: Path | None, root: Path, stage: Stage
+    seed: int, plan: ClassificationPlan, device: torch.device, data_dir: Path | None, root: Path, stage: Stage
 ) -> dict:
     library = Library.create(root / f"seed-{seed}")
     start = time.perf_counter()
@@ -40,7 +41,7 @@ def run_seed(
     )
     stage.advance(len(SEEN), f"seed {seed}: seen tasks learned")
     seen_seconds = time.perf_counter() - start
-    agent = plan.agent(library, "unseen", Run(seed, resolve_device(device), data_dir))
+    agent = plan.agent(library, "unseen", Run(seed, device, data_dir))
     unseen = []
     for text in UNSEEN:
         start = time.perf_counter()
@@ -61,7 +62,11 @@ def run_seed(
 
 
 def bench_smart_mnist(
-    seeds: list[int], plan: ClassificationPlan, device: str, data_dir: Path | None, progress: Progress = quiet
+    seeds: list[int],
+    plan: ClassificationPlan,
+    device: torch.device,
+    data_dir: Path | None,
+    progress: Progress = quiet,
 ) -> BenchResult:
     stage = Stage(progress, "bench smart-mnist (tasks)", len(seeds) * (len(SEEN) + len(UNSEEN)))
     with tempfile.TemporaryDirectory(prefix="lifelong-smart-") as tmp:

@@ -43,7 +43,6 @@ from lifelong.bench.controls import (
     task_name,
 )
 from lifelong.bench.mntdp import ModularNetworks
-from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.history import Contents, contents_before
 from lifelong.metrics import check_matrix, summary, with_current_names
@@ -335,7 +334,7 @@ def bench_streams(
     plan: ClassificationPlan,
     *,
     conditions: tuple[str, ...] = CONDITIONS,
-    device: str = "auto",
+    device: torch.device,
     data_dir: Path | None = None,
     workers: int | None = 0,
     threads: int | None = None,
@@ -367,7 +366,7 @@ def bench_streams(
         started = [
             start_seed(
                 stream,
-                Context(plan, seed, resolve_device(device), data_dir, Path(tmp) / f"seed-{seed}"),
+                Context(plan, seed, device, data_dir, Path(tmp) / f"seed-{seed}"),
                 conditions,
                 stage,
                 pool if pool.workers else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,11 +22,15 @@ from lifelong.commands.options import (
     cell,
     live_progress,
     out,
+    parse_device,
     parse_ints,
     parse_seeds,
     settings_of,
     show,
 )
+
+if TYPE_CHECKING:
+    from agents.atari.games import Game
 
 bench_app = typer.Typer(help="Benchmarks; each writes a JSON result.", no_args_is_help=True)
 TargetOpt = Annotated[float, typer.Option(help="Validation accuracy that counts as solved.")]
@@ -34,6 +38,21 @@ QuickOpt = Annotated[
     bool, typer.Option("--quick", help="The benchmark's quick budget (CPU minutes per seed).")
 ]
 PresetOpt = Annotated[str, typer.Option("--budget", help="Budget preset when not --quick.")]
+
+
+def parse_game(name: str) -> Game:
+    """``--game``'s parser: the game ``name`` means, resolved once, when the command line is parsed
+    (an unknown game is a usage error naming close ones)."""
+    from agents.atari.games import GameError, resolve_game
+
+    try:
+        return resolve_game(name)
+    except GameError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+# a --game option's value is a Game (typed Any: the ALE loads when it is parsed, not at start)
+GameOpt = Annotated[Any, typer.Option(parser=parse_game, metavar="GAME", help="Any ALE game.")]
 
 
 @bench_app.command("store")
@@ -72,13 +91,12 @@ def bench_smart_mnist(
 ) -> None:
     """SMART's protocol: 5 binary MNIST tasks, then 5 unseen pairs by self-organization only."""
     from lifelong.bench.smart_mnist import bench_smart_mnist as body
-    from lifelong.device import resolve_device
     from lifelong.plans import ClassificationPlan, budget_for
 
     seed_list = parse_seeds(seeds)
     plan = ClassificationPlan(budget_for("quick" if quick else budget), target)
     run = lambda progress: body(seed_list, plan, device, data_dir, progress)  # noqa: E731
-    _bench(ctx, "smart-mnist", run, seed_list, str(resolve_device(device)), results_dir)
+    _bench(ctx, "smart-mnist", run, seed_list, str(device), results_dir)
 
 
 @bench_app.command("streams")
@@ -113,7 +131,6 @@ def bench_streams(
     controls beside the agent (equal thread counts, equal results)."""
     from lifelong.bench.streams import CONDITIONS, QUICK
     from lifelong.bench.streams import bench_streams as body
-    from lifelong.device import resolve_device
     from lifelong.plans import ClassificationPlan, budget_for
     from lifelong.streams import parse_stream
 
@@ -139,7 +156,7 @@ def bench_streams(
         )
 
     file_name = f"streams-{parsed.name}{'-quick' if quick else ''}.json"
-    _bench(ctx, "streams", run, seed_list, str(resolve_device(device)), results_dir, file_name)
+    _bench(ctx, "streams", run, seed_list, str(device), results_dir, file_name)
 
 
 @bench_app.command("growth")
@@ -225,7 +242,7 @@ def bench_merge(
 @bench_app.command("atari-throughput")
 def bench_atari_throughput(
     ctx: typer.Context,
-    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    game: GameOpt = "Freeway",
     episodes: Annotated[int, typer.Option(help="Episodes (emulators run in lock-step).")] = 32,
     max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
     seed: SeedOpt = 0,
@@ -243,7 +260,7 @@ def bench_atari_throughput(
 def bench_scaling(
     ctx: typer.Context,
     quick: Annotated[bool, typer.Option("--quick", help="16 networks × 1,000 frames, 2 rounds.")] = False,
-    game: Annotated[str, typer.Option(help="Any ALE game.")] = "Freeway",
+    game: GameOpt = "Freeway",
     networks: Annotated[int, typer.Option(help="Networks in the generation (one episode each).")] = 32,
     max_frames: Annotated[int, typer.Option(help="Frame cap per episode.")] = 2000,
     rounds: Annotated[int, typer.Option(help="Interleaved repetitions.", min=1)] = 3,
@@ -257,7 +274,12 @@ def bench_scaling(
     candidate_steps: Annotated[
         int | None, typer.Option(help="Steps each candidate trains (default: the quick budget's).", min=1)
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N: where the agent's networks run.")] = "cpu",
+    device: Annotated[
+        Any,
+        typer.Option(
+            parser=parse_device, metavar="DEVICE", help="cpu, cuda or cuda:N: where the agent's networks run."
+        ),
+    ] = "cpu",
     data_dir: DataDirOpt = None,
     seed: SeedOpt = 0,
     results_dir: ResultsDirOpt = Path("results"),
@@ -267,7 +289,6 @@ def bench_scaling(
     steps/s, candidates/s and the scaling ratios. The workers are the all-workers conditions'."""
     from lifelong.bench.scaling import GrowthCase
     from lifelong.bench.scaling import bench_scaling as body
-    from lifelong.device import resolve_device
 
     if workers == 0:
         raise typer.BadParameter("bench scaling compares one process with its workers: give at least 1")
@@ -276,7 +297,7 @@ def bench_scaling(
     sizes = {"population": candidates, "candidate_steps": candidate_steps}
     given = {name: value for name, value in sizes.items() if value is not None}
     growth = None if growth_task == "none" else GrowthCase(growth_task, data_dir, **given)
-    where = str(resolve_device(device))
+    where = str(device)
     file_name = (
         f"scaling{'-quick' if quick else ''}{'' if where == 'cpu' else '-' + where.split(':')[0]}.json"
     )
@@ -284,7 +305,7 @@ def bench_scaling(
         ctx,
         "scaling",
         lambda _: body(
-            game, networks, max_frames, seed, rounds=rounds, workers=workers, device=where, growth=growth
+            game, networks, max_frames, seed, rounds=rounds, workers=workers, device=device, growth=growth
         ),
         [seed],
         where,
@@ -330,7 +351,6 @@ def bench_atari_transfer(
     The Atari flags (a generation's frames make the budget) set every agent run's budget."""
     from lifelong.bench.atari_transfer import BENCH_BUDGETS, PATHS, QUICK, QUICK_PATHS, Protocol, parse_paths
     from lifelong.bench.atari_transfer import bench_atari_transfer as body
-    from lifelong.device import resolve_device
     from lifelong.plans import atari_budget
 
     seed_list = parse_seeds(seeds)
@@ -342,10 +362,10 @@ def bench_atari_transfer(
     base = QUICK if quick else BENCH_BUDGETS.get(budget) or atari_budget(budget)
     plan = base.override(**{**knobs.of(AtariBudget), **parse_settings(setting or [], base)})
     every = curve_every or max(2, plan.generations // 10)
-    protocol = Protocol(plan, episodes, every, peer, str(resolve_device(device)))
+    protocol = Protocol(plan, episodes, every, peer, device)
     file_name = f"atari-transfer{'-quick' if quick else '-mid' if budget == 'mid' else ''}.json"
     run = lambda progress: body(paths, seed_list, protocol, progress)  # noqa: E731
-    _bench(ctx, "atari-transfer", run, seed_list, protocol.device, results_dir, file_name)
+    _bench(ctx, "atari-transfer", run, seed_list, str(device), results_dir, file_name)
 
 
 def _bench(

@@ -18,6 +18,7 @@ from lifelong.commands.options import (
     BudgetOpt,
     DataDirOpt,
     DeviceOpt,
+    EvalDeviceOpt,
     ExecutorOpt,
     RayAddressOpt,
     ReportDirOpt,
@@ -253,7 +254,7 @@ def evaluate(
     ctx: typer.Context,
     task: str,
     data_dir: DataDirOpt = None,
-    device: Annotated[str, typer.Option(help="cpu (bit-exact with the commit) or cuda.")] = "cpu",
+    device: EvalDeviceOpt = "cpu",
     episodes: Annotated[int, typer.Option(min=1, help="Atari: episodes to play.")] = 10,
     seed: Annotated[
         int | None,

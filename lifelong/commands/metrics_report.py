@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from lifelong.commands.options import DataDirOpt, ReportDirOpt, settings_of, show, warn_damaged
+from lifelong.commands.options import (
+    DataDirOpt,
+    EvalDeviceOpt,
+    ReportDirOpt,
+    settings_of,
+    show,
+    warn_damaged,
+)
 
 app = typer.Typer()  # its commands join the top level
 
@@ -15,7 +22,6 @@ app = typer.Typer()  # its commands join the top level
 NoEvalOpt = Annotated[
     bool, typer.Option("--no-eval", help="Use the stored test accuracies; do not re-evaluate the tasks.")
 ]
-EvalDeviceOpt = Annotated[str, typer.Option(help="cpu (bit-exact with the commit), cuda or cuda:N.")]
 
 
 @app.command("metrics")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Table
 
 import lifelong
 from lifelong import listings
+
+if TYPE_CHECKING:
+    import torch
 
 # Piped output (scripts, tests, logs) gets wide tables rather than rich's default 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -83,7 +86,29 @@ SEED_MAX = 2**32 - 1  # what every generator the agents seed (numpy, torch, the 
 SeedOpt = Annotated[
     int, typer.Option(min=0, max=SEED_MAX, help="Seed for data split, initialisation, batches, evolution.")
 ]
-DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+
+
+def parse_device(name: str) -> torch.device:
+    """Every ``--device``'s parser: the device ``name`` means, resolved once, when the command line
+    is parsed (a bad name fails before any work; nothing below the CLI resolves it again)."""
+    from lifelong.device import resolve_device
+
+    return resolve_device(name)
+
+
+# a --device option's value is a torch.device (typed Any: torch loads when it is parsed, not at start)
+DeviceOpt = Annotated[
+    Any,
+    typer.Option(
+        parser=parse_device, metavar="DEVICE", help="auto (CUDA when present), cpu, cuda or cuda:N."
+    ),
+]
+EvalDeviceOpt = Annotated[
+    Any,
+    typer.Option(
+        parser=parse_device, metavar="DEVICE", help="cpu (bit-exact with the commit), cuda or cuda:N."
+    ),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
