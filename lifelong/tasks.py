@@ -13,7 +13,8 @@ A spec names a task and its data in one string::
                      fixed pixel permutation), ~labels=SEED (one fixed permutation of the labels)
 
 Spec text and task names are stripped of surrounding white space; a name must not be empty, hold
-a control character (newline, tab, …) or be longer than ``NAME_MAX`` characters.
+a control character (newline, tab, …) or be longer than ``NAME_MAX`` characters: the store's rules
+(:func:`library_store.task_name_problem`), checked here before any work.
 
 What an npz may hold:
 
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import os
 import re
-import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from agents.task import DEFAULT_INPUT_SHAPE, TaskData, TaskSpec
-from library_store import first_line
+from library_store import first_line, task_name_problem
 from lifelong.errors import TaskDataError, TaskSpecError
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 DATASETS = {"mnist": "mnist", "fashion": "fashion-mnist"}
 SOURCES = (*DATASETS, "imagefolder", "npz", "atari")
 VALIDATION_FRACTION, VALIDATION_MAX = 0.1, 1000
-NAME_MAX = 200
 MAX_ENTRIES = 100_000  # the most files and folders an image folder's listing looks at
 # spec transforms (``~name`` or ``~name=SEED``): whether each takes a seed
 TRANSFORMS = {"invert": False, "rot90": False, "permute": True, "labels": True}
@@ -139,7 +138,9 @@ def check_names(library: Library, specs: list[TaskSpec], names: list[str] | None
     if len(names) != len(specs):
         raise TaskSpecError(f"{len(names)} --name values for {len(specs)} specs")
     for name in names:
-        _check_name(name)
+        problem = task_name_problem(name)  # the store's rules, the ones it applies at commit
+        if problem:
+            raise TaskSpecError(problem)
     twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
     if twice is not None:
         raise TaskSpecError(f"the same task name is given twice: {twice!r}")
@@ -168,20 +169,6 @@ def check_source(spec: TaskSpec, data_dir: Path | None = None, seed: int = 0) ->
     else:
         (_, labels), _, names = _builtin(spec, data_dir) if spec.source in DATASETS else _npz(spec.path)
     _split(spec, names, labels, seed)
-
-
-def _check_name(name: str) -> None:
-    if not name:
-        raise TaskSpecError("--name cannot be empty or only spaces")
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
-        raise TaskSpecError(
-            f"task name {name!r} holds a control character (newline, tab, ...); choose another --name"
-        )
-    if len(name) > NAME_MAX:
-        raise TaskSpecError(
-            f"task name {name[:40]!r}... is {len(name)} characters long, at most {NAME_MAX} are allowed;"
-            " choose a shorter --name"
-        )
 
 
 def _resolve_game(argument: str) -> str:
