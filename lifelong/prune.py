@@ -17,7 +17,8 @@ from agents.classification.pruning import PrunePlan, PruneSettings, apply_prune,
 from library_store import Library, TaskRecord
 from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
-from lifelong.tasks import TaskData, load_task_data, parse_spec
+from lifelong.task_data import TaskData, load_task_data
+from lifelong.tasks import parse_spec
 
 
 def prune_settings(**values: Any) -> PruneSettings:

@@ -19,7 +19,8 @@ from test_classification_cli import assert_errors_change_nothing, write_png
 
 from library_store import NAME_MAX, Library
 from lifelong.errors import TaskDataError, TaskSpecError
-from lifelong.tasks import check_names, check_source, load_task_data, parse_spec
+from lifelong.task_data import check_source, load_task_data
+from lifelong.tasks import check_names, parse_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(11)
