@@ -20,7 +20,7 @@ from lifelong.device import resolve_device
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
 from lifelong.runner import Run
-from lifelong.task_data import TaskData, TaskSpec, check_source, load_task_data, read_images
+from lifelong.task_data import TaskSpec, check_source, load_task_data, read_images
 from lifelong.tasks import parse_spec
 
 
@@ -52,20 +52,15 @@ class ClassificationPlan:
         check_source(spec, run.data_dir, run.seed)
 
     def agent(self, library: Library, name: str, run: Run) -> ClassificationAgent:
-        load = functools.partial(_load, data_dir=run.data_dir)
         return ClassificationAgent(
             self.budget,
             target=self.target,
             seed=run.seed,
             device=run.device,
-            load_data=load,
+            load_data=functools.partial(load_task_data, data_dir=run.data_dir),
             progress=run.progress,
             workers=run.workers,
         )
-
-
-def _load(spec: TaskSpec, input_shape: tuple[int, int, int], seed: int, *, data_dir: Path | None) -> TaskData:
-    return load_task_data(spec, data_dir=data_dir, input_shape=input_shape, seed=seed)
 
 
 def evaluate_task(

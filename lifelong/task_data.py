@@ -24,6 +24,8 @@ training pool (disjoint from the examples trained on); test data is only ever us
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +42,13 @@ SPLITS = ("train", "test")
 # what a numpy dtype kind holds, for messages about arrays that are not numbers
 KINDS = {"b": "booleans", "c": "complex numbers", "U": "text", "S": "bytes", "V": "records", "M": "dates"}
 
+SOURCE_CACHE_BYTES = 256 * 2**20  # the most tensor bytes of sources kept read (see _cached)
+
 Split = tuple[torch.Tensor, torch.Tensor]
+Source = tuple[Split, Split, list[str]]  # train, test, class names
 Sample = tuple[str, int]  # an image file and its class index
+
+_SOURCES: OrderedDict[tuple[tuple[str, int, int, int], ...], Source] = OrderedDict()  # see _cached
 
 
 def check_source(spec: TaskSpec, data_dir: Path | None = None, seed: int = 0) -> None:
@@ -60,22 +67,24 @@ def check_source(spec: TaskSpec, data_dir: Path | None = None, seed: int = 0) ->
             check_image(file)  # reads the header only
         labels = torch.tensor([label for _, label in train], dtype=torch.int64)
     else:
-        (_, labels), _, names = _builtin(spec, data_dir) if spec.source in DATASETS else _npz(spec.path)
+        source = _builtin(spec, data_dir) if spec.source in DATASETS else _npz_source(spec.path)
+        (_, labels), _, names = source
     _split(spec, names, labels, seed)
 
 
 def load_task_data(
     spec: TaskSpec,
-    *,
-    data_dir: Path | None = None,
     input_shape: tuple[int, int, int] = DEFAULT_INPUT_SHAPE,
     seed: int = 0,
+    *,
+    data_dir: Path | None = None,
 ) -> TaskData:
-    """The task's train / validation / test tensors, resized to the library's input shape."""
+    """The task's train / validation / test tensors, resized to the library's input shape; with
+    ``data_dir`` bound, an agent's ``load_data`` (:data:`agents.task.DataLoader`)."""
     if spec.source in DATASETS:
         (train_x, train_y), (test_x, test_y), names = _builtin(spec, data_dir)
     elif spec.source == "npz":
-        (train_x, train_y), (test_x, test_y), names = _npz(spec.path)
+        (train_x, train_y), (test_x, test_y), names = _npz_source(spec.path)
     elif spec.source == "imagefolder":
         (train_x, train_y), (test_x, test_y), names = _imagefolder(spec.path, seed, input_shape[1:])
     else:
@@ -164,18 +173,53 @@ def _select(x: torch.Tensor, y: torch.Tensor, classes: tuple[int, ...]) -> Split
     return x[keep].unsqueeze(1), relabel[y[keep]]
 
 
-def _builtin(spec: TaskSpec, data_dir: Path | None) -> tuple[Split, Split, list[str]]:
-    from lifelong.data import FASHION_CLASSES, load
+def _builtin(spec: TaskSpec, data_dir: Path | None) -> Source:
+    """The spec's classes of MNIST or Fashion-MNIST (copies: the data set stays as the cache keeps it)."""
+    from lifelong.data import FASHION_CLASSES, fetch, load
 
     name = DATASETS[spec.source]
-    train = _select(*load(name, data_dir, train=True), spec.classes)
-    test = _select(*load(name, data_dir, train=False), spec.classes)
     labels = FASHION_CLASSES if spec.source == "fashion" else [str(d) for d in range(10)]
-    return train, test, [labels[c] for c in spec.classes]
+
+    def read() -> Source:
+        return load(name, data_dir, train=True), load(name, data_dir, train=False), labels
+
+    train, test, _ = _cached(sorted(fetch(name, data_dir).iterdir()), read)
+    return _select(*train, spec.classes), _select(*test, spec.classes), [labels[c] for c in spec.classes]
+
+
+def _cached(files: list[Path], read: Callable[[], Source]) -> Source:
+    """What ``read()`` gave when it last read these ``files`` (the same paths, sizes, modification
+    times and inodes), else ``read()``: checking a source and then loading it decodes it once. The
+    cache keeps the sources read last, at most ``SOURCE_CACHE_BYTES`` of tensors (and always the
+    last one), so a long stream of tasks holds a data set or two, not every source it met. Callers
+    must not change what they get (they copy before handing it on)."""
+    try:
+        stats = [(str(file.absolute()), file.stat()) for file in files]
+    except OSError:
+        return read()  # reading says in one line what is wrong
+    key = tuple((file, stat.st_size, stat.st_mtime_ns, stat.st_ino) for file, stat in stats)
+    if key in _SOURCES:
+        _SOURCES.move_to_end(key)
+        return _SOURCES[key]
+    _SOURCES[key] = source = read()
+    while len(_SOURCES) > 1 and sum(map(_nbytes, _SOURCES.values())) > SOURCE_CACHE_BYTES:
+        _SOURCES.popitem(last=False)
+    return source
+
+
+def _nbytes(source: Source) -> int:
+    return sum(tensor.nbytes for split in source[:2] for tensor in split)
 
 
 # ---------------------------------------------------------------------------- npz
-def _npz(path: Path) -> tuple[Split, Split, list[str]]:
+def _npz_source(path: Path) -> Source:
+    """The npz's splits (:func:`_npz`), decoded once (:func:`_cached`); copies, so nobody changes
+    what the cache keeps."""
+    train, test, names = _cached([path], lambda: _npz(path))
+    return (train[0].clone(), train[1].clone()), (test[0].clone(), test[1].clone()), list(names)
+
+
+def _npz(path: Path) -> Source:
     """The npz's two splits as uint8 images and labels 0..k-1, and the class names (see the
     module docstring for what is accepted)."""
     arrays = _read_npz(path)
@@ -292,7 +336,7 @@ def _to_uint8(path: Path, images: dict[str, np.ndarray]) -> dict[str, np.ndarray
 
 
 # ---------------------------------------------------------------------------- image folders
-def _imagefolder(path: Path, seed: int, size: tuple[int, int]) -> tuple[Split, Split, list[str]]:
+def _imagefolder(path: Path, seed: int, size: tuple[int, int]) -> Source:
     """An ImageFolder's images, decoded, turned RGB and resized to ``size``."""
     train, test, names = _image_split(path, seed)
     return _decode(train, size), _decode(test, size), names
