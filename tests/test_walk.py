@@ -1,12 +1,14 @@
 """The walk of one task spec through the driver layer, measured: `lifelong learn SPEC` run in this
-process under ``sys.setprofile``, from the command line to the task's commit.
+process under ``sys.settrace`` (a global trace function only: it sees each Python call, no lines),
+from the command line to the task's commit.
 
 What counts as entering a file: a Python call whose callee is in a driver-layer file (cli.py or
 lifelong/**, but not lifelong/errors.py, which only builds exceptions) and whose caller is in
 another project file. The caller is the nearest frame below the callee in cli.py, lifelong/,
 agents/ or library_store/; frames of other packages in between (typer dispatching the command,
 functools, contextlib, the methods dataclasses write) are looked through. A call within one file
-is no entry, and neither is a call from agents/ into the progress callback.
+is no entry. Calls from agents/ back into the driver count (the image agent's ``load_data``);
+with ``--json`` the progress callback is ``agents.quiet``, so progress events enter no driver file.
 
 What counts as a step of the walk: an entry whose arguments hold the task — its spec text, its
 parsed spec or its name, alone or in a list, tuple or dict (typer hands the command its specs as
@@ -39,8 +41,7 @@ from lifelong.learn import commit
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = (str(ROOT / "cli.py"), f"{ROOT / 'lifelong'}/")
-AGENTS = f"{ROOT / 'agents'}/"
-PROJECT = (*DRIVER, AGENTS, f"{ROOT / 'library_store'}/")
+PROJECT = (*DRIVER, f"{ROOT / 'agents'}/", f"{ROOT / 'library_store'}/")
 UTILITIES = (str(ROOT / "lifelong" / "errors.py"),)
 # The smallest budget `learn` takes: the test counts calls, it does not learn.
 TINY = (
@@ -80,8 +81,6 @@ class Walk:
         code, caller = frame.f_code, self._caller(frame)
         if caller is None or caller == code.co_filename:
             return
-        if caller.startswith(AGENTS) and code.co_name == "__call__":
-            return  # the progress callback
         if caller == __file__ or self._carries_task(frame):
             self.entries[_short(code.co_filename)] += 1
             self.steps.append(f"{_short(caller)} -> {_short(code.co_filename)}:{code.co_name}")
@@ -97,21 +96,21 @@ class Walk:
         return None
 
     def _carries_task(self, frame: FrameType) -> bool:
+        """Whether an argument of the call is the task, or a list, tuple or dict holding it."""
         code = frame.f_code
         count = code.co_argcount + code.co_kwonlyargcount
         count += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
-        values = [frame.f_locals.get(name) for name in code.co_varnames[:count]]
-        for value in values:
-            inner = value.values() if isinstance(value, dict) else value
-            for item in inner if isinstance(inner, (list, tuple)) or isinstance(value, dict) else [value]:
-                if self._is_task(item):
-                    return True
+        for value in (frame.f_locals.get(name) for name in code.co_varnames[:count]):
+            if isinstance(value, dict):
+                value = list(value.values())
+            if any(map(self._is_task, value if isinstance(value, (list, tuple)) else [value])):
+                return True
         return False
 
     def _is_task(self, value: Any) -> bool:
-        if isinstance(value, str):
-            return value in self.task
-        return getattr(value, "text", None) in self.task
+        """The spec text or the name, or a parsed spec (whose ``text`` is the spec text)."""
+        text = value if isinstance(value, str) else getattr(value, "text", None)
+        return isinstance(text, str) and text in self.task
 
 
 def _short(file: str) -> str:
@@ -139,6 +138,7 @@ def test_one_image_task_enters_each_driver_file_at_most_twice(
     assert done.value.code == 0
     assert walk.done
     report = "\n".join(walk.steps)
+    assert {"cli.py", "lifelong/runner.py", "lifelong/learn.py", "lifelong/task_data.py"} <= set(walk.entries)
     assert max(walk.entries.values()) <= 2, report
     assert (walk.library_tasks, walk.name_rules) == (1, 1), report
     assert walk.npz_reads == 1, report
