@@ -31,6 +31,7 @@ from library_store.records import (
     TaskRecord,
     Tensors,
     task_arrays_checksum,
+    task_name_problem,
     tensors_checksum,
     validate_tensors,
 )
@@ -110,6 +111,9 @@ class Transaction:
 
     def add_task(self, record: TaskRecord, task_arrays: TaskArrays | None = None) -> None:
         """Store a learned task: its record and its own arrays (α/β per module, head, probe)."""
+        problem = task_name_problem(record.name)
+        if problem:
+            raise InvalidRecord(problem)
         if record.name in self._tasks:
             raise _task_exists(record.name)
         self._write_task(*self._checked(record, task_arrays))
