@@ -1,7 +1,7 @@
 """What a task is to an agent: its parsed spec and, for an image task, its data.
 
-Specs are parsed, and data loaded, by the driver (:mod:`lifelong.tasks`); an agent receives them
-typed and never reads a spec string or a file itself.
+Specs are parsed, and data loaded, by the driver (:mod:`lifelong.tasks`, :mod:`lifelong.task_data`);
+an agent receives them typed and never reads a spec string or a file itself.
 """
 
 from __future__ import annotations

@@ -27,16 +27,19 @@ from library_store.errors import (
 from library_store.layout import SCHEMA_VERSION, task_key
 from library_store.library import Library, Transaction
 from library_store.records import (
+    NAME_MAX,
     Finding,
     HistoryEntry,
     ModuleRecord,
     SnapshotInfo,
     TaskArrays,
     TaskRecord,
+    task_name_problem,
     tensors_checksum,
 )
 
 __all__ = [
+    "NAME_MAX",
     "SCHEMA_VERSION",
     "Conflict",
     "Finding",
@@ -62,5 +65,6 @@ __all__ = [
     "UnknownTask",
     "first_line",
     "task_key",
+    "task_name_problem",
     "tensors_checksum",
 ]

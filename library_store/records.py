@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,27 @@ from library_store.errors import InvalidRecord
 
 Tensors = Mapping[str, np.ndarray]
 FAMILIES = ("classification", "atari")
+NAME_MAX = 200  # the most characters a task name may have
+
+
+def task_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a new task (one line), or None if it can: it must hold more than
+    spaces, no control character (newline, tab, ...) and at most ``NAME_MAX`` characters. The one
+    definition of the rules: the store applies them to every task it adds, and ``lifelong learn``
+    to every name before any work. (A stored task keeps its name: one stored before the rules
+    were this strict can still be replaced.)"""
+    if not isinstance(name, str):
+        return f"task name {name!r} is not text"
+    if not name.strip():
+        return "--name cannot be empty or only spaces"
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        return f"task name {name!r} holds a control character (newline, tab, ...); choose another --name"
+    if len(name) > NAME_MAX:
+        return (
+            f"task name {name[:40]!r}... is {len(name)} characters long, at most {NAME_MAX} are allowed;"
+            " choose a shorter --name"
+        )
+    return None
 
 
 def tensors_checksum(tensors: Tensors) -> str:
@@ -110,8 +132,6 @@ class TaskRecord:
         return [module_id for layer in self.layers for module_id in layer]
 
     def validate(self) -> TaskRecord:
-        if not isinstance(self.name, str) or not self.name.strip() or "\n" in self.name:
-            raise InvalidRecord(f"task name {self.name!r} must be a non-empty single line")
         if self.family not in FAMILIES:
             raise InvalidRecord(f"task {self.name!r}: family must be one of {', '.join(FAMILIES)}")
         if not all(isinstance(layer, list) for layer in self.layers):

@@ -31,6 +31,7 @@ from library_store.records import (
     TaskRecord,
     Tensors,
     task_arrays_checksum,
+    task_name_problem,
     tensors_checksum,
     validate_tensors,
 )
@@ -87,6 +88,8 @@ class Transaction:
             tensors={n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in clean.items()},
         )
         if record.id in self._modules:
+            if created_by in self._tasks:  # that task learned again (another writer took its name)
+                raise _task_exists(created_by)
             raise Conflict(f"module {record.id} already exists (same content and creator)")
         self._write([arrays.Node(f"{MODULES}/{record.id}", {}, clean)])
         self._modules[record.id] = record
@@ -108,8 +111,11 @@ class Transaction:
 
     def add_task(self, record: TaskRecord, task_arrays: TaskArrays | None = None) -> None:
         """Store a learned task: its record and its own arrays (α/β per module, head, probe)."""
+        problem = task_name_problem(record.name)
+        if problem:
+            raise InvalidRecord(problem)
         if record.name in self._tasks:
-            raise Conflict(f"task {record.name!r} already exists; choose another --name")
+            raise _task_exists(record.name)
         self._write_task(*self._checked(record, task_arrays))
 
     def replace_task(self, record: TaskRecord, task_arrays: TaskArrays) -> None:
@@ -196,3 +202,7 @@ def _plain(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         return json.loads(json.dumps(dict(value), allow_nan=False))
     except (TypeError, ValueError) as error:
         raise InvalidRecord(f"module {what} is not plain JSON: {error}") from None
+
+
+def _task_exists(name: str) -> Conflict:
+    return Conflict(f"task {name!r} already exists; choose another --name")

@@ -14,7 +14,8 @@ from agents.classification.training import accuracy, predict_logits
 from library_store import Library, TaskRecord
 from lifelong.errors import LifelongError
 from lifelong.files import check_output_file, write_file
-from lifelong.tasks import load_task_data, parse_spec, read_images
+from lifelong.task_data import load_task_data, read_images
+from lifelong.tasks import parse_spec
 
 
 def evaluate_task(
@@ -48,7 +49,7 @@ def evaluate_task(
 
 def predict_files(library: Library, name: str, files: list[Path]) -> list[dict[str, Any]]:
     """Label image files with a stored task's network. Each file is read as an ``imagefolder:``
-    task reads its images (:func:`lifelong.tasks.read_images`), so it scores as its twin in a
+    task reads its images (:func:`lifelong.task_data.read_images`), so it scores as its twin in a
     training folder would."""
     record = library.task(name)
     _require_classification(record)

@@ -34,7 +34,7 @@ from lifelong.plans import ClassificationPlan
 from lifelong.report import write_report
 from lifelong.runner import command_line, learn_specs
 from lifelong.streams import Stream
-from lifelong.tasks import load_task_data
+from lifelong.task_data import load_task_data
 
 DEMO_STREAM = "demo"  # the preset in lifelong.streams
 

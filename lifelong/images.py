@@ -1,5 +1,5 @@
 """One image file read as uint8 pixels on the file's own scale: what ``predict`` labels and what an
-``imagefolder:`` task learns from (:mod:`lifelong.tasks` turns them into a network's input).
+``imagefolder:`` task learns from (:mod:`lifelong.task_data` turns them into a network's input).
 
 :func:`read_image` gives a ``(C, H, W)`` uint8 tensor, one grey channel or three (RGB), by the mode
 Pillow opens the file in:
@@ -10,7 +10,7 @@ Pillow opens the file in:
 * ``I`` (32-bit integer grey): read as 16-bit only where the file's samples are known to be 16-bit
   unsigned (a PNG or PGM/PPM, which Pillow puts on 0..65535, or a TIFF of 16-bit unsigned samples);
   anything else (32-bit or signed samples) is refused, as are values outside 0..65535.
-* ``F`` (32-bit float grey): the npz rule of :mod:`lifelong.tasks`: all values within [0, 1] read
+* ``F`` (32-bit float grey): the npz rule of :mod:`lifelong.task_data`: all values within [0, 1] read
   as ``round(255 · v)``; otherwise all within 0..255 read as ``round(v)``; anything else, and
   NaN/±inf, refused.
 * ``P``, ``PA``, ``RGB``, ``RGBA``, ``RGBX``, ``RGBa``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: three

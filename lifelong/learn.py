@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from agents import Agent, NewModule, Solution
 from agents.task import TaskSpec
 from library_store import Library, TaskRecord
-from library_store.errors import Conflict
 from lifelong.errors import TargetMissed
 
 LEARNED, BELOW_TARGET = "learned", "below-target"  # a task record's status
@@ -32,9 +31,9 @@ def learn(
     require_target: bool = False,
 ) -> TaskRecord:
     """Learn one task and commit it; return the stored task record. A task that misses its
-    target is committed with status ``below-target``, or, with ``require_target``, refused."""
-    if name in {task.name for task in library.tasks()}:
-        raise Conflict(f"task {name!r} already exists; choose another --name")
+    target is committed with status ``below-target``, or, with ``require_target``, refused.
+    ``name`` was checked before any work (:func:`lifelong.tasks.check_names`); one that another
+    writer took meanwhile is refused by the commit (``Conflict``), which then writes nothing."""
     timings: dict[str, float] = {}
     with _timed(timings, "prepare"):
         problem = agent.prepare(library, spec, name)

@@ -21,14 +21,11 @@ from agents.classification.budget import DEFAULT_TARGET, PRESETS, Budget
 from lifelong.errors import LifelongError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from agents.atari.agent import AtariAgent, Watcher
     from agents.classification.agent import ClassificationAgent
-    from agents.task import TaskData
+    from agents.task import TaskSpec
     from library_store import Library
     from lifelong.runner import Run
-    from lifelong.tasks import TaskSpec
 
 
 def budget_for(preset: str, **overrides: Any) -> Budget:
@@ -63,28 +60,23 @@ class ClassificationPlan:
 
     def check(self, library: Library, spec: TaskSpec, run: Run, learned_before: Sequence[str]) -> None:
         """Before any work: the task's data can be had and suits the spec."""
-        from lifelong.tasks import check_source
+        from lifelong.task_data import check_source
 
         check_source(spec, run.data_dir, run.seed)
 
     def agent(self, library: Library, name: str, run: Run) -> ClassificationAgent:
         from agents.classification.agent import ClassificationAgent
+        from lifelong.task_data import load_task_data
 
         return ClassificationAgent(
             self.budget,
             target=self.target,
             seed=run.seed,
             device=run.device,
-            load_data=functools.partial(_load, data_dir=run.data_dir),
+            load_data=functools.partial(load_task_data, data_dir=run.data_dir),
             progress=run.progress,
             workers=run.workers,
         )
-
-
-def _load(spec: TaskSpec, input_shape: tuple[int, int, int], seed: int, *, data_dir: Path | None) -> TaskData:
-    from lifelong.tasks import load_task_data
-
-    return load_task_data(spec, data_dir=data_dir, input_shape=input_shape, seed=seed)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from agents.classification.budget import Budget, PruneSettings
 from agents.classification.pruning import PrunePlan, apply_prune, plan_prune
 from library_store import Library, TaskRecord
 from lifelong.errors import LifelongError
-from lifelong.tasks import TaskData, load_task_data, parse_spec
+from lifelong.task_data import TaskData, load_task_data
+from lifelong.tasks import parse_spec
 
 
 def prune_settings(**values: Any) -> PruneSettings:

@@ -26,7 +26,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.functional import pil_to_tensor, resize
 
-from lifelong import tasks
+from lifelong import task_data
 from lifelong.errors import TaskDataError
 from lifelong.images import MAX_PIXELS, check_image, read_image
 
@@ -178,7 +178,7 @@ def test_eight_bit_image_folders_read_as_before(tmp_path: Path) -> None:
         image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).convert(mode)
         samples.append((str(tmp_path / f"{len(samples)}.{ext}"), 0))
         image.save(samples[-1][0])
-    images, _ = tasks._decode(samples, (28, 28))
+    images, _ = task_data._decode(samples, (28, 28))
     for (file, _), decoded in zip(samples, images, strict=True):
         with Image.open(file) as image:
             assert torch.equal(decoded, resize(pil_to_tensor(image.convert("RGB")), [28, 28], antialias=True))
@@ -193,7 +193,8 @@ def test_listing_keeps_torchvisions_order(tmp_path: Path) -> None:
                 (tmp_path / name / sub / file).touch()
     (tmp_path / "b" / "link.png").symlink_to(tmp_path / "a" / "1.png")  # a link to a file counts
     names, index = find_classes(tmp_path)
-    assert tasks._list_images(tmp_path) == (make_dataset(tmp_path, index, extensions=IMG_EXTENSIONS), names)
+    expected = (make_dataset(tmp_path, index, extensions=IMG_EXTENSIONS), names)
+    assert task_data._list_images(tmp_path) == expected
 
 
 def test_listing_does_not_follow_links_to_folders(tmp_path: Path) -> None:
@@ -202,7 +203,7 @@ def test_listing_does_not_follow_links_to_folders(tmp_path: Path) -> None:
         (tmp_path / name / "0.png").touch()
     (tmp_path / "a" / "up").symlink_to(tmp_path)  # a loop: torchvision lists a/0.png 41 times
     (tmp_path / "c").symlink_to(tmp_path / "b")  # a linked class folder is still a class
-    samples, names = tasks._list_images(tmp_path)
+    samples, names = task_data._list_images(tmp_path)
     assert names == ["a", "b", "c"]
     assert samples == [(str(tmp_path / n / "0.png"), i) for i, n in enumerate(names)]
 
@@ -211,12 +212,12 @@ def test_listing_is_bounded_and_says_what_is_missing(tmp_path: Path, monkeypatch
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     with pytest.raises(TaskDataError, match=r"no valid file for the classes a, b \(image files end in \.jpg"):
-        tasks._list_images(tmp_path)
+        task_data._list_images(tmp_path)
     for i in range(6):
         (tmp_path / "a" / f"{i}.png").touch()
-    monkeypatch.setattr(tasks, "MAX_ENTRIES", 7)
+    monkeypatch.setattr(task_data, "MAX_ENTRIES", 7)
     with pytest.raises(TaskDataError, match=f"^{tmp_path} holds more than 7 files and folders;"):
-        tasks._list_images(tmp_path)
+        task_data._list_images(tmp_path)
 
 
 # ---------------------------------------------------------------------------- the console script

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from agents import NewModule, Solution
 from agents.task import TaskSpec
-from library_store import Library, TaskArrays
+from library_store import Conflict, Library, TaskArrays
 from lifelong.errors import TargetMissed
 from lifelong.learn import BELOW_TARGET, LEARNED, learn
 
@@ -104,9 +105,16 @@ def test_a_missed_target_is_committed_below_target_or_refused(library: Library) 
     assert record.status == BELOW_TARGET == library.task("t").status
 
 
-def test_a_name_already_in_the_library_is_refused_before_any_step(library: Library) -> None:
-    run(library, FakeAgent(solved=True))
+def test_a_name_another_writer_took_meanwhile_is_refused_by_the_commit(
+    library: Library, library_path: Path
+) -> None:
+    """The driver checks names before any work (lifelong.tasks.check_names); a writer that takes
+    the name while the task learns loses nothing: the commit refuses, in one line, and writes nothing."""
+    run(Library.open(library_path), FakeAgent(solved=True))  # the other writer
+    state, history = Library.open(library_path).state, Library.open(library_path).log()
     agent = FakeAgent(solved=True)
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(Conflict, match=re.escape("task 't' already exists; choose another --name")):
         run(library, agent)
-    assert agent.calls == []
+    library.refresh()
+    assert (library.state, library.log()) == (state, history)
+    assert "committed" not in agent.calls

@@ -7,6 +7,7 @@ library byte-for-byte as it was, also when the bad spec comes after a good one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,10 +18,13 @@ import torch
 from cli_helpers import TINY, noisy_halves, run_cli
 from test_classification_cli import assert_errors_change_nothing, write_png
 
+import lifelong.data
 from agents.atari.games import Game, resolve_game
-from library_store import Library
+from library_store import NAME_MAX, Library
+from lifelong import task_data
 from lifelong.errors import TaskDataError, TaskSpecError
-from lifelong.tasks import NAME_MAX, check_names, check_source, load_task_data, parse_spec
+from lifelong.task_data import check_source, load_task_data
+from lifelong.tasks import check_names, parse_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(11)
@@ -232,6 +236,64 @@ def test_check_source_leaves_atari_to_parse_spec() -> None:
     assert spec.text == "atari: Space Invaders" and spec.game == resolve_game("SpaceInvaders")
     assert isinstance(spec.game, Game) and spec.game.rom == "space_invaders"  # what the library stores
     check_source(spec, None)
+
+
+# ---------------------------------------------------------------------------- sources read once
+def spy(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple[object, ...]]:
+    """The calls of ``owner.name`` from now on (the real function still answers them)."""
+    calls: list[tuple[object, ...]] = []
+    real = getattr(owner, name)
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_an_npz_is_decoded_once_however_often_it_is_checked_and_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_npz(tmp_path / "once.npz")
+    spec = parse_spec(f"npz:{path}")
+    reads = spy(monkeypatch, np, "load")
+    check_source(spec, None)
+    first, again = load_task_data(spec, seed=4), load_task_data(spec, seed=4)
+    assert len(reads) == 1
+    tensors = [field.name for field in dataclasses.fields(first) if field.name != "class_names"]
+    assert all(torch.equal(getattr(first, name), getattr(again, name)) for name in tensors)
+    assert first.class_names == again.class_names
+    first.test_x += 1  # what a caller does with its data stays its own
+    assert torch.equal(load_task_data(spec, seed=4).test_x, again.test_x)
+    save_npz(path, x_train=X[:20], y_train=Y[:20])  # a changed file is read again
+    check_source(spec, None)
+    assert len(reads) == 2
+
+
+def test_a_data_set_is_read_once_for_all_its_tasks(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = load_task_data(parse_spec("mnist:3v8@40~invert"), data_dir=data_dir, seed=1)
+    raw = tmp_path / "MNIST" / "raw"  # the same files in a folder of their own: not read yet
+    raw.mkdir(parents=True)
+    for file in (data_dir / "MNIST" / "raw").iterdir():
+        (raw / file.name).symlink_to(file)
+    reads = spy(monkeypatch, lifelong.data, "load")
+    for text in ("mnist:3v8@40~invert", "mnist:0-4", "mnist:1v7@5pc"):
+        check_source(parse_spec(text), tmp_path)
+    data = load_task_data(parse_spec("mnist:3v8@40~invert"), data_dir=tmp_path, seed=1)
+    assert len(reads) == 2  # the train and the test split, once
+    assert all(torch.equal(getattr(data, f), getattr(reference, f)) for f in ("train_x", "val_x", "test_y"))
+
+
+def test_the_sources_kept_read_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(task_data, "SOURCE_CACHE_BYTES", 0)  # past the bound: only the last one stays
+    a, b = (parse_spec(f"npz:{save_npz(tmp_path / f'{name}.npz')}") for name in "ab")
+    reads = spy(monkeypatch, np, "load")
+    for spec in (a, a, b, b, a):
+        check_source(spec, None)
+    assert len(reads) == 3
 
 
 # ---------------------------------------------------------------------------- specs

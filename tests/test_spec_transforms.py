@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lifelong.errors import TaskDataError, TaskSpecError
-from lifelong.tasks import check_source, load_task_data, parse_spec, transform_images
+from lifelong.task_data import check_source, load_task_data, transform_images
+from lifelong.tasks import parse_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

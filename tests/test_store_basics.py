@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from library_store import (
+    NAME_MAX,
     SCHEMA_VERSION,
     Conflict,
     InvalidRecord,
@@ -512,6 +513,8 @@ def test_unknown_task_module_snapshot(library: Library, make_tensors) -> None:
         lambda tx, t: tx.add_module("conv", t, created_by="x", config={"f": float("nan")}),
         lambda tx, t: tx.add_task(TaskRecord("x", "poetry", "x", [])),
         lambda tx, t: tx.add_task(TaskRecord("", "classification", "x", [])),
+        lambda tx, t: tx.add_task(TaskRecord("tab\there", "classification", "x", [])),
+        lambda tx, t: tx.add_task(TaskRecord("x" * (NAME_MAX + 1), "classification", "x", [])),
         lambda tx, t: tx.add_task(record("x", [[]]), TaskArrays(uses=[[{"alpha": np.float32(1)}]])),
     ],
 )

@@ -11,7 +11,7 @@ from cli_helpers import assert_one_line_error, run_cli
 from lifelong.data import fetch
 from lifelong.errors import TaskSpecError
 from lifelong.streams import PRESETS, parse_stream
-from lifelong.tasks import check_source
+from lifelong.task_data import check_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

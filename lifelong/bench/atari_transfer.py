@@ -51,6 +51,7 @@ from agents.atari.network import Network
 from agents.atari.problem import stream_seed
 from agents.atari.units import unit_statistics
 from agents.atari.workers import evaluate_episodes
+from agents.task import TaskSpec
 from agents.workers import Workers, shared
 from library_store import Library
 from lifelong.atari import evaluate_atari
@@ -58,7 +59,7 @@ from lifelong.bench import BenchResult, Stage, mean_ci
 from lifelong.errors import LifelongError
 from lifelong.plans import AtariPlan
 from lifelong.runner import learn_specs
-from lifelong.tasks import TaskSpec, parse_spec
+from lifelong.tasks import parse_spec
 
 PATHS = ("Freeway>SpaceInvaders>Seaquest", "Boxing>Seaquest")
 """The standard protocol's games: Freeway → Space Invaders, then a chain on to Seaquest (the paper's

@@ -64,7 +64,8 @@ from agents.classification.genome import mutate
 from agents.task import DEFAULT_INPUT_SHAPE
 from agents.workers import Workers
 from lifelong.bench import BenchResult
-from lifelong.tasks import load_task_data, parse_spec
+from lifelong.task_data import load_task_data
+from lifelong.tasks import parse_spec
 
 
 @dataclass(frozen=True)

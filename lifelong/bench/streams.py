@@ -48,7 +48,7 @@ from lifelong.history import Contents, contents_before
 from lifelong.metrics import check_matrix, summary, with_current_names
 from lifelong.plans import ClassificationPlan
 from lifelong.streams import Stream
-from lifelong.tasks import load_task_data
+from lifelong.task_data import load_task_data
 
 FOLLOW_S = 0.5  # how often the random library, one task behind the agent, looks for its commit
 AGENT_FAILED = "agent-failed"  # marks a seed whose agent stopped: the random library gives up
