@@ -70,8 +70,12 @@ CPU = torch.device("cpu")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # `bench streams` results written before issue 27's names (forward_transfer, transfer_last_task,
 # forgetting, lifelong_minus_independent_points)
-OLD_RESULTS = sorted((REPO_ROOT / "benchmarks" / "results").glob("**/streams-*.json"))
 OLD_NAMES = {"forward_transfer", "transfer_last_task", "forgetting"}
+STREAM_RESULTS = sorted((REPO_ROOT / "benchmarks" / "results").glob("**/streams-*.json"))
+OLD_RESULTS = [  # the files written before the metrics' renaming
+    path for path in STREAM_RESULTS if set(json.loads(path.read_text())["results"]["lifelong"]) >= OLD_NAMES
+]
+NEW_RESULTS = [path for path in STREAM_RESULTS if path not in OLD_RESULTS]
 # for tests of the bookkeeping, not of learning: a few steps of everything
 FEW_STEPS = TINY.override(so_steps=5, final_steps=5, candidate_steps=5, settle_steps=0, eval_every=5)
 
@@ -179,6 +183,14 @@ def assert_same_figures(got: dict[str, Any], expected: dict[str, Any]) -> None:
     for key, value in expected.items():
         assert (got[key] is None) == (value is None), key
         assert value is None or got[key] == pytest.approx(value, rel=1e-12, abs=1e-14), key
+
+
+def test_the_stored_stream_results_are_mostly_old_ones_and_the_new_ones_load_as_written() -> None:
+    assert len(OLD_RESULTS) >= 30  # the renaming test below has files to read
+    for path in NEW_RESULTS:
+        raw = json.loads(path.read_text())
+        assert not OLD_NAMES & set(raw["results"]["lifelong"]), path
+        assert load_bench(path)["results"] == raw["results"], path
 
 
 @pytest.mark.parametrize(
